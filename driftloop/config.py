@@ -1,0 +1,183 @@
+"""The project config (`driftloop.yaml`): one validated pydantic model.
+
+Every section forbids unknown keys, so a typo is an error that names the key instead of a
+setting that silently does nothing. Load it with :func:`load_config`; it raises
+:class:`ConfigError` with every problem listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Task = Literal["classification", "regression"]
+Family = Literal["logistic", "linear", "random_forest", "hist_gradient_boosting"]
+ClassificationMetric = Literal["roc_auc", "log_loss", "accuracy", "f1", "brier"]
+RegressionMetric = Literal["rmse", "mae", "r2"]
+
+#: Metrics where a smaller value is better.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
+CLASSIFICATION_METRICS = frozenset(ClassificationMetric.__args__)  # type: ignore[attr-defined]
+REGRESSION_METRICS = frozenset(RegressionMetric.__args__)  # type: ignore[attr-defined]
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid; the message lists every problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class SqlSource(_Section):
+    """Training data read from a database with SQLAlchemy."""
+
+    url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db")
+    query: str = Field(description="SELECT returning the feature, target (and id/time) columns")
+
+
+class DataConfig(_Section):
+    train: str | SqlSource = Field(description="CSV or Parquet path (relative to the config), or a SQL source")
+
+    @field_validator("train")
+    @classmethod
+    def _path_has_known_suffix(cls, value: str | SqlSource) -> str | SqlSource:
+        if isinstance(value, str) and Path(value).suffix.lower() not in {".csv", ".parquet", ".pq"}:
+            raise ValueError(f"data.train must be a .csv or .parquet file, got {value!r}")
+        return value
+
+
+class FeaturesConfig(_Section):
+    numeric: list[str] | None = Field(None, description="numeric feature columns (inferred if absent)")
+    categorical: list[str] | None = Field(None, description="categorical feature columns (inferred if absent)")
+    drop: list[str] = Field(default_factory=list, description="columns ignored on ingestion")
+    not_null: list[str] = Field(
+        default_factory=list,
+        description="features that may never be missing at serving time (others are imputed)",
+    )
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> FeaturesConfig:
+        both = set(self.numeric or []) & set(self.categorical or [])
+        if both:
+            raise ValueError(f"features listed as both numeric and categorical: {sorted(both)}")
+        dropped = (set(self.numeric or []) | set(self.categorical or [])) & set(self.drop)
+        if dropped:
+            raise ValueError(f"features listed in drop and used at once: {sorted(dropped)}")
+        return self
+
+
+class CandidateConfig(_Section):
+    family: Family
+    search: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="hyperparameter grid for the estimator, e.g. {C: [0.1, 1, 10]}",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="fixed estimator parameters")
+
+
+class ModelConfig(_Section):
+    candidates: list[CandidateConfig] = Field(
+        default_factory=lambda: [CandidateConfig(family="logistic")], min_length=1
+    )
+    cv_folds: int = Field(3, ge=2, le=20)
+    search_iterations: int = Field(8, ge=1, description="random-search draws per candidate family")
+    test_size: float = Field(0.2, gt=0.0, lt=0.9, description="held-out share for evaluation")
+    seed: int = 42
+    max_train_rows: int | None = Field(
+        None, ge=100, description="subsample the training rows for the search (speed); the final fit uses all"
+    )
+
+
+class PromotionConfig(_Section):
+    metric: str = Field("roc_auc", description="primary metric compared between candidate and champion")
+    min_improvement: float = Field(0.0, ge=0.0, description="absolute improvement needed over the champion")
+    floor: float | None = Field(
+        None, description="absolute bound the first champion must reach (>= for higher-is-better metrics)"
+    )
+
+
+class ProjectConfig(_Section):
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    task: Task
+    target: str
+    data: DataConfig
+    id_column: str | None = None
+    time_column: str | None = None
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    min_rows: int = Field(50, ge=10, description="refuse training data with fewer rows")
+    #: Directory of the config file; relative data paths resolve against it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ProjectConfig:
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        if self.promotion.metric not in allowed:
+            raise ValueError(
+                f"promotion.metric {self.promotion.metric!r} does not fit task {self.task!r}; "
+                f"choose one of {sorted(allowed)}"
+            )
+        special = {self.target, self.id_column, self.time_column} - {None}
+        listed = set(self.features.numeric or []) | set(self.features.categorical or [])
+        clash = special & listed
+        if clash:
+            raise ValueError(f"target/id/time columns cannot also be features: {sorted(clash)}")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.promotion.metric not in LOWER_IS_BETTER
+
+    def train_path(self) -> Path | None:
+        """Absolute path of a file training source, or None for a SQL source."""
+        if isinstance(self.data.train, str):
+            path = Path(self.data.train)
+            return path if path.is_absolute() else (self.base_dir / path).resolve()
+        return None
+
+    def config_hash(self) -> str:
+        """A stable hash of the settings (not of where the file lives)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the config reference in the README)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  - {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), source: str = "config") -> ProjectConfig:
+    """Validate a config mapping; raise ConfigError naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    try:
+        return ProjectConfig.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(f"{source} is invalid:\n{_format_errors(exc)}") from None
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Read and validate a driftloop YAML config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass --config PATH to a driftloop.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(raw, base_dir=path.resolve().parent, source=str(path))

@@ -1,0 +1,1 @@
+"""Prefect flows and tasks: the thin wiring that does I/O and calls pipelines/ and monitoring/."""

@@ -1,0 +1,1 @@
+"""The HTTP inference service: loads the champion, validates, predicts, logs."""
