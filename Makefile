@@ -4,7 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench ui stack stack-down clean
+.PHONY: setup system-deps demo test lint bench ui stack stack-down clean
+
+# Debian tools the tests drive: Chromium (UI screenshots), promtool (alert rules), wrk (bench).
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/promtool /usr/bin/wrk
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,10 +18,17 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
+system-deps:
+	@missing=""; for f in $(SYSTEM_TOOLS); do test -x $$f || missing="$$missing $$f"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus wrk >/dev/null; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/driftloop demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)

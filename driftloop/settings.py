@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         description="the Evidently workspace (projects, snapshots, dashboards)",
     )
     prefect_api_url: str | None = Field(None, validation_alias="PREFECT_API_URL")
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000", validation_alias="DRIFTLOOP_MLFLOW_UI_URL",
+        description="where people open the MLflow UI (used for links in Prefect artifacts)",
+    )
 
     def artifact_location(self) -> str:
         """Artifact root as a URI MLflow accepts (absolute file path or a remote URI)."""

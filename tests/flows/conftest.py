@@ -1,0 +1,42 @@
+"""Flow tests run under one session-wide Prefect test harness (a real, temporary Prefect API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from tests.conftest import DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def write_config(directory: Path, frame: pd.DataFrame, **overrides: object) -> Path:
+    """Write a small employment dataset and a config for it into `directory`."""
+    data_path = directory / "train.parquet"
+    frame.to_parquet(data_path, index=False)
+    base = yaml.safe_load((DATA.parents[1] / "driftloop.yaml").read_text())
+    base["data"] = {"train": str(data_path)}
+    base["model"] = {
+        "candidates": [{"family": "logistic", "search": {"C": [0.1, 1.0]}}],
+        "cv_folds": 2,
+        "search_iterations": 2,
+        "seed": 7,
+    }
+    base.update(overrides)
+    path = directory / "driftloop.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+@pytest.fixture
+def small_employment(employment_reference: pd.DataFrame) -> pd.DataFrame:
+    return employment_reference.sample(3000, random_state=0).reset_index(drop=True)

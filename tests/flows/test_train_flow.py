@@ -1,0 +1,98 @@
+"""The train flow end to end on the shipped data, into a real MLflow registry in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from driftloop import registry
+from flows.train import train
+from tests.flows.conftest import write_config
+
+
+def _client(env: dict[str, str]) -> MlflowClient:
+    return registry.make_client(env["MLFLOW_TRACKING_URI"])
+
+
+def test_first_training_registers_a_browsable_champion(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
+    config = write_config(tmp_path, small_employment)
+
+    outcome = train(config_path=str(config), trigger="manual")
+
+    client = _client(mlflow_env)
+    assert outcome["promoted"] is True
+    champion = client.get_model_version_by_alias("employment", "champion")
+    assert champion.version == str(outcome["version"]) == "1"
+    tags = champion.tags
+    for key in ("data_digest", "config_hash", "git_commit", "prefect_flow_run_id", "trigger", "task"):
+        assert tags[f"driftloop.{key}"], key
+    assert tags["driftloop.trigger"] == "manual"
+    assert json.loads(tags["driftloop.numeric"]) == ["AGEP"]
+    assert "prediction" not in json.loads(tags["driftloop.categorical"])
+    assert champion.description and "holdout metric" in champion.description
+
+    run = client.get_run(champion.run_id)
+    assert {"holdout_roc_auc", "holdout_log_loss", "holdout_accuracy", "holdout_f1", "overfit_gap"} <= set(
+        run.data.metrics
+    )
+    inputs = run.inputs.dataset_inputs
+    contexts = {i.tags[0].value for i in inputs}
+    assert contexts == {"training", "evaluation"}
+    assert all(i.dataset.digest for i in inputs)
+    assert tags["driftloop.data_digest"] in {i.dataset.digest for i in inputs}
+
+    artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
+    assert {"plots/confusion_matrix.png", "plots/roc_curve.png"} <= artifacts
+    reference = registry.load_reference(client, champion.run_id)
+    assert {"AGEP", "SCHL", "employed", "prediction", "probability"} <= set(reference.columns)
+
+    model_info = registry.load_model("employment", 1)
+    assert hasattr(model_info, "predict_proba")
+    from mlflow.models import get_model_info
+
+    info = get_model_info("models:/employment@champion")
+    assert [c.name for c in info.signature.inputs.inputs][:2] == ["AGEP", "SCHL"]
+
+
+def test_a_worse_model_does_not_take_champion(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
+    config = write_config(tmp_path, small_employment)
+    first = train(config_path=str(config))
+
+    # Same data and holdout, but a model that sees only one uninformative feature.
+    worse = write_config(
+        tmp_path,
+        small_employment,
+        features={"numeric": [], "categorical": ["RAC1P"], "drop": ["prediction", "predicted_probability"]},
+    )
+    second = train(config_path=str(worse))
+
+    client = _client(mlflow_env)
+    assert second["promoted"] is False
+    assert "champion" in second["reason"]
+    assert client.get_model_version_by_alias("employment", "champion").version == str(first["version"])
+    challenger = client.get_model_version_by_alias("employment", "challenger")
+    assert challenger.version == str(second["version"])
+    assert challenger.tags["driftloop.role"] == "challenger"
+    assert challenger.tags["driftloop.decision_reason"] == second["reason"]
+
+
+def test_bad_data_registers_nothing(tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame) -> None:
+    from pipelines.validation import DataValidationError
+
+    broken = small_employment.drop(columns=["SCHL"]).assign(employed=lambda d: d["employed"].where(d.index > 10))
+    config = write_config(tmp_path, broken)
+
+    with pytest.raises(DataValidationError) as err:
+        train(config_path=str(config))
+
+    message = str(err.value)
+    assert "SCHL" in message and "employed" in message
+    assert _client(mlflow_env).search_registered_models() == []
