@@ -27,7 +27,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from driftloop.registry import ModelNotFoundError
     from pipelines.validation import DataValidationError
 
-    return (ConfigError, DataSourceError, ModelNotFoundError, DataValidationError, FileNotFoundError)
+    return (
+        ConfigError,
+        DataSourceError,
+        ModelNotFoundError,
+        DataValidationError,
+        FileNotFoundError,
+    )
 
 
 def run_or_exit(action: Callable[[], T]) -> T:
@@ -54,9 +60,13 @@ def train(config: ConfigOpt = Path("driftloop.yaml")) -> None:
     run_or_exit(lambda: load_config(config))  # fail fast, before Prefect starts
     from flows.train import train as train_flow
 
-    outcome: dict[str, Any] = run_or_exit(lambda: train_flow(config_path=str(config), trigger="manual"))
+    outcome: dict[str, Any] = run_or_exit(
+        lambda: train_flow(config_path=str(config), trigger="manual")
+    )
     verdict = "promoted to champion" if outcome["promoted"] else "registered as challenger"
-    typer.echo(f"{outcome['model_name']} version {outcome['version']} {verdict}: {outcome['reason']}")
+    typer.echo(
+        f"{outcome['model_name']} version {outcome['version']} {verdict}: {outcome['reason']}"
+    )
 
 
 @app.command()
@@ -73,8 +83,12 @@ def promote(
     def body() -> None:
         cfg = load_config(config)
         client = registry.make_client(Settings().mlflow_tracking_uri)
-        previous = registry.set_champion(client, cfg.model_name, version, reason=reason, actor=_actor())
-        typer.echo(f"{cfg.model_name}: champion is now version {version} (was {previous or 'none'})")
+        previous = registry.set_champion(
+            client, cfg.model_name, version, reason=reason, actor=_actor()
+        )
+        typer.echo(
+            f"{cfg.model_name}: champion is now version {version} (was {previous or 'none'})"
+        )
 
     run_or_exit(body)
 
@@ -109,9 +123,15 @@ def versions(config: ConfigOpt = Path("driftloop.yaml")) -> None:
         metric = cfg.promotion.metric
         typer.echo(f"{'version':>7}  {'role':<16} {metric:>10}  trigger")
         for mv in registry.list_versions(client, cfg.model_name):
-            role = "champion" if champion and champion.version == mv.version else mv.tags.get(registry.TAG + "role", "")
+            role = (
+                "champion"
+                if champion and champion.version == mv.version
+                else mv.tags.get(registry.TAG + "role", "")
+            )
             value = mv.tags.get(f"{registry.TAG}holdout_{metric}", "")
-            typer.echo(f"{mv.version:>7}  {role:<16} {value[:10]:>10}  {mv.tags.get(registry.TAG + 'trigger', '')}")
+            typer.echo(
+                f"{mv.version:>7}  {role:<16} {value[:10]:>10}  {mv.tags.get(registry.TAG + 'trigger', '')}"
+            )
 
     run_or_exit(body)
 

@@ -42,7 +42,9 @@ class SqlSource(_Section):
 
 
 class DataConfig(_Section):
-    train: str | SqlSource = Field(description="CSV or Parquet path (relative to the config), or a SQL source")
+    train: str | SqlSource = Field(
+        description="CSV or Parquet path (relative to the config), or a SQL source"
+    )
 
     @field_validator("train")
     @classmethod
@@ -53,8 +55,12 @@ class DataConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    numeric: list[str] | None = Field(None, description="numeric feature columns (inferred if absent)")
-    categorical: list[str] | None = Field(None, description="categorical feature columns (inferred if absent)")
+    numeric: list[str] | None = Field(
+        None, description="numeric feature columns (inferred if absent)"
+    )
+    categorical: list[str] | None = Field(
+        None, description="categorical feature columns (inferred if absent)"
+    )
     drop: list[str] = Field(default_factory=list, description="columns ignored on ingestion")
     not_null: list[str] = Field(
         default_factory=list,
@@ -90,15 +96,22 @@ class ModelConfig(_Section):
     test_size: float = Field(0.2, gt=0.0, lt=0.9, description="held-out share for evaluation")
     seed: int = 42
     max_train_rows: int | None = Field(
-        None, ge=100, description="subsample the training rows for the search (speed); the final fit uses all"
+        None,
+        ge=100,
+        description="subsample the training rows for the search (speed); the final fit uses all",
     )
 
 
 class PromotionConfig(_Section):
-    metric: str = Field("roc_auc", description="primary metric compared between candidate and champion")
-    min_improvement: float = Field(0.0, ge=0.0, description="absolute improvement needed over the champion")
+    metric: str = Field(
+        "roc_auc", description="primary metric compared between candidate and champion"
+    )
+    min_improvement: float = Field(
+        0.0, ge=0.0, description="absolute improvement needed over the champion"
+    )
     floor: float | None = Field(
-        None, description="absolute bound the first champion must reach (>= for higher-is-better metrics)"
+        None,
+        description="absolute bound the first champion must reach (>= for higher-is-better metrics)",
     )
 
 
@@ -161,10 +174,14 @@ def _format_errors(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), source: str = "config") -> ProjectConfig:
+def parse_config(
+    raw: dict[str, Any], *, base_dir: Path = Path("."), source: str = "config"
+) -> ProjectConfig:
     """Validate a config mapping; raise ConfigError naming every bad key."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys at the top level, got {type(raw).__name__}"
+        )
     try:
         return ProjectConfig.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:

@@ -37,7 +37,9 @@ def read_sql(source: SqlSource) -> pd.DataFrame:
         with engine.connect() as conn:
             return pd.read_sql_query(sa.text(source.query), conn)
     except sa.exc.SQLAlchemyError as exc:
-        raise DataSourceError(f"query on {engine.url.render_as_string(hide_password=True)} failed: {exc}") from None
+        raise DataSourceError(
+            f"query on {engine.url.render_as_string(hide_password=True)} failed: {exc}"
+        ) from None
     finally:
         engine.dispose()
 

@@ -112,7 +112,9 @@ def set_champion(
     now = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(model_name, target.version, TAG + "role", "champion")
     client.set_model_version_tag(model_name, target.version, TAG + "promoted_at", now)
-    client.set_model_version_tag(model_name, target.version, TAG + "promotion_reason", reason[:4000])
+    client.set_model_version_tag(
+        model_name, target.version, TAG + "promotion_reason", reason[:4000]
+    )
     if previous is not None and previous.version != target.version:
         client.set_model_version_tag(model_name, previous.version, TAG + "role", "former_champion")
     challenger = get_alias(client, model_name, CHALLENGER)
@@ -124,7 +126,9 @@ def set_champion(
     return previous.version if previous is not None else None
 
 
-def mark_challenger(client: MlflowClient, model_name: str, version: int | str, *, reason: str) -> None:
+def mark_challenger(
+    client: MlflowClient, model_name: str, version: int | str, *, reason: str
+) -> None:
     """Record a refused candidate: alias `challenger` and the refusal reason as tags."""
     client.set_registered_model_alias(model_name, CHALLENGER, str(version))
     client.set_model_version_tag(model_name, str(version), TAG + "role", "challenger")
@@ -150,7 +154,9 @@ def rollback(client: MlflowClient, model_name: str, *, actor: str) -> tuple[str,
             f"model {model_name!r} has no earlier champion than version {current.version}; "
             "use `driftloop promote --version N` to choose one"
         )
-    set_champion(client, model_name, target, reason=f"rollback from version {current.version}", actor=actor)
+    set_champion(
+        client, model_name, target, reason=f"rollback from version {current.version}", actor=actor
+    )
     client.set_model_version_tag(model_name, current.version, TAG + "role", "rolled_back")
     return current.version, str(target)
 
@@ -206,5 +212,7 @@ def load_reference(client: MlflowClient, run_id: str) -> pd.DataFrame:
         try:
             local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp)
         except MlflowException as exc:
-            raise ModelNotFoundError(f"run {run_id} has no reference snapshot ({REFERENCE_ARTIFACT})") from exc
+            raise ModelNotFoundError(
+                f"run {run_id} has no reference snapshot ({REFERENCE_ARTIFACT})"
+            ) from exc
         return pd.read_parquet(Path(local))

@@ -30,13 +30,21 @@ class ScenarioError(ValueError):
 def _renumber_schooling(codes: pd.Series) -> pd.Series:
     """SCHL codes 0..24 read backwards (24 - code), as strings."""
     numeric = pd.to_numeric(codes.astype("object"), errors="coerce")
-    return (24 - numeric).astype("Int64").astype("string").astype("object").where(numeric.notna(), None)
+    return (
+        (24 - numeric)
+        .astype("Int64")
+        .astype("string")
+        .astype("object")
+        .where(numeric.notna(), None)
+    )
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], scenario: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ScenarioError(f"scenario {scenario!r} needs columns {missing}, which the live data lacks")
+        raise ScenarioError(
+            f"scenario {scenario!r} needs columns {missing}, which the live data lacks"
+        )
 
 
 def apply_scenario(

@@ -97,7 +97,9 @@ def ingest_config(config: ProjectConfig, *, frame: pd.DataFrame | None = None) -
 
 @flow(name="ingest", log_prints=True)
 def ingest(
-    config_path: Annotated[str, Field(description="path to driftloop.yaml, relative to the working directory")] = "driftloop.yaml",
+    config_path: Annotated[
+        str, Field(description="path to driftloop.yaml, relative to the working directory")
+    ] = "driftloop.yaml",
 ) -> dict[str, object]:
     """Read the configured training data and validate it (nothing is registered)."""
     config = load_config(config_path)

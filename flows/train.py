@@ -79,7 +79,12 @@ def git_commit(cwd: Path) -> str:
     """The repository commit of the code doing the training ('unknown' outside git)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -113,7 +118,9 @@ def fit(config: ProjectConfig, train_frame: pd.DataFrame, spec: FeatureSpec) -> 
 
 
 @task(cache_policy=NO_CACHE)
-def score(config: ProjectConfig, pipeline: Any, frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float]:
+def score(
+    config: ProjectConfig, pipeline: Any, frame: pd.DataFrame, spec: FeatureSpec
+) -> dict[str, float]:
     """Task-appropriate metrics of a fitted pipeline on a frame."""
     X, y = split_xy(frame, spec, config.target)
     return evaluate(pipeline, X, y, task=config.task)
@@ -133,14 +140,20 @@ def champion_scores(
         X, y = split_xy(holdout, info.spec, config.target)
         return int(current.version), evaluate(champion, X, y, task=config.task), None
     except Exception as exc:  # a champion that cannot score the new data cannot be compared
-        return int(current.version), None, f"champion v{current.version} cannot score this holdout: {exc}"
+        return (
+            int(current.version),
+            None,
+            f"champion v{current.version} cannot score this holdout: {exc}",
+        )
 
 
 def _trusted_types(pipeline: Any) -> list[str]:
     found = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
     unknown = found - _KNOWN_SKOPS_TYPES
     if unknown:
-        raise RuntimeError(f"the trained pipeline contains types driftloop does not trust: {sorted(unknown)}")
+        raise RuntimeError(
+            f"the trained pipeline contains types driftloop does not trust: {sorted(unknown)}"
+        )
     return sorted(found)
 
 
@@ -149,7 +162,12 @@ def _classes(pipeline: Any) -> list[Any]:
     return [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else []
 
 
-def version_description(config: ProjectConfig, result: TrainingResult, metrics: dict[str, float], lineage: dict[str, str]) -> str:
+def version_description(
+    config: ProjectConfig,
+    result: TrainingResult,
+    metrics: dict[str, float],
+    lineage: dict[str, str],
+) -> str:
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items()))
     return (
         f"**{result.family}** pipeline for `{config.target}` ({config.task}), trigger `{lineage.get('trigger')}`.\n\n"
@@ -175,7 +193,9 @@ def register(
     """Log the run (params, metrics, plots, datasets, reference) and register the model version."""
     spec = ingested.spec
     experiment_id = registry.ensure_experiment(
-        client, registry.training_experiment(config.model_name), artifact_location=settings.artifact_location()
+        client,
+        registry.training_experiment(config.model_name),
+        artifact_location=settings.artifact_location(),
     )
     X_train, y_train = split_xy(train_frame, spec, config.target)
     X_hold, y_hold = split_xy(holdout, spec, config.target)
@@ -192,7 +212,9 @@ def register(
         name=f"{config.model_name}-holdout",
     )
     mlflow.set_experiment(experiment_id=experiment_id)
-    with mlflow.start_run(run_name=f"{config.model_name}-{lineage.get('trigger', 'manual')}") as run:
+    with mlflow.start_run(
+        run_name=f"{config.model_name}-{lineage.get('trigger', 'manual')}"
+    ) as run:
         mlflow.set_tags({registry.TAG + k: v for k, v in lineage.items()})
         mlflow.log_params(
             {
@@ -211,14 +233,21 @@ def register(
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
         mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items()})
         gap = overfit_gap(
-            train_metrics, metrics, metric=config.promotion.metric, higher_is_better=config.higher_is_better
+            train_metrics,
+            metrics,
+            metric=config.promotion.metric,
+            higher_is_better=config.higher_is_better,
         )
         mlflow.log_metrics({"cv_score": result.cv_score, "overfit_gap": gap})
         mlflow.log_input(train_data, context="training")
         mlflow.log_input(holdout_data, context="evaluation")
-        for name, figure in evaluation_figures(result.pipeline, X_hold, y_hold, task=config.task).items():
+        for name, figure in evaluation_figures(
+            result.pipeline, X_hold, y_hold, task=config.task
+        ).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
-        reference = build_reference(result.pipeline, X_train, y_train, target=config.target, task=config.task)
+        reference = build_reference(
+            result.pipeline, X_train, y_train, target=config.target, task=config.task
+        )
         with tempfile.TemporaryDirectory() as tmp:
             ref_path = Path(tmp) / "reference.parquet"
             reference.to_parquet(ref_path, index=False)
@@ -254,7 +283,9 @@ def register(
     for key, value in tags.items():
         client.set_model_version_tag(config.model_name, version, registry.TAG + key, str(value))
     client.update_model_version(
-        config.model_name, version, description=version_description(config, result, metrics, lineage)
+        config.model_name,
+        version,
+        description=version_description(config, result, metrics, lineage),
     )
     return int(version), run.info.run_id
 
@@ -263,7 +294,9 @@ def decision_markdown(outcome: TrainOutcome, decision: PromotionDecision) -> str
     names = sorted(outcome.metrics)
     champ = outcome.champion_metrics or {}
     rows = "\n".join(
-        f"| {n} | {outcome.metrics[n]:.4f} | {champ[n]:.4f} |" if n in champ else f"| {n} | {outcome.metrics[n]:.4f} | - |"
+        f"| {n} | {outcome.metrics[n]:.4f} | {champ[n]:.4f} |"
+        if n in champ
+        else f"| {n} | {outcome.metrics[n]:.4f} | - |"
         for n in names
     )
     verdict = "promoted to **champion**" if decision.promote else "kept as **challenger**"
@@ -304,7 +337,9 @@ def train_and_gate(
     result = fit(config, train_frame, ingested.spec)
     logger.info("best family %s (cv %s %.4f)", result.family, result.cv_metric, result.cv_score)
     metrics = score(config, result.pipeline, holdout, ingested.spec)
-    sample = train_frame.sample(min(len(train_frame), _TRAIN_METRIC_ROWS), random_state=config.model.seed)
+    sample = train_frame.sample(
+        min(len(train_frame), _TRAIN_METRIC_ROWS), random_state=config.model.seed
+    )
     train_metrics = score(config, result.pipeline, sample, ingested.spec)
     champion_version, champion_metrics, problem = champion_scores(config, client, holdout)
     lineage = {
@@ -328,8 +363,11 @@ def train_and_gate(
     policy = policy_for(config)
     if problem is not None:
         decision = PromotionDecision(
-            promote=False, reason=problem, metric=policy.metric,
-            candidate=metrics.get(policy.metric, float("nan")), champion=None,
+            promote=False,
+            reason=problem,
+            metric=policy.metric,
+            candidate=metrics.get(policy.metric, float("nan")),
+            champion=None,
         )
     else:
         decision = should_promote(metrics, champion_metrics, policy)
@@ -337,10 +375,18 @@ def train_and_gate(
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({f"champion_holdout_{k}": v for k, v in champion_metrics.items()})
     if decision.promote:
-        registry.set_champion(client, config.model_name, version, reason=decision.reason, actor=lineage.get("trigger", "manual"))
+        registry.set_champion(
+            client,
+            config.model_name,
+            version,
+            reason=decision.reason,
+            actor=lineage.get("trigger", "manual"),
+        )
     else:
         registry.mark_challenger(client, config.model_name, version, reason=decision.reason)
-    client.set_model_version_tag(config.model_name, str(version), registry.TAG + "decision", decision.reason[:4000])
+    client.set_model_version_tag(
+        config.model_name, str(version), registry.TAG + "decision", decision.reason[:4000]
+    )
     outcome = TrainOutcome(
         model_name=config.model_name,
         version=version,
@@ -353,7 +399,11 @@ def train_and_gate(
         lineage=lineage,
     )
     key = config.model_name.lower().replace("_", "-")
-    create_markdown_artifact(decision_markdown(outcome, decision), key=f"{key}-promotion", description="promotion decision")
+    create_markdown_artifact(
+        decision_markdown(outcome, decision),
+        key=f"{key}-promotion",
+        description="promotion decision",
+    )
     experiment_id = client.get_run(run_id).info.experiment_id
     create_link_artifact(
         f"{settings.mlflow_ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}",
@@ -366,13 +416,19 @@ def train_and_gate(
 
 @flow(name="train", log_prints=True)
 def train(
-    config_path: Annotated[str, Field(description="path to driftloop.yaml, relative to the working directory")] = "driftloop.yaml",
-    trigger: Annotated[Trigger, Field(description="why this training runs; recorded on the model version")] = "manual",
+    config_path: Annotated[
+        str, Field(description="path to driftloop.yaml, relative to the working directory")
+    ] = "driftloop.yaml",
+    trigger: Annotated[
+        Trigger, Field(description="why this training runs; recorded on the model version")
+    ] = "manual",
 ) -> dict[str, Any]:
     """Ingest and validate the configured data, train, evaluate, register, and gate the champion."""
     config = load_config(config_path)
     settings = Settings()
     ingested = ingest_config(config)
     outcome = train_and_gate(config, settings, ingested=ingested, lineage={"trigger": trigger})
-    print(f"{outcome.model_name} v{outcome.version}: {'PROMOTED' if outcome.promoted else 'not promoted'} - {outcome.reason}")
+    print(
+        f"{outcome.model_name} v{outcome.version}: {'PROMOTED' if outcome.promoted else 'not promoted'} - {outcome.reason}"
+    )
     return outcome.to_dict()

@@ -72,5 +72,7 @@ def test_config_hash_ignores_location_but_not_settings(tmp_path: Path) -> None:
 
 
 def test_sql_source_is_accepted() -> None:
-    config = parse_config({**MINIMAL, "data": {"train": {"url": "sqlite:///x.db", "query": "select * from t"}}})
+    config = parse_config(
+        {**MINIMAL, "data": {"train": {"url": "sqlite:///x.db", "query": "select * from t"}}}
+    )
     assert config.train_path() is None

@@ -15,10 +15,16 @@ runner = CliRunner()
 
 
 def _champion(env: dict[str, str]) -> str:
-    return MlflowClient(env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias("employment", "champion").version
+    return str(
+        MlflowClient(env["MLFLOW_TRACKING_URI"])
+        .get_model_version_by_alias("employment", "champion")
+        .version
+    )
 
 
-def test_train_promote_rollback(tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame) -> None:
+def test_train_promote_rollback(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
     config = write_config(tmp_path, small_employment)
 
     first = runner.invoke(app, ["train", "--config", str(config)])
@@ -41,7 +47,9 @@ def test_train_promote_rollback(tmp_path: Path, mlflow_env: dict[str, str], smal
     assert "champion" in listing.output and "rolled_back" in listing.output
 
 
-def test_errors_are_one_clear_line(tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame) -> None:
+def test_errors_are_one_clear_line(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
     missing = runner.invoke(app, ["train", "--config", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2
     assert "config file not found" in missing.output
@@ -60,4 +68,6 @@ def test_errors_are_one_clear_line(tmp_path: Path, mlflow_env: dict[str, str], s
     typo.write_text(config.read_text().replace("target:", "targt:"))
     result = runner.invoke(app, ["train", "--config", str(typo)])
     assert result.exit_code == 2
-    assert "targt: unknown key" in result.output and "target: required key is missing" in result.output
+    assert (
+        "targt: unknown key" in result.output and "target: required key is missing" in result.output
+    )

@@ -28,9 +28,16 @@ def test_first_training_registers_a_browsable_champion(
     client = _client(mlflow_env)
     assert outcome["promoted"] is True
     champion = client.get_model_version_by_alias("employment", "champion")
-    assert champion.version == str(outcome["version"]) == "1"
+    assert str(champion.version) == str(outcome["version"]) == "1"
     tags = champion.tags
-    for key in ("data_digest", "config_hash", "git_commit", "prefect_flow_run_id", "trigger", "task"):
+    for key in (
+        "data_digest",
+        "config_hash",
+        "git_commit",
+        "prefect_flow_run_id",
+        "trigger",
+        "task",
+    ):
         assert tags[f"driftloop.{key}"], key
     assert tags["driftloop.trigger"] == "manual"
     assert json.loads(tags["driftloop.numeric"]) == ["AGEP"]
@@ -38,9 +45,13 @@ def test_first_training_registers_a_browsable_champion(
     assert champion.description and "holdout metric" in champion.description
 
     run = client.get_run(champion.run_id)
-    assert {"holdout_roc_auc", "holdout_log_loss", "holdout_accuracy", "holdout_f1", "overfit_gap"} <= set(
-        run.data.metrics
-    )
+    assert {
+        "holdout_roc_auc",
+        "holdout_log_loss",
+        "holdout_accuracy",
+        "holdout_f1",
+        "overfit_gap",
+    } <= set(run.data.metrics)
     inputs = run.inputs.dataset_inputs
     contexts = {i.tags[0].value for i in inputs}
     assert contexts == {"training", "evaluation"}
@@ -70,24 +81,34 @@ def test_a_worse_model_does_not_take_champion(
     worse = write_config(
         tmp_path,
         small_employment,
-        features={"numeric": [], "categorical": ["RAC1P"], "drop": ["prediction", "predicted_probability"]},
+        features={
+            "numeric": [],
+            "categorical": ["RAC1P"],
+            "drop": ["prediction", "predicted_probability"],
+        },
     )
     second = train(config_path=str(worse))
 
     client = _client(mlflow_env)
     assert second["promoted"] is False
     assert "champion" in second["reason"]
-    assert client.get_model_version_by_alias("employment", "champion").version == str(first["version"])
+    assert str(client.get_model_version_by_alias("employment", "champion").version) == str(
+        first["version"]
+    )
     challenger = client.get_model_version_by_alias("employment", "challenger")
-    assert challenger.version == str(second["version"])
+    assert str(challenger.version) == str(second["version"])
     assert challenger.tags["driftloop.role"] == "challenger"
     assert challenger.tags["driftloop.decision_reason"] == second["reason"]
 
 
-def test_bad_data_registers_nothing(tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame) -> None:
+def test_bad_data_registers_nothing(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
     from pipelines.validation import DataValidationError
 
-    broken = small_employment.drop(columns=["SCHL"]).assign(employed=lambda d: d["employed"].where(d.index > 10))
+    broken = small_employment.drop(columns=["SCHL"]).assign(
+        employed=lambda d: d["employed"].where(d.index > 10)
+    )
     config = write_config(tmp_path, broken)
 
     with pytest.raises(DataValidationError) as err:

@@ -27,5 +27,5 @@ def test_train_registers_into_a_postgres_backed_registry(
 
     client = MlflowClient(postgres_database)
     champion = client.get_model_version_by_alias("employment", "champion")
-    assert champion.version == str(outcome["version"]) == "1"
+    assert str(champion.version) == str(outcome["version"]) == "1"
     assert client.get_run(champion.run_id).data.metrics["holdout_roc_auc"] > 0.7

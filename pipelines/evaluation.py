@@ -1,0 +1,298 @@
+"""Metrics and figures of a fitted Pipeline on labelled data."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    auc,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    precision_recall_curve,
+    r2_score,
+    roc_auc_score,
+    roc_curve,
+    root_mean_squared_error,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: Bins of the expected calibration error and the calibration plot.
+CALIBRATION_BINS = 10
+
+
+def _safe(fn: Callable[[], float]) -> float:
+    """A metric's value, or NaN where it is undefined on this data (e.g. one class present)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(fn())
+    except ValueError:
+        return float("nan")
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, *, bins: int = CALIBRATION_BINS
+) -> float:
+    """ECE: weighted mean gap between confidence and observed frequency over equal-width bins."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if len(confidence) == 0:
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = index == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(total)
+
+
+def _classes(pipeline: Any) -> np.ndarray:
+    return np.asarray(pipeline.classes_)
+
+
+def evaluate(
+    pipeline: Any, X: pd.DataFrame, y: pd.Series | np.ndarray, *, task: str
+) -> dict[str, float]:
+    """Task metrics as plain floats (NaN where undefined on this data).
+
+    Classification: roc_auc, log_loss, accuracy, f1, brier, ece. Binary metrics treat the second
+    (larger) class label as positive; multiclass uses weighted one-vs-rest roc_auc and weighted f1,
+    the multiclass brier score (range 0-2) and the top-label ece. Regression: rmse, mae, r2.
+    """
+    y_true = np.asarray(y)
+    if task == "regression":
+        pred = np.asarray(pipeline.predict(X), dtype=float)
+        return {
+            "rmse": _safe(lambda: root_mean_squared_error(y_true, pred)),
+            "mae": _safe(lambda: mean_absolute_error(y_true, pred)),
+            "r2": _safe(lambda: r2_score(y_true, pred)) if len(y_true) > 1 else float("nan"),
+        }
+    if task != "classification":
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    classes = _classes(pipeline)
+    proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+    pred = classes[np.argmax(proba, axis=1)]
+    if len(classes) == 2:
+        positive = classes[1]
+        p = proba[:, 1]
+        is_pos = (y_true == positive).astype(float)
+        return {
+            "roc_auc": _safe(lambda: roc_auc_score(is_pos, p)),
+            "log_loss": _safe(lambda: log_loss(y_true, proba, labels=classes)),
+            "accuracy": _safe(lambda: accuracy_score(y_true, pred)),
+            "f1": _safe(
+                lambda: f1_score(is_pos, (pred == positive).astype(float), zero_division=0.0)
+            ),
+            "brier": _safe(lambda: brier_score_loss(is_pos, p, pos_label=1.0)),
+            "ece": expected_calibration_error(p, is_pos),
+        }
+    return {
+        "roc_auc": _safe(
+            lambda: roc_auc_score(
+                y_true, proba, multi_class="ovr", average="weighted", labels=classes
+            )
+        ),
+        "log_loss": _safe(lambda: log_loss(y_true, proba, labels=classes)),
+        "accuracy": _safe(lambda: accuracy_score(y_true, pred)),
+        "f1": _safe(lambda: f1_score(y_true, pred, average="weighted", zero_division=0.0)),
+        "brier": _safe(lambda: brier_score_loss(y_true, proba, labels=classes)),
+        "ece": expected_calibration_error(proba.max(axis=1), (pred == y_true).astype(float)),
+    }
+
+
+def overfit_gap(
+    train_metrics: Mapping[str, float],
+    holdout_metrics: Mapping[str, float],
+    *,
+    metric: str,
+    higher_is_better: bool,
+) -> float:
+    """How much better the metric is on training data than on the holdout (positive = overfit)."""
+    for name, metrics in (("train", train_metrics), ("holdout", holdout_metrics)):
+        if metric not in metrics:
+            raise KeyError(f"metric {metric!r} is not in the {name} metrics ({sorted(metrics)})")
+    gap = float(train_metrics[metric]) - float(holdout_metrics[metric])
+    return gap if higher_is_better else -gap
+
+
+def _figure(title: str) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4.5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    return fig, ax
+
+
+def _note(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
+
+
+def _confusion(y_true: np.ndarray, pred: np.ndarray, classes: np.ndarray) -> Figure:
+    matrix = confusion_matrix(y_true, pred, labels=classes)
+    fig, ax = _figure("Confusion matrix (holdout)")
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    labels = [str(c) for c in classes]
+    ax.set_xticks(range(len(classes)), labels, rotation=45 if len(classes) > 4 else 0)
+    ax.set_yticks(range(len(classes)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(
+            j,
+            i,
+            f"{value:,}",
+            ha="center",
+            va="center",
+            color="white" if value > threshold else "black",
+        )
+    return fig
+
+
+def _one_vs_rest(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, is_class, score) per curve: the positive class for binary, every class otherwise."""
+    if len(classes) == 2:
+        return [(str(classes[1]), (y_true == classes[1]).astype(int), proba[:, 1])]
+    return [(str(c), (y_true == c).astype(int), proba[:, k]) for k, c in enumerate(classes)]
+
+
+def _roc(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> Figure:
+    fig, ax = _figure("ROC curve (holdout)")
+    drawn = False
+    for label, is_class, score in _one_vs_rest(y_true, proba, classes):
+        if 0 < is_class.sum() < len(is_class):
+            fpr, tpr, _ = roc_curve(is_class, score)
+            ax.plot(fpr, tpr, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
+            drawn = True
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    if drawn:
+        ax.legend(loc="lower right", fontsize="small")
+    else:
+        _note(ax, "undefined: the data holds a single class")
+    return fig
+
+
+def _pr(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> Figure:
+    fig, ax = _figure("Precision-recall curve (holdout)")
+    drawn = False
+    for label, is_class, score in _one_vs_rest(y_true, proba, classes):
+        if is_class.sum() > 0:
+            precision, recall, _ = precision_recall_curve(is_class, score)
+            ax.step(
+                recall, precision, where="post", label=f"{label} (base rate {is_class.mean():.3f})"
+            )
+            drawn = True
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    if drawn:
+        ax.legend(loc="lower left", fontsize="small")
+    else:
+        _note(ax, "undefined: no positive rows")
+    return fig
+
+
+def _calibration(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> Figure:
+    binary = len(classes) == 2
+    if binary:
+        confidence = proba[:, 1]
+        outcome = (y_true == classes[1]).astype(float)
+        title, xlabel = "Calibration (holdout)", f"predicted probability of {classes[1]}"
+    else:
+        confidence = proba.max(axis=1)
+        outcome = (classes[np.argmax(proba, axis=1)] == y_true).astype(float)
+        title, xlabel = "Calibration, top label (holdout)", "confidence of the predicted class"
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, CALIBRATION_BINS - 1)
+    xs, ys, counts = [], [], []
+    for b in range(CALIBRATION_BINS):
+        in_bin = index == b
+        if in_bin.any():
+            xs.append(confidence[in_bin].mean())
+            ys.append(outcome[in_bin].mean())
+            counts.append(int(in_bin.sum()))
+    fig, ax = _figure(title)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    ax.plot(
+        xs,
+        ys,
+        marker="o",
+        label=f"model (ECE {expected_calibration_error(confidence, outcome):.3f})",
+    )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def _residuals(y_true: np.ndarray, pred: np.ndarray) -> Figure:
+    fig, ax = _figure("Residuals vs predicted (holdout)")
+    ax.scatter(pred, y_true - pred, s=6, alpha=0.4)
+    ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual - predicted")
+    return fig
+
+
+def _predicted_vs_actual(y_true: np.ndarray, pred: np.ndarray) -> Figure:
+    fig, ax = _figure("Predicted vs actual (holdout)")
+    ax.scatter(y_true, pred, s=6, alpha=0.4)
+    if len(y_true):
+        low = float(min(np.min(y_true), np.min(pred)))
+        high = float(max(np.max(y_true), np.max(pred)))
+        if math.isfinite(low) and math.isfinite(high):
+            ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    return fig
+
+
+def evaluation_figures(
+    pipeline: Any, X: pd.DataFrame, y: pd.Series | np.ndarray, *, task: str
+) -> dict[str, Figure]:
+    """Diagnostic figures (matplotlib Figures, not saved and not registered with pyplot).
+
+    Classification: confusion_matrix, roc_curve, pr_curve, calibration (one-vs-rest curves for
+    multiclass, top-label calibration). Regression: residuals, predicted_vs_actual.
+    """
+    y_true = np.asarray(y)
+    if task == "regression":
+        pred = np.asarray(pipeline.predict(X), dtype=float)
+        y_float = y_true.astype(float)
+        return {
+            "residuals": _residuals(y_float, pred),
+            "predicted_vs_actual": _predicted_vs_actual(y_float, pred),
+        }
+    if task != "classification":
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    classes = _classes(pipeline)
+    proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+    pred = classes[np.argmax(proba, axis=1)]
+    return {
+        "confusion_matrix": _confusion(y_true, pred, classes),
+        "roc_curve": _roc(y_true, proba, classes),
+        "pr_curve": _pr(y_true, proba, classes),
+        "calibration": _calibration(y_true, proba, classes),
+    }

@@ -1,0 +1,210 @@
+"""Which columns are features, and the typed frame every model sees (training and serving)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.validation import DataValidationError, Problem, example_rows, numeric_failures
+
+#: Column holding the model's prediction in reference snapshots and inference logs.
+PREDICTION_COLUMN = "prediction"
+#: Column holding the predicted probability (positive class, or the top class for multiclass).
+PROBABILITY_COLUMN = "probability"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The model's feature columns, numeric first, in the order the model receives them."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("numeric", "categorical"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise TypeError(
+                    f"FeatureSpec.{name} must be a sequence of column names, not a string"
+                )
+            object.__setattr__(self, name, tuple(str(c) for c in value))
+        seen: set[str] = set()
+        repeated = sorted({c for c in self.columns if c in seen or seen.add(c)})  # type: ignore[func-returns-value]
+        if repeated:
+            raise ValueError(
+                f"feature columns listed more than once (or as both kinds): {repeated}"
+            )
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """All feature columns: numeric then categorical."""
+        return self.numeric + self.categorical
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """A JSON-able form."""
+        return {"numeric": list(self.numeric), "categorical": list(self.categorical)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Sequence[str]]) -> FeatureSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            numeric=tuple(data.get("numeric", ())), categorical=tuple(data.get("categorical", ()))
+        )
+
+
+def _kind(dtype: Any) -> str | None:
+    """'numeric', 'categorical' or None (a dtype that is neither, e.g. datetime)."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return "numeric"
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        return "categorical"
+    if pd.api.types.is_object_dtype(dtype):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+        return "numeric"
+    return None
+
+
+def infer_features(
+    df: pd.DataFrame,
+    *,
+    target: str,
+    id_column: str | None = None,
+    time_column: str | None = None,
+    numeric: Iterable[str] | None = None,
+    categorical: Iterable[str] | None = None,
+    drop: Iterable[str] = (),
+) -> FeatureSpec:
+    """The feature spec: explicit lists win, the rest is inferred from dtypes.
+
+    Candidate columns are all columns except the target, id, time and ``drop`` columns. With no
+    list given, numbers and booleans are numeric, object/category/string columns categorical.
+    With only ``numeric`` given, every other candidate is categorical. With only ``categorical``
+    given, the other candidates must be numeric.
+
+    Raises:
+        DataValidationError: a candidate column has an unusable dtype (e.g. datetime), or no
+            feature is left.
+    """
+    excluded = {target, id_column, time_column, *drop} - {None}
+    remaining = [str(c) for c in df.columns if c not in excluded]
+    problems: list[Problem] = []
+    if numeric is not None and categorical is not None:
+        spec = FeatureSpec(numeric=tuple(numeric), categorical=tuple(categorical))
+    elif numeric is not None:
+        num = tuple(numeric)
+        spec = FeatureSpec(numeric=num, categorical=tuple(c for c in remaining if c not in num))
+    else:
+        cat = tuple(categorical) if categorical is not None else ()
+        inferred: dict[str, list[str]] = {"numeric": [], "categorical": []}
+        for column in remaining:
+            if column in cat:
+                continue
+            kind = _kind(df[column].dtype)
+            if kind is None or (categorical is not None and kind != "numeric"):
+                hint = (
+                    "list it under features.categorical or features.drop"
+                    if categorical is not None
+                    else "set it as time_column, or list it under features.drop"
+                )
+                problems.append(
+                    Problem(column, f"cannot use dtype {df[column].dtype} as a feature; {hint}")
+                )
+                continue
+            inferred[kind].append(column)
+        spec = FeatureSpec(
+            numeric=tuple(inferred["numeric"]), categorical=cat or tuple(inferred["categorical"])
+        )
+    if not spec.columns:
+        problems.append(
+            Problem(None, "no feature columns remain after excluding target, id, time and drop")
+        )
+    if problems:
+        raise DataValidationError(problems, what="feature inference")
+    return spec
+
+
+def _label(value: Any) -> str:
+    """The string form of one category: 16, 16.0 and '16' all become '16'."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _as_categorical_strings(series: pd.Series) -> pd.Series:
+    """Object series of str labels; missing values become NaN. Converts each distinct value once."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        labels = np.array([_label(v) for v in series.cat.categories], dtype=object)
+        codes = series.cat.codes.to_numpy()
+        out = np.full(len(series), np.nan, dtype=object)
+        out[codes >= 0] = labels[codes[codes >= 0]]
+        return pd.Series(out, index=series.index, name=series.name, dtype=object)
+    values = series.astype(object)
+    missing = values.isna().to_numpy()
+    present = values[~missing]
+    try:
+        mapping = {v: _label(v) for v in pd.unique(present)}
+        mapped = present.map(mapping)
+    except TypeError:  # unhashable cells
+        mapped = present.map(_label)
+    out = np.full(len(series), np.nan, dtype=object)
+    out[~missing] = mapped.to_numpy(dtype=object)
+    return pd.Series(out, index=series.index, name=series.name, dtype=object)
+
+
+def _as_float(series: pd.Series) -> pd.Series:
+    values = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype):
+        values = values.map(
+            lambda v: float(v) if isinstance(v, bool | np.bool_) else v, na_action="ignore"
+        )
+    converted = pd.to_numeric(values, errors="coerce")
+    return pd.Series(
+        converted.to_numpy(dtype=float, na_value=np.nan), index=series.index, name=series.name
+    )
+
+
+def prepare_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """A new frame with exactly ``spec.columns``: numeric as float64, categorical as str objects.
+
+    Missing values stay missing (NaN); the model Pipeline imputes them. The index is kept.
+
+    Raises:
+        DataValidationError: columns are missing, or numeric columns hold values that are not
+            numbers (or are infinite); every such column is listed.
+    """
+    problems = [
+        Problem(c, "feature column is missing") for c in spec.columns if c not in df.columns
+    ]
+    for column in spec.numeric:
+        if column not in df.columns:
+            continue
+        bad, infinite = numeric_failures(df[column])
+        if bad.any():
+            problems.append(
+                Problem(
+                    column,
+                    f"{int(bad.sum())} value(s) cannot be read as numbers",
+                    example_rows(bad),
+                )
+            )
+        if infinite.any():
+            problems.append(
+                Problem(column, f"{int(infinite.sum())} infinite value(s)", example_rows(infinite))
+            )
+    if problems:
+        raise DataValidationError(problems, what="feature data")
+    columns: dict[str, pd.Series] = {}
+    for column in spec.numeric:
+        columns[column] = _as_float(df[column])
+    for column in spec.categorical:
+        columns[column] = _as_categorical_strings(df[column])
+    return pd.DataFrame(columns, index=df.index, columns=list(spec.columns))

@@ -1,0 +1,475 @@
+"""Build one scikit-learn Pipeline per model, split the data, search candidate families with CV."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import brier_score_loss, f1_score, make_scorer
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    RandomizedSearchCV,
+    StratifiedKFold,
+    TimeSeriesSplit,
+    train_test_split,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from pipelines.schema import FeatureSpec
+from pipelines.validation import DataValidationError, Problem
+
+TASKS = ("classification", "regression")
+#: Placeholder category for missing categorical values (imputed inside the Pipeline).
+MISSING_CATEGORY = "__missing__"
+#: Categories seen fewer times than this in training are grouped into one "infrequent" column.
+MIN_CATEGORY_COUNT = 5
+#: One-hot columns per feature at most, for estimators that need dense input.
+DENSE_MAX_CATEGORIES = 64
+
+
+class ModelSpecError(ValueError):
+    """A model family, parameter or metric that does not fit the task; the message names it."""
+
+
+def _logistic(seed: int) -> Any:
+    return LogisticRegression(max_iter=1000, random_state=seed)
+
+
+def _linear(seed: int) -> Any:
+    return Ridge(random_state=seed)
+
+
+def _forest(cls: type) -> Callable[[int], Any]:
+    return lambda seed: cls(n_estimators=100, n_jobs=1, random_state=seed)
+
+
+def _hgb(cls: type) -> Callable[[int], Any]:
+    return lambda seed: cls(random_state=seed)
+
+
+#: family -> task -> (estimator factory taking the seed, needs dense input)
+FAMILIES: dict[str, dict[str, tuple[Callable[[int], Any], bool]]] = {
+    "logistic": {"classification": (_logistic, False)},
+    "linear": {"regression": (_linear, False)},
+    "random_forest": {
+        "classification": (_forest(RandomForestClassifier), True),
+        "regression": (_forest(RandomForestRegressor), True),
+    },
+    "hist_gradient_boosting": {
+        "classification": (_hgb(HistGradientBoostingClassifier), True),
+        "regression": (_hgb(HistGradientBoostingRegressor), True),
+    },
+}
+
+#: metric name -> (sklearn scorer name, higher is better)
+CLASSIFICATION_SCORING = {
+    "roc_auc": True,
+    "log_loss": False,
+    "accuracy": True,
+    "f1": True,
+    "brier": False,
+}
+REGRESSION_SCORING = {
+    "rmse": ("neg_root_mean_squared_error", False),
+    "mae": ("neg_mean_absolute_error", False),
+    "r2": ("r2", True),
+}
+DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ModelSpecError(f"task must be one of {list(TASKS)}, got {task!r}")
+
+
+def families_for(task: str) -> list[str]:
+    """The model families that can be trained for a task."""
+    _check_task(task)
+    return [name for name, tasks in FAMILIES.items() if task in tasks]
+
+
+def _estimator(family: str, task: str, seed: int) -> tuple[Any, bool]:
+    _check_task(task)
+    if family not in FAMILIES:
+        raise ModelSpecError(f"unknown model family {family!r}; choose one of {sorted(FAMILIES)}")
+    if task not in FAMILIES[family]:
+        raise ModelSpecError(
+            f"model family {family!r} does not fit task {task!r}; "
+            f"choose one of {families_for(task)}"
+        )
+    factory, dense = FAMILIES[family][task]
+    return factory(seed), dense
+
+
+def _step_key(key: str) -> str:
+    """User grids name estimator params plainly (``C``); Pipeline params need ``model__C``."""
+    return key if "__" in key else f"model__{key}"
+
+
+def _plain_key(key: str) -> str:
+    return key.removeprefix("model__")
+
+
+def _check_params(pipeline: Pipeline, keys: Sequence[str], family: str) -> None:
+    valid = pipeline.get_params(deep=True)
+    unknown = [k for k in keys if _step_key(k) not in valid]
+    if unknown:
+        estimator_params = sorted(pipeline.named_steps["model"].get_params(deep=False))
+        raise ModelSpecError(
+            f"unknown parameter(s) {unknown} for family {family!r}; "
+            f"the estimator accepts {estimator_params}"
+        )
+
+
+def build_pipeline(
+    spec: FeatureSpec,
+    *,
+    task: str,
+    family: str,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    min_frequency: int | None = MIN_CATEGORY_COUNT,
+) -> Pipeline:
+    """One Pipeline: ``preprocess`` (impute+scale numbers, impute+one-hot categories), ``model``.
+
+    Params may be written plainly (``C``) or as Pipeline params (``model__C``,
+    ``preprocess__cat__onehot__min_frequency``). Unseen categories at predict time are encoded as
+    all zeros; missing values are imputed (median for numbers, ``__missing__`` for categories).
+
+    Raises:
+        ModelSpecError: unknown family, a family that does not fit the task, unknown params, or
+            an empty feature spec.
+    """
+    estimator, dense = _estimator(family, task, seed)
+    if not spec.columns:
+        raise ModelSpecError("the feature spec has no columns: nothing to train on")
+    transformers = []
+    if spec.numeric:
+        numeric = Pipeline(
+            [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        )
+        transformers.append(("num", numeric, list(spec.numeric)))
+    if spec.categorical:
+        encoder = OneHotEncoder(
+            handle_unknown="ignore",
+            min_frequency=min_frequency,
+            max_categories=DENSE_MAX_CATEGORIES if dense else None,
+            sparse_output=not dense,
+        )
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                ("onehot", encoder),
+            ]
+        )
+        transformers.append(("cat", categorical, list(spec.categorical)))
+    preprocess = ColumnTransformer(transformers, sparse_threshold=0.0 if dense else 0.3)
+    pipeline = Pipeline([("preprocess", preprocess), ("model", estimator)])
+    if params:
+        _check_params(pipeline, list(params), family)
+        pipeline.set_params(**{_step_key(k): v for k, v in params.items()})
+    return pipeline
+
+
+def split_holdout(
+    df: pd.DataFrame,
+    *,
+    target: str,
+    task: str,
+    test_size: float,
+    seed: int,
+    time_column: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off a holdout: the latest rows when ``time_column`` has several values, else random.
+
+    The random split is stratified by the target for classification. The time split orders rows
+    by time then original position and holds out the last ``test_size`` share. Both parts keep
+    the original index and row order.
+
+    Raises:
+        DataValidationError: the holdout would be empty or cannot contain every class.
+    """
+    _check_task(task)
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
+    n = len(df)
+    n_test = math.ceil(test_size * n)
+    if n < 2 or n_test >= n:
+        raise DataValidationError(
+            [Problem(None, f"{n} rows cannot be split into train and a {test_size:.0%} holdout")]
+        )
+    if time_column is not None and df[time_column].nunique(dropna=True) > 1:
+        order = np.argsort(df[time_column].to_numpy(), kind="stable")
+        holdout = np.zeros(n, dtype=bool)
+        holdout[order[n - n_test :]] = True
+        return df.loc[~holdout].copy(), df.loc[holdout].copy()
+    stratify = None
+    if task == "classification":
+        stratify = df[target].to_numpy()
+        classes = pd.unique(stratify)
+        if n_test < len(classes) or n - n_test < len(classes):
+            raise DataValidationError(
+                [
+                    Problem(
+                        target,
+                        f"a {test_size:.0%} holdout of {n} rows cannot hold all "
+                        f"{len(classes)} classes; "
+                        "change model.test_size or add rows",
+                    )
+                ]
+            )
+    positions = np.arange(n)
+    train_pos, test_pos = train_test_split(
+        positions, test_size=n_test, random_state=seed, stratify=stratify
+    )
+    return df.iloc[np.sort(train_pos)].copy(), df.iloc[np.sort(test_pos)].copy()
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """The refitted winner and how every candidate family scored.
+
+    ``cv_score`` is in the metric's own units (``rmse`` is positive, lower is better) and
+    ``candidates`` has one row per family: family, params (JSON), cv_score, cv_std,
+    fit_seconds (mean per CV fit of the best params), search_seconds, selected.
+    """
+
+    pipeline: Pipeline
+    family: str
+    params: dict[str, Any]
+    cv_score: float
+    cv_metric: str
+    candidates: pd.DataFrame = field(repr=False)
+
+
+def metric_direction(metric: str, task: str) -> bool:
+    """True when a higher value of the metric is better."""
+    table = (
+        CLASSIFICATION_SCORING
+        if task == "classification"
+        else {k: v[1] for k, v in REGRESSION_SCORING.items()}
+    )
+    if metric not in table:
+        raise ModelSpecError(
+            f"metric {metric!r} does not fit task {task!r}; choose one of {sorted(table)}"
+        )
+    return table[metric]
+
+
+def make_scoring(metric: str, *, task: str, classes: Sequence[Any] = ()) -> tuple[Any, bool]:
+    """The sklearn scorer for a metric (multiclass-aware) and whether higher is better."""
+    _check_task(task)
+    higher = metric_direction(metric, task)
+    if task == "regression":
+        return REGRESSION_SCORING[metric][0], higher
+    binary = len(classes) <= 2
+    positive = classes[-1] if len(classes) else 1
+    if metric == "roc_auc":
+        return ("roc_auc" if binary else "roc_auc_ovr_weighted"), higher
+    if metric == "log_loss":
+        return "neg_log_loss", higher
+    if metric == "accuracy":
+        return "accuracy", higher
+    if metric == "f1":
+        if binary:
+            return make_scorer(f1_score, pos_label=positive), higher
+        return "f1_weighted", higher
+    # brier: binary on the positive class probability, multiclass the [0, 2] multiclass score
+    if binary:
+        scorer = make_scorer(
+            brier_score_loss,
+            response_method="predict_proba",
+            greater_is_better=False,
+            pos_label=positive,
+        )
+    else:
+        scorer = make_scorer(
+            brier_score_loss,
+            response_method="predict_proba",
+            greater_is_better=False,
+            labels=list(classes),
+        )
+    return scorer, higher
+
+
+def _grid_size(grid: Mapping[str, Sequence[Any]]) -> int:
+    return math.prod(len(v) for v in grid.values()) if grid else 1
+
+
+def _subsample(n_rows: int, y: np.ndarray, *, size: int, task: str, seed: int) -> np.ndarray:
+    """Sorted positions of a (stratified for classification) subsample of ``size`` rows."""
+    positions = np.arange(n_rows)
+    stratify = y if task == "classification" else None
+    if stratify is not None:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() < 2 or size < len(counts):
+            stratify = None
+    chosen, _ = train_test_split(positions, train_size=size, random_state=seed, stratify=stratify)
+    return np.sort(chosen)
+
+
+def _cv(task: str, folds: int, seed: int, time_ordered: bool) -> Any:
+    if time_ordered:
+        return TimeSeriesSplit(n_splits=folds)
+    if task == "classification":
+        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return KFold(n_splits=folds, shuffle=True, random_state=seed)
+
+
+def train_model(
+    X: pd.DataFrame,
+    y: pd.Series | np.ndarray,
+    *,
+    spec: FeatureSpec,
+    task: str,
+    candidates: Sequence[Mapping[str, Any]],
+    cv_folds: int,
+    search_iterations: int,
+    seed: int,
+    cv_metric: str | None = None,
+    time_order: Sequence[Any] | np.ndarray | None = None,
+    max_search_rows: int | None = None,
+) -> TrainingResult:
+    """Search each candidate family with cross-validation, pick the best, refit it on all rows.
+
+    Each candidate is ``{"family": ..., "search": {param: [values]}, "params": {...}}``. A grid
+    no larger than ``search_iterations`` is searched exhaustively, a larger one with
+    ``search_iterations`` random draws. X and y are matched by position. With ``time_order``
+    rows are sorted by it and cross-validated with TimeSeriesSplit; with ``max_search_rows`` the
+    search sees a (stratified) subsample, the final refit all rows. Same inputs and seed give
+    the same model.
+
+    Raises:
+        ModelSpecError: no candidates, bad family/params/metric, or too few rows per class for
+            the folds.
+    """
+    _check_task(task)
+    if not candidates:
+        raise ModelSpecError("no candidate model families given")
+    if cv_folds < 2:
+        raise ModelSpecError(f"cv_folds must be at least 2, got {cv_folds}")
+    if search_iterations < 1:
+        raise ModelSpecError(f"search_iterations must be at least 1, got {search_iterations}")
+    metric = cv_metric or DEFAULT_METRIC[task]
+    X = X.reset_index(drop=True)
+    y_arr = np.asarray(y)
+    if len(X) != len(y_arr):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y_arr)}")
+    classes: list[Any] = []
+    if task == "classification":
+        classes, counts = np.unique(y_arr, return_counts=True)
+        classes = list(classes)
+        if len(classes) < 2:
+            raise ModelSpecError(
+                f"the target has {len(classes)} class(es); classification needs 2 or more"
+            )
+        rare = [c for c, n in zip(classes, counts, strict=True) if n < cv_folds]
+        if rare and time_order is None:
+            raise ModelSpecError(
+                f"class(es) {rare[:5]} have fewer rows than cv_folds={cv_folds}; "
+                "lower model.cv_folds or add rows"
+            )
+    scoring, higher = make_scoring(metric, task=task, classes=classes)
+
+    search_pos = np.arange(len(X))
+    if max_search_rows is not None and max_search_rows < len(X):
+        search_pos = _subsample(len(X), y_arr, size=max_search_rows, task=task, seed=seed)
+    time_ordered = time_order is not None
+    if time_ordered:
+        order = np.asarray(time_order)
+        if len(order) != len(X):
+            raise ValueError(f"time_order has {len(order)} values but X has {len(X)} rows")
+        search_pos = search_pos[np.argsort(order[search_pos], kind="stable")]
+    X_search = X.iloc[search_pos]
+    y_search = y_arr[search_pos]
+    cv = _cv(task, cv_folds, seed, time_ordered)
+
+    rows: list[dict[str, Any]] = []
+    best: tuple[float, int, Pipeline, dict[str, Any]] | None = None
+    for index, candidate in enumerate(candidates):
+        family = str(candidate["family"])
+        fixed = dict(candidate.get("params") or {})
+        grid = {_step_key(k): list(v) for k, v in (candidate.get("search") or {}).items()}
+        pipeline = build_pipeline(spec, task=task, family=family, params=fixed, seed=seed)
+        _check_params(pipeline, list(grid), family)
+        empty = [k for k, v in grid.items() if not v]
+        if empty:
+            raise ModelSpecError(
+                f"search values for {[_plain_key(k) for k in empty]} of {family!r} are empty"
+            )
+        common = {"scoring": scoring, "cv": cv, "n_jobs": 1, "refit": False, "error_score": "raise"}
+        if _grid_size(grid) <= search_iterations:
+            search: Any = GridSearchCV(pipeline, grid, **common)
+        else:
+            search = RandomizedSearchCV(
+                pipeline, grid, n_iter=search_iterations, random_state=seed, **common
+            )
+        started = time.perf_counter()
+        search.fit(X_search, y_search)
+        elapsed = time.perf_counter() - started
+        results = search.cv_results_
+        means = np.asarray(results["mean_test_score"], dtype=float)
+        if np.all(np.isnan(means)):
+            pick = 0
+            score = float("nan")
+        else:
+            pick = int(np.nanargmax(means))
+            score = float(means[pick])
+        best_params = dict(results["params"][pick])
+        sign = 1.0 if higher else -1.0
+        natural = sign * score
+        params = {
+            **{_plain_key(_step_key(k)): v for k, v in fixed.items()},
+            **{_plain_key(k): v for k, v in best_params.items()},
+        }
+        rows.append(
+            {
+                "family": family,
+                "params": json.dumps(params, sort_keys=True, default=str),
+                "cv_score": natural,
+                "cv_std": float(results["std_test_score"][pick]),
+                "fit_seconds": float(results["mean_fit_time"][pick]),
+                "search_seconds": elapsed,
+                "selected": False,
+            }
+        )
+        if not math.isnan(score) and (best is None or score > best[0]):
+            best = (score, index, pipeline.set_params(**best_params), params)
+    if best is None:
+        raise ModelSpecError(
+            f"every candidate scored NaN on {metric}; check the data and the metric"
+        )
+    score, index, winner, params = best
+    rows[index]["selected"] = True
+    final = clone(winner)
+    if time_ordered:
+        full = np.argsort(np.asarray(time_order), kind="stable")
+        final.fit(X.iloc[full], y_arr[full])
+    else:
+        final.fit(X, y_arr)
+    return TrainingResult(
+        pipeline=final,
+        family=rows[index]["family"],
+        params=params,
+        cv_score=float(rows[index]["cv_score"]),
+        cv_metric=metric,
+        candidates=pd.DataFrame(rows),
+    )
