@@ -15,6 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from monitoring.alerts import AlertConfig
+from monitoring.config import MonitoringConfig
+from serving.config import ServingConfig
+
 Task = Literal["classification", "regression"]
 Family = Literal["logistic", "linear", "random_forest", "hist_gradient_boosting"]
 ClassificationMetric = Literal["roc_auc", "log_loss", "accuracy", "f1", "brier"]
@@ -126,6 +130,9 @@ class ProjectConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     min_rows: int = Field(50, ge=10, description="refuse training data with fewer rows")
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    alerts: AlertConfig = Field(default_factory=AlertConfig)
     #: Directory of the config file; relative data paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

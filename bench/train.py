@@ -1,0 +1,93 @@
+"""Time `train_model` on 100,000 employment rows with the driftloop.yaml candidates.
+
+Peer, measured in the same run: one plain logistic Pipeline (same preprocessing) fitted once on
+the same rows. Run: `.venv/bin/python bench/train.py [--rows 100000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from driftloop.config import load_config
+from pipelines.evaluation import evaluate
+from pipelines.schema import infer_features, prepare_features
+from pipelines.training import build_pipeline, train_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "employment"
+
+
+def employment_rows(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`rows` labelled rows (2015 reference + labelled 2016-2018) and 20,000 other rows to score."""
+    reference = pd.read_parquet(DATA / "reference_2015.parquet")
+    live = pd.read_parquet(DATA / "live_2016_2018.parquet").merge(
+        pd.read_parquet(DATA / "live_2016_2018_labels.parquet"), on="id"
+    )
+    frame = pd.concat([reference, live], ignore_index=True).sample(frac=1.0, random_state=seed)
+    return frame.iloc[:rows], frame.iloc[rows : rows + 20_000]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    config = load_config(REPO / "driftloop.yaml")
+    train, test = employment_rows(args.rows, config.model.seed)
+    spec = infer_features(
+        train,
+        target=config.target,
+        id_column=config.id_column,
+        time_column=config.time_column,
+        numeric=config.features.numeric,
+        categorical=config.features.categorical,
+        drop=config.features.drop,
+    )
+    X, y = prepare_features(train, spec), train[config.target]
+    X_test, y_test = prepare_features(test, spec), test[config.target]
+    print(
+        f"{len(X):,} rows, {len(spec.numeric)} numeric + {len(spec.categorical)} categorical; "
+        f"{os.cpu_count()} cores"
+    )
+
+    started = time.perf_counter()
+    peer = build_pipeline(spec, task=config.task, family="logistic", seed=config.model.seed).fit(
+        X, y
+    )
+    peer_seconds = time.perf_counter() - started
+    peer_auc = evaluate(peer, X_test, y_test, task=config.task)["roc_auc"]
+
+    started = time.perf_counter()
+    result = train_model(
+        X,
+        y,
+        spec=spec,
+        task=config.task,
+        candidates=[c.model_dump() for c in config.model.candidates],
+        cv_folds=config.model.cv_folds,
+        search_iterations=config.model.search_iterations,
+        seed=config.model.seed,
+        cv_metric=config.promotion.metric,
+        max_search_rows=config.model.max_train_rows,
+    )
+    search_seconds = time.perf_counter() - started
+    auc = evaluate(result.pipeline, X_test, y_test, task=config.task)["roc_auc"]
+
+    print(result.candidates.to_string(index=False))
+    print(
+        f"peer: one logistic Pipeline fit     {peer_seconds:8.1f} s   "
+        f"holdout roc_auc {peer_auc:.4f}"
+    )
+    print(
+        f"train_model (search + refit)        {search_seconds:8.1f} s   holdout roc_auc {auc:.4f}"
+        f"   winner {result.family}"
+    )
+    print(f"ratio train_model / peer            {search_seconds / peer_seconds:8.1f} x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,500 @@
+"""The `monitor` flow: compare the latest window of logged traffic with the champion's reference.
+
+Each run reads a window of the inference log, loads the training snapshot of the exact model
+version that served it, computes drift, data quality and performance (measured on the labels that
+have arrived, estimated from probabilities otherwise), asks the pure policies whether to alert and
+whether to retrain, and then acts: a `drift_runs` row, an Evidently snapshot in the workspace, an
+MLflow monitoring run with the HTML report, a Prefect markdown artifact, alerts, and the
+`driftloop.drift.detected` event that starts the `retrain` deployment (or, with no Prefect server,
+the retrain flow in-process).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from pydantic import Field
+from sqlalchemy.engine import Engine
+
+from driftloop import registry
+from driftloop.config import ProjectConfig, load_config
+from driftloop.settings import Settings
+from monitoring import runs, store
+from monitoring.alerts import Alert, deliver
+from monitoring.drift import compute_drift
+from monitoring.performance import compute_performance, estimate_performance
+from monitoring.policy import Decision, MonitorResult, make_result, should_alert, should_retrain
+from monitoring.quality import compute_quality
+from monitoring.reports import run_report, save_html
+from monitoring.workspace import publish_run
+from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN
+
+DRIFT_EVENT = "driftloop.drift.detected"
+#: Rows of the window the Evidently report (the human view) samples; verdicts use every row.
+REPORT_ROWS = 20_000
+
+
+def model_resource(model_name: str) -> str:
+    return f"driftloop.model.{model_name}"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The logged rows one run looks at, and which version served them."""
+
+    frame: pd.DataFrame
+    version: int | None
+    kind: str
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    """What a monitor run found and decided."""
+
+    run_id: str
+    model_name: str
+    version: int | None
+    result: MonitorResult
+    alert: Decision
+    retrain: Decision
+    window: Window
+    report_path: Path | None
+
+    def summary(self) -> dict[str, Any]:
+        drift = self.result.drift
+        return {
+            "run_id": self.run_id,
+            "model_name": self.model_name,
+            "version": self.version,
+            "status": self.result.status,
+            "window_rows": self.result.window_rows,
+            "drift_share": drift.drift_share if drift else None,
+            "drifted_features": list(drift.drifted_features) if drift else [],
+            "failed_checks": list(self.result.failed),
+            "alert": self.alert.yes,
+            "alert_reason": self.alert.reason,
+            "retrain": self.retrain.yes,
+            "retrain_reason": self.retrain.reason,
+        }
+
+
+def window_since(
+    kind: str, *, now: datetime, hours: float, last_end: datetime | None
+) -> datetime | None:
+    """Start of a time-based window (pure); None means "from the beginning"."""
+    if kind == "last_hours":
+        return now - timedelta(hours=hours)
+    if kind == "since_last_run":
+        return last_end
+    return None
+
+
+def read_served_window(
+    engine: Engine, config: ProjectConfig, info: registry.VersionInfo | None, *, now: datetime
+) -> Window:
+    """The configured window of rows served by the most recent version in the log."""
+    mon = config.monitoring
+    latest = runs.latest_run(engine, config.model_name)
+    since = window_since(
+        mon.window.kind,
+        now=now,
+        hours=mon.window.hours,
+        last_end=latest["window_end"] if latest else None,
+    )
+    version = runs.latest_served_version(engine, config.model_name)
+    if version is None or info is None:
+        return Window(pd.DataFrame(), version, mon.window.kind, since, now)
+    frame = store.read_window(
+        engine,
+        model_name=config.model_name,
+        numeric=info.spec.numeric,
+        categorical=info.spec.categorical,
+        target=config.target,
+        since=since,
+        until=now,
+        last_n=mon.window.rows if mon.window.kind == "last_rows" else None,
+        version=version,
+    )
+    start = frame["ts"].min() if len(frame) else since
+    return Window(frame, version, mon.window.kind, start, now)
+
+
+def evaluate_window(
+    config: ProjectConfig,
+    info: registry.VersionInfo,
+    reference: pd.DataFrame,
+    window: Window,
+    *,
+    holdout_value: float | None,
+) -> MonitorResult:
+    """Drift, quality and performance of a window against the reference (pure)."""
+    mon = config.monitoring
+    frame = window.frame
+    if len(frame) < mon.min_window_rows:
+        return make_result(
+            window_rows=len(frame), min_window_rows=mon.min_window_rows, policy=mon.policy
+        )
+    numeric, categorical = info.spec.numeric, info.spec.categorical
+    classification = info.task == "classification"
+    drift = compute_drift(
+        reference=reference,
+        current=frame,
+        numeric=numeric,
+        categorical=categorical,
+        config=mon.drift,
+        prediction=PREDICTION_COLUMN,
+        prediction_kind="categorical" if classification else "numeric",
+    )
+    quality = compute_quality(
+        reference=reference,
+        current=frame[list(info.spec.columns)],
+        numeric=numeric,
+        categorical=categorical,
+        config=mon.quality,
+    )
+    metric = config.promotion.metric
+    labeled = frame[frame[config.target].notna()]
+    positive = info.classes[-1] if classification and len(info.classes) == 2 else 1
+    performance = None
+    if len(labeled):
+        performance = compute_performance(
+            current=labeled,
+            reference=reference,
+            target=config.target,
+            task=info.task,  # type: ignore[arg-type]
+            metric=metric,
+            probability=PROBABILITY_COLUMN if classification else None,
+            positive_label=positive,
+            reference_value=holdout_value,
+        )
+    estimated = None
+    if classification and len(info.classes) == 2 and PROBABILITY_COLUMN in reference.columns:
+        estimated = estimate_performance(
+            current=frame,
+            reference=reference,
+            metric="accuracy" if metric not in {"roc_auc"} else metric,
+            positive_label=positive,
+        )
+    return make_result(
+        window_rows=len(frame),
+        min_window_rows=mon.min_window_rows,
+        policy=mon.policy,
+        drift=drift,
+        quality=quality,
+        performance=performance,
+        estimated_performance=estimated,
+    )
+
+
+def verdict_markdown(outcome: MonitorOutcome) -> str:
+    result = outcome.result
+    lines = [
+        f"### {outcome.model_name} v{outcome.version}: {result.status}",
+        f"Window: {result.window_rows} rows ({outcome.window.kind}).",
+        f"- alert: **{'yes' if outcome.alert.yes else 'no'}**: {outcome.alert.reason}",
+        f"- retrain: **{'yes' if outcome.retrain.yes else 'no'}**: {outcome.retrain.reason}",
+        "",
+    ]
+    if result.drift is not None:
+        lines += ["| feature | method | score | threshold | drifted |", "|---|---|---|---|---|"]
+        for c in result.drift.columns:
+            lines.append(
+                f"| {c.column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |"
+            )
+    for perf in (result.performance, result.estimated_performance):
+        if perf is not None:
+            how = "estimated" if perf.estimated else f"{perf.labeled_rows} labeled rows"
+            lines.append(
+                f"\n{perf.metric} ({how}): {perf.value:.4f} vs {perf.reference_value:.4f} (drop {perf.drop:.4f})"
+            )
+    return "\n".join(lines)
+
+
+def run_row(
+    outcome: MonitorOutcome, config: ProjectConfig, *, started: datetime, triggered_by: str
+) -> dict[str, Any]:
+    result = outcome.result
+    drift, perf, est = result.drift, result.performance, result.estimated_performance
+    return {
+        "run_id": outcome.run_id,
+        "model_name": config.model_name,
+        "model_version": outcome.version,
+        "started_at": started,
+        "finished_at": outcome.window.end or started,
+        "triggered_by": triggered_by,
+        "window_kind": outcome.window.kind,
+        "window_start": outcome.window.start,
+        "window_end": outcome.window.end,
+        "window_rows": result.window_rows,
+        "labeled_rows": perf.labeled_rows if perf else 0,
+        "status": result.status,
+        "dataset_drift": drift.dataset_drift if drift else None,
+        "drift_share": drift.drift_share if drift else None,
+        "drifted_features": list(drift.drifted_features) if drift else [],
+        "scores": drift.scores() if drift else {},
+        "failed_checks": list(result.failed),
+        "condition": result.condition,
+        "metric": perf.metric if perf else (est.metric if est else None),
+        "metric_value": perf.value if perf else None,
+        "performance_drop": perf.drop if perf else (est.drop if est else None),
+        "estimated_value": est.value if est else None,
+        "alerted": outcome.alert.yes,
+        "alert_reason": outcome.alert.reason,
+        "retrain": outcome.retrain.yes,
+        "retrain_reason": outcome.retrain.reason,
+        "details": dict(result.details),
+    }
+
+
+@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def load_reference(
+    client: MlflowClient, model_name: str, version: int, metric: str
+) -> tuple[registry.VersionInfo, pd.DataFrame, float | None]:
+    """The version's recorded facts, its training snapshot and its holdout value of the metric."""
+    mv = registry.get_version(client, model_name, version)
+    info = registry.VersionInfo.from_version(mv)
+    holdout = mv.tags.get(f"{registry.TAG}holdout_{metric}")
+    return info, registry.load_reference(client, info.run_id), float(holdout) if holdout else None
+
+
+def publish(
+    outcome: MonitorOutcome,
+    config: ProjectConfig,
+    settings: Settings,
+    client: MlflowClient,
+    info: registry.VersionInfo,
+    reference: pd.DataFrame,
+    *,
+    now: datetime,
+) -> Path | None:
+    """Evidently snapshot in the workspace, HTML report and metrics in MLflow (the human views)."""
+    result = outcome.result
+    if result.drift is None:
+        return None
+    labeled_target = config.target if outcome.window.frame[config.target].notna().any() else None
+    drift = result.drift
+    values: dict[str, float | bool | None] = {
+        "drift_share": drift.drift_share,
+        "dataset_drift": drift.dataset_drift,
+        "drifted_features": float(len(drift.drifted_features)),
+    }
+    if result.estimated_performance is not None:
+        values[f"estimated_{result.estimated_performance.metric}"] = (
+            result.estimated_performance.value
+        )
+    frame = outcome.window.frame
+    # Evidently refuses a column that is empty on one side; the quality check already reports it.
+    usable = [c for c in info.spec.columns if frame[c].notna().any() and reference[c].notna().any()]
+    snapshot = run_report(
+        reference=reference,
+        current=frame,
+        numeric=[c for c in info.spec.numeric if c in usable],
+        categorical=[c for c in info.spec.categorical if c in usable],
+        target=labeled_target,
+        task=info.task,  # type: ignore[arg-type]
+        per_column_method=None,
+        max_rows=REPORT_ROWS,
+        driftloop_values=values,
+        driftloop_feature_scores={c.column: c.score for c in drift.columns},
+        timestamp=now,
+        name=f"{config.model_name} v{outcome.version} {now:%Y-%m-%d %H:%M}",
+    )
+    publish_run(
+        settings.workspace,
+        config.model_name,
+        snapshot,
+        features=list(info.spec.columns),
+        task=info.task,  # type: ignore[arg-type]
+        timestamp=now,
+        driftloop_values=tuple(values),
+        driftloop_feature_scores=True,
+    )
+    report_dir = Path(tempfile.mkdtemp(prefix="driftloop-report-"))
+    html = save_html(snapshot, report_dir / "drift_report.html")
+    experiment_id = registry.ensure_experiment(
+        client,
+        registry.monitoring_experiment(config.model_name),
+        artifact_location=settings.artifact_location(),
+    )
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"monitor v{outcome.version} {now:%Y-%m-%d %H:%M}"
+    ):
+        mlflow.set_tags(
+            {
+                "driftloop.drift_run_id": outcome.run_id,
+                "driftloop.model_version": str(outcome.version),
+                "driftloop.status": result.status,
+            }
+        )
+        metrics = {
+            "drift_share": drift.drift_share,
+            "drifted_features": len(drift.drifted_features),
+            "window_rows": result.window_rows,
+            "dataset_drift": float(drift.dataset_drift),
+        }
+        metrics.update({f"drift_score.{c.column}": c.score for c in drift.columns})
+        for perf in (result.performance, result.estimated_performance):
+            if perf is not None:
+                prefix = "estimated_" if perf.estimated else ""
+                metrics[f"{prefix}{perf.metric}"] = perf.value
+                metrics[f"{prefix}{perf.metric}_drop"] = perf.drop
+        mlflow.log_metrics(
+            {k: float(v) for k, v in metrics.items() if v == v},
+            timestamp=int(now.timestamp() * 1000),
+        )
+        mlflow.log_artifact(str(html), artifact_path="reports")
+    return html
+
+
+def send_alert(outcome: MonitorOutcome, config: ProjectConfig) -> None:
+    alert = Alert(
+        kind="drift",
+        model_name=config.model_name,
+        severity="warning",
+        title=f"{config.model_name} v{outcome.version}: {', '.join(outcome.result.failed)}",
+        message=outcome.alert.reason,
+        details=outcome.summary(),
+        condition_key=outcome.result.condition or "",
+    )
+    logger = get_run_logger()
+    for delivery in deliver(alert, config.alerts):
+        logger.info("alert delivery: %s", delivery)
+    if config.alerts.prefect_blocks:
+        from flows.notify import notify_blocks
+
+        notify_blocks(alert, config.alerts.prefect_blocks)
+
+
+def monitor_once(
+    config: ProjectConfig,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    triggered_by: str = "schedule",
+    publish_views: bool = True,
+) -> MonitorOutcome:
+    """One monitor run: read, judge, record, publish, alert. Retraining is left to the caller."""
+    logger = get_run_logger()
+    now = now or datetime.now(UTC)
+    started = datetime.now(UTC)
+    client = registry.make_client(settings.mlflow_tracking_uri)
+    engine = store.make_engine(settings.database_url)
+    try:
+        store.upgrade_database(settings.database_url)
+        version = runs.latest_served_version(engine, config.model_name)
+        info = reference = holdout_value = None
+        if version is not None:
+            info, reference, holdout_value = load_reference(
+                client, config.model_name, version, config.promotion.metric
+            )
+        window = read_served_window(engine, config, info, now=now)
+        if info is None or reference is None:
+            result = make_result(
+                window_rows=0,
+                min_window_rows=config.monitoring.min_window_rows,
+                policy=config.monitoring.policy,
+            )
+        else:
+            result = evaluate_window(config, info, reference, window, holdout_value=holdout_value)
+        history = runs.recent_history(engine, config.model_name, now=now)
+        policy = config.monitoring.policy
+        outcome = MonitorOutcome(
+            run_id=runs.new_run_id(),
+            model_name=config.model_name,
+            version=window.version,
+            result=result,
+            alert=should_alert(result, history, policy, now),
+            retrain=should_retrain(result, history, policy, now),
+            window=window,
+            report_path=None,
+        )
+        runs.record_run(engine, run_row(outcome, config, started=now, triggered_by=triggered_by))
+    finally:
+        engine.dispose()
+    logger.info(
+        "%s: %s; alert: %s; retrain: %s",
+        config.model_name,
+        result.status,
+        outcome.alert.reason,
+        outcome.retrain.reason,
+    )
+    create_markdown_artifact(
+        verdict_markdown(outcome),
+        key=f"{config.model_name.lower().replace('_', '-')}-monitor",
+        description="monitor verdict",
+    )
+    if publish_views and info is not None and reference is not None:
+        try:
+            html = publish(outcome, config, settings, client, info, reference, now=now)
+            outcome = MonitorOutcome(**{**outcome.__dict__, "report_path": html})
+        except Exception:  # the verdict is stored and acted on even when a view cannot be drawn
+            logger.exception("publishing the Evidently report of run %s failed", outcome.run_id)
+    if outcome.alert.yes:
+        send_alert(outcome, config)
+    return outcome
+
+
+def emit_drift_event(outcome: MonitorOutcome) -> None:
+    """Tell Prefect: the `retrain` deployment's trigger matches this event."""
+    drift = outcome.result.drift
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={
+            "prefect.resource.id": model_resource(outcome.model_name),
+            "prefect.resource.name": outcome.model_name,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                "prefect.resource.role": "flow-run",
+            }
+        ]
+        if flow_run.id
+        else None,
+        payload={
+            "drift_run_id": outcome.run_id,
+            "model_version": outcome.version,
+            "drifted_features": list(drift.drifted_features) if drift else [],
+            "scores": drift.scores() if drift else {},
+            "reason": outcome.retrain.reason,
+        },
+    )
+
+
+@flow(name="monitor", log_prints=True)
+def monitor(
+    config_path: Annotated[
+        str, Field(description="path to driftloop.yaml, relative to the working directory")
+    ] = "driftloop.yaml",
+) -> dict[str, Any]:
+    """Compare the latest logged traffic with the champion's reference; alert and retrain when it matters."""
+    config = load_config(config_path)
+    settings = Settings()
+    outcome = monitor_once(config, settings, triggered_by=f"prefect:{flow_run.id or 'local'}")
+    if outcome.retrain.yes:
+        if settings.prefect_api_url:
+            emit_drift_event(outcome)
+            print(
+                f"emitted {DRIFT_EVENT} for {config.model_name}: the retrain deployment takes it from here"
+            )
+        else:
+            from flows.retrain import retrain
+
+            retrain(
+                config_path=config_path, drift_run_id=outcome.run_id, reason=outcome.retrain.reason
+            )
+    return outcome.summary()

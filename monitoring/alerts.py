@@ -1,0 +1,298 @@
+"""Alert delivery: a JSON webhook signed with HMAC-SHA256 (no Prefect here).
+
+Whether to alert is policy (`monitoring.policy.should_alert`); this module only delivers.
+
+The receiver checks ``X-Driftloop-Signature: sha256=<hex>`` where the hex digest is
+``HMAC-SHA256(secret, f"{timestamp}.".encode() + body)`` and ``timestamp`` is the integer Unix
+time in ``X-Driftloop-Timestamp``. Signing the timestamp with the body lets :func:`verify` refuse
+replays older than its tolerance. Retries keep the same ``X-Driftloop-Delivery`` id so a receiver
+can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Severity = Literal["info", "warning", "critical"]
+
+SIGNATURE_HEADER = "X-Driftloop-Signature"
+TIMESTAMP_HEADER = "X-Driftloop-Timestamp"
+DELIVERY_HEADER = "X-Driftloop-Delivery"
+EVENT_HEADER = "X-Driftloop-Event"
+PAYLOAD_VERSION = 1
+#: Statuses worth another try: the receiver is busy or broken, not refusing the alert.
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class AlertError(RuntimeError):
+    """An alert could not be delivered; the message names the sink, the status and the fix."""
+
+    def __init__(self, message: str, *, attempts: int = 0, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert, as delivered to every sink."""
+
+    kind: str  # e.g. "drift", "performance", "promotion", "retrain_refused"
+    model_name: str
+    severity: Severity
+    title: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    #: Identifies the condition (e.g. "drift:AGEP,SCHL"); the same key while it persists.
+    condition_key: str = ""
+
+    def to_payload(self, *, sent_at: datetime | None = None) -> dict[str, Any]:
+        """The JSON document a webhook receives."""
+        when = sent_at or datetime.now(UTC)
+        return {
+            "version": PAYLOAD_VERSION,
+            "source": "driftloop",
+            **asdict(self),
+            "dedup_key": dedup_key(self),
+            "sent_at": when.isoformat(),
+        }
+
+    def to_text(self) -> str:
+        """A plain-text rendering for chat sinks (Slack, Prefect notification blocks)."""
+        lines = [f"[{self.severity.upper()}] {self.model_name}: {self.message}"]
+        for key, value in self.details.items():
+            lines.append(f"- {key}: {value}")
+        return "\n".join(lines)
+
+
+def dedup_key(alert: Alert) -> str:
+    """A stable id for "this model, this kind, this condition" (for receivers and history)."""
+    raw = f"{alert.model_name}|{alert.kind}|{alert.condition_key}".encode()
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+class AlertConfig(BaseModel):
+    """The `alerts:` section of the project config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhooks: list[str] = Field(
+        default_factory=list, description="URLs that receive signed JSON alerts"
+    )
+    secret_env: str = Field(
+        "DRIFTLOOP_WEBHOOK_SECRET",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the HMAC secret (never the secret itself)",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=120, description="seconds per delivery attempt")
+    retries: int = Field(
+        3, ge=0, le=10, description="extra attempts on 5xx, 429 or connection errors"
+    )
+    backoff_s: float = Field(
+        0.5, ge=0, le=60, description="first retry delay; doubles each attempt"
+    )
+    prefect_blocks: list[str] = Field(
+        default_factory=list,
+        description='Prefect notification blocks as "type-slug/name", e.g. "slack-webhook/ops"',
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        bad = [
+            u for u in urls if httpx.URL(u).scheme not in {"http", "https"} or not httpx.URL(u).host
+        ]
+        if bad:
+            raise ValueError(f"webhooks must be http(s) URLs with a host, got {bad}")
+        return urls
+
+    @field_validator("prefect_blocks")
+    @classmethod
+    def _block_refs(cls, refs: list[str]) -> list[str]:
+        bad = [r for r in refs if r.count("/") != 1 or not all(r.split("/"))]
+        if bad:
+            raise ValueError(
+                'prefect_blocks must look like "block-type-slug/block-name" '
+                f'(e.g. "slack-webhook/ops"), got {bad}'
+            )
+        return refs
+
+    def secret(self, environ: Mapping[str, str] | None = None) -> str:
+        """The webhook secret, read from the environment when called.
+
+        Raises:
+            AlertError: webhooks are configured but the variable is unset or empty.
+        """
+        env = os.environ if environ is None else environ
+        value = env.get(self.secret_env, "")
+        if not value:
+            raise AlertError(
+                f"alerts.webhooks is set but the environment variable {self.secret_env} is empty; "
+                f"export a random secret in {self.secret_env} and share it with the receiver"
+            )
+        return value
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """HMAC-SHA256 hex digest of ``f"{timestamp}." + body``."""
+    message = f"{int(timestamp)}.".encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_headers(body: bytes, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+    """The two headers that authenticate a webhook body."""
+    ts = int(time.time()) if timestamp is None else int(timestamp)
+    return {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: f"sha256={sign(body, secret, ts)}"}
+
+
+def verify(
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str,
+    tolerance_s: float = 300.0,
+    *,
+    now: float | None = None,
+) -> bool:
+    """True when the signature matches the body and the timestamp is within `tolerance_s` of now."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    signature = lowered.get(SIGNATURE_HEADER.lower(), "")
+    stamp = lowered.get(TIMESTAMP_HEADER.lower(), "")
+    if not signature.startswith("sha256=") or not stamp.isdigit():
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(stamp)) > tolerance_s:
+        return False
+    expected = sign(body, secret, int(stamp))
+    return hmac.compare_digest(signature.removeprefix("sha256="), expected)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What happened to one alert at one sink."""
+
+    sink: str
+    ok: bool
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+    delivery_id: str = ""
+
+
+def encode_payload(alert: Alert, *, sent_at: datetime | None = None) -> bytes:
+    """The exact bytes that are signed and sent."""
+    payload = alert.to_payload(sent_at=sent_at)
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def send_webhook(
+    alert: Alert,
+    url: str,
+    secret: str,
+    timeout: float = 5.0,
+    retries: int = 3,
+    *,
+    backoff_s: float = 0.5,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryResult:
+    """POST the signed alert; retry with exponential backoff on 5xx/429/connection errors.
+
+    Raises:
+        AlertError: the receiver refused the alert (4xx other than 408/425/429: retrying
+            cannot help), or every attempt failed.
+    """
+    if not secret:
+        raise AlertError(
+            f"refusing to send an unsigned alert to {url}: the webhook secret is empty"
+        )
+    body = encode_payload(alert)
+    delivery_id = uuid.uuid4().hex
+    owned = client is None
+    http = client or httpx.Client(timeout=timeout)
+    last_error = ""
+    status: int | None = None
+    try:
+        for attempt in range(1, retries + 2):
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "driftloop-alerts",
+                DELIVERY_HEADER: delivery_id,
+                EVENT_HEADER: alert.kind,
+                # re-signed per attempt so a late retry is not taken for a replay
+                **signature_headers(body, secret),
+            }
+            try:
+                response = http.post(url, content=body, headers=headers, timeout=timeout)
+            except httpx.TransportError as exc:
+                status, last_error = None, f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if response.is_success:
+                    return DeliveryResult(url, True, attempt, status, None, delivery_id)
+                snippet = response.text[:200]
+                last_error = f"HTTP {status}: {snippet}"
+                if status not in RETRY_STATUSES:
+                    raise AlertError(
+                        f"webhook {url} refused the alert with HTTP {status} ({snippet!r}); "
+                        "check the URL and that the receiver uses the same secret",
+                        attempts=attempt,
+                        status_code=status,
+                    )
+            if attempt <= retries:
+                sleep(backoff_s * 2 ** (attempt - 1))
+    finally:
+        if owned:
+            http.close()
+    raise AlertError(
+        f"webhook {url} failed after {retries + 1} attempts (last: {last_error}); "
+        "is the receiver up and reachable from here?",
+        attempts=retries + 1,
+        status_code=status,
+    )
+
+
+def deliver(
+    alert: Alert,
+    config: AlertConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[DeliveryResult]:
+    """Send one alert to every configured webhook; one failing sink does not stop the others."""
+    if not config.webhooks:
+        return []
+    secret = config.secret(environ)
+    results: list[DeliveryResult] = []
+    for url in config.webhooks:
+        try:
+            results.append(
+                send_webhook(
+                    alert,
+                    url,
+                    secret,
+                    config.timeout_s,
+                    config.retries,
+                    backoff_s=config.backoff_s,
+                    sleep=sleep,
+                )
+            )
+        except AlertError as exc:
+            results.append(DeliveryResult(url, False, exc.attempts, exc.status_code, str(exc)))
+    return results
+
+
+def failed(results: Sequence[DeliveryResult]) -> list[DeliveryResult]:
+    """The deliveries that did not succeed."""
+    return [r for r in results if not r.ok]

@@ -1,0 +1,137 @@
+"""The `drift_runs` table: one row per monitor run (who, when, window, verdicts, scores, actions).
+
+The policy functions read the history back as :class:`monitoring.policy.RunRecord` items; the
+serving process and the Prometheus exporter read the latest row per model.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, mapped_column
+
+from monitoring.policy import RunRecord
+from monitoring.store import Base, UTCDateTime, _json_type, inference_log
+
+DRIFT_RUNS = "drift_runs"
+
+
+class DriftRun(Base):
+    """One monitor run and what it decided."""
+
+    __tablename__ = DRIFT_RUNS
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", name="uq_drift_runs_run_id"),
+        sa.Index("ix_drift_runs_model_started", "model_name", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(sa.String(64))
+    model_name: Mapped[str] = mapped_column(sa.String(200))
+    model_version: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    triggered_by: Mapped[str] = mapped_column(sa.String(200))
+    window_kind: Mapped[str] = mapped_column(sa.String(32))
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_rows: Mapped[int] = mapped_column(sa.Integer())
+    labeled_rows: Mapped[int] = mapped_column(sa.Integer())
+    status: Mapped[str] = mapped_column(sa.String(32))
+    dataset_drift: Mapped[bool | None] = mapped_column(sa.Boolean(), nullable=True)
+    drift_share: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
+    drifted_features: Mapped[list[str]] = mapped_column(_json_type())
+    scores: Mapped[dict[str, Any]] = mapped_column(_json_type())
+    failed_checks: Mapped[list[str]] = mapped_column(_json_type())
+    condition: Mapped[str | None] = mapped_column(sa.Text(), nullable=True)
+    metric: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    metric_value: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
+    performance_drop: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
+    estimated_value: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
+    alerted: Mapped[bool] = mapped_column(sa.Boolean())
+    alert_reason: Mapped[str] = mapped_column(sa.Text())
+    retrain: Mapped[bool] = mapped_column(sa.Boolean())
+    retrain_reason: Mapped[str] = mapped_column(sa.Text())
+    details: Mapped[dict[str, Any]] = mapped_column(_json_type())
+
+
+drift_runs: sa.Table = DriftRun.__table__  # type: ignore[assignment]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def record_run(engine: Engine, row: Mapping[str, Any]) -> str:
+    """Insert one run (a mapping of the column names); returns its run_id."""
+    values = {"run_id": new_run_id(), **row}
+    with engine.begin() as conn:
+        conn.execute(sa.insert(drift_runs).values(**values))
+    return values["run_id"]
+
+
+def history(engine: Engine, model_name: str, *, since: datetime) -> list[RunRecord]:
+    """Earlier runs of a model since a time, oldest first, as policy history items."""
+    query = (
+        sa.select(
+            drift_runs.c.started_at,
+            drift_runs.c.status,
+            drift_runs.c.condition,
+            drift_runs.c.alerted,
+            drift_runs.c.retrain,
+        )
+        .where(drift_runs.c.model_name == model_name, drift_runs.c.started_at >= since)
+        .order_by(drift_runs.c.started_at)
+    )
+    with engine.connect() as conn:
+        return [RunRecord(r[0], r[1], r[2], bool(r[3]), bool(r[4])) for r in conn.execute(query)]
+
+
+def recent_history(
+    engine: Engine, model_name: str, *, now: datetime, days: float = 7
+) -> list[RunRecord]:
+    return history(engine, model_name, since=now - timedelta(days=days))
+
+
+def latest_run(engine: Engine, model_name: str) -> dict[str, Any] | None:
+    """The newest run of a model as a dict, or None."""
+    query = (
+        sa.select(drift_runs)
+        .where(drift_runs.c.model_name == model_name)
+        .order_by(drift_runs.c.started_at.desc(), drift_runs.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def list_runs(engine: Engine, model_name: str, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest runs of a model, newest first."""
+    query = (
+        sa.select(drift_runs)
+        .where(drift_runs.c.model_name == model_name)
+        .order_by(drift_runs.c.started_at.desc(), drift_runs.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def latest_served_version(engine: Engine, model_name: str) -> int | None:
+    """The model version of the newest row in the inference log (None when nothing is logged)."""
+    query = (
+        sa.select(inference_log.c.model_version)
+        .where(inference_log.c.model_name == model_name)
+        .order_by(inference_log.c.ts.desc(), inference_log.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar()

@@ -1,0 +1,254 @@
+"""The served model: a registered scikit-learn Pipeline plus what driftloop recorded about it.
+
+Loads `models:/<name>@champion` (or a version) from the MLflow registry, reads the
+`driftloop.*` tags (task, target, feature lists, not-null features, classes) and scores
+column-wise inputs without per-request DataFrame work beyond one frame per micro-batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TAG = "driftloop."
+CHAMPION = "champion"
+
+
+class ModelLoadError(LookupError):
+    """The registered model, alias or version is missing, or was not registered by driftloop."""
+
+
+class ModelScoringError(ValueError):
+    """The model refused inputs that passed validation (e.g. a category it cannot encode)."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Model outputs for a block of rows."""
+
+    predictions: list[Any]
+    #: probability per row: positive class (binary) or the top class (multiclass); None otherwise
+    probability: list[float] | None = None
+    #: per-row {class label as str: probability}; None for regressors
+    probabilities: list[dict[str, float]] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ServedModel:
+    """A loaded model version and the contract it was registered with."""
+
+    name: str
+    version: int
+    run_id: str
+    task: str
+    target: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    not_null: frozenset[str]
+    classes: tuple[Any, ...]
+    pipeline: Any
+    signature: dict[str, Any] | None = None
+    alias: str | None = None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    @property
+    def column_order(self) -> list[str]:
+        """The order the pipeline was fitted with (sklearn checks it), else numeric + categorical."""
+        fitted = getattr(self.pipeline, "feature_names_in_", None)
+        return [str(c) for c in fitted] if fitted is not None else list(self.features)
+
+    def frame(self, columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+        """A feature frame typed like training: numeric float64, categorical object str."""
+        data: dict[str, Any] = {}
+        numeric = set(self.numeric)
+        for name in self.column_order:
+            values = columns[name]
+            if name in numeric:
+                data[name] = np.asarray(values, dtype=np.float64)
+            else:
+                array = np.empty(len(values), dtype=object)
+                array[:] = values
+                data[name] = array
+        return pd.DataFrame(data, copy=False)
+
+    def score_columns(self, columns: Mapping[str, Sequence[Any]]) -> Scores:
+        """Score column-wise inputs (validated: floats/None and str/None)."""
+        return self.score_frame(self.frame(columns))
+
+    def score_frame(self, X: pd.DataFrame) -> Scores:
+        """Score a feature frame built by :meth:`frame` (or typed the same way)."""
+        try:
+            if self.task == "classification":
+                proba = np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
+                return self._class_scores(proba)
+            values = np.asarray(self.pipeline.predict(X), dtype=np.float64)
+        except ValueError as exc:
+            raise ModelScoringError(f"model {self.name} v{self.version} cannot score the input: {exc}") from exc
+        return Scores(predictions=[float(v) for v in values])
+
+    def _class_scores(self, proba: np.ndarray) -> Scores:
+        classes = self.classes
+        top = proba.argmax(axis=1)
+        predictions = [classes[i] for i in top.tolist()]
+        if proba.shape[1] == 2:
+            probability = proba[:, 1].tolist()
+        else:
+            probability = proba[np.arange(len(top)), top].tolist()
+        keys = [str(c) for c in classes]
+        probabilities = [dict(zip(keys, row, strict=True)) for row in proba.tolist()]
+        return Scores(predictions=predictions, probability=probability, probabilities=probabilities)
+
+    def describe(self) -> dict[str, Any]:
+        """What GET /model answers."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "run_id": self.run_id,
+            "task": self.task,
+            "target": self.target,
+            "features": {
+                "numeric": list(self.numeric),
+                "categorical": list(self.categorical),
+                "not_null": sorted(self.not_null),
+            },
+            "classes": list(self.classes) if self.task == "classification" else None,
+            "signature": self.signature,
+            "loaded_at": self.loaded_at.isoformat(),
+        }
+
+    def example_columns(self) -> dict[str, list[Any]]:
+        """One synthetic row (zeros / the first known category) to warm up and check the model."""
+        columns: dict[str, list[Any]] = {name: [0.0] for name in self.numeric}
+        categories = _fitted_categories(self.pipeline)
+        for name in self.categorical:
+            known = categories.get(name)
+            columns[name] = [str(known[0]) if known else None]
+        return columns
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _fitted_categories(pipeline: Any) -> dict[str, list[Any]]:
+    """Categories the fitted OneHot/Ordinal encoders know, by input column (best effort)."""
+    found: dict[str, list[Any]] = {}
+    steps = getattr(pipeline, "steps", [])
+    for _, step in steps:
+        for _, transformer, cols in getattr(step, "transformers_", []):
+            encoder = transformer
+            if hasattr(transformer, "steps"):
+                encoder = transformer.steps[-1][1]
+            categories = getattr(encoder, "categories_", None)
+            if categories is None or not isinstance(cols, (list, tuple, np.ndarray)):
+                continue
+            for col, cats in zip(cols, categories, strict=False):
+                values = [c for c in cats if not (isinstance(c, float) and math.isnan(c))]
+                found[str(col)] = values
+    return found
+
+
+def _json_tag(tags: Mapping[str, str], key: str, default: Any = None) -> Any:
+    raw = tags.get(TAG + key)
+    if raw is None:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ModelLoadError(f"tag {TAG + key} is not valid JSON: {raw[:80]!r}") from None
+
+
+def load_version(client: Any, name: str, version: int | str, *, alias: str | None = None) -> ServedModel:
+    """Load a registered version (downloads the artifact once) and read its driftloop tags."""
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    try:
+        mv = client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise ModelLoadError(f"model {name!r} has no version {version}: {exc.message}") from None
+    tags = dict(mv.tags or {})
+    missing = [t for t in ("task", "target", "numeric", "categorical") if TAG + t not in tags]
+    if missing:
+        raise ModelLoadError(
+            f"model {name!r} version {mv.version} was not registered by driftloop "
+            f"(missing tags {[TAG + t for t in missing]}); register it with `driftloop train`"
+        )
+    with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
+        local = _download(client, name, mv.version, tmp)
+        pipeline = mlflow.sklearn.load_model(local)
+        signature = Model.load(local).signature
+    task = tags[TAG + "task"]
+    classes: tuple[Any, ...] = ()
+    if task == "classification":
+        fitted = getattr(pipeline, "classes_", None)
+        if fitted is None:
+            raise ModelLoadError(f"model {name!r} version {mv.version} is a classifier without classes_")
+        classes = tuple(_plain(c) for c in fitted)
+        tagged = _json_tag(tags, "classes")
+        if tagged and [str(c) for c in tagged] != [str(c) for c in classes]:
+            raise ModelLoadError(
+                f"model {name!r} version {mv.version}: tag {TAG}classes {tagged} does not match "
+                f"the pipeline's classes {list(classes)}"
+            )
+    return ServedModel(
+        name=name,
+        version=int(mv.version),
+        run_id=mv.run_id,
+        task=task,
+        target=tags[TAG + "target"],
+        numeric=tuple(_json_tag(tags, "numeric", [])),
+        categorical=tuple(_json_tag(tags, "categorical", [])),
+        not_null=frozenset(_json_tag(tags, "not_null", [])),
+        classes=classes,
+        pipeline=pipeline,
+        signature=signature.to_dict() if signature is not None else None,
+        alias=alias,
+    )
+
+
+def _download(client: Any, name: str, version: str, dst: str) -> str:
+    """Download a version's model directory via this client's stores (not the global URI)."""
+    import mlflow.artifacts
+
+    location = client.get_model_version_download_uri(name, version)
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=dst, tracking_uri=getattr(client, "tracking_uri", None)
+    )
+
+
+def alias_version(client: Any, name: str, alias: str = CHAMPION) -> int | None:
+    """The version behind an alias, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
+            return None
+        raise
+
+
+def load_alias(client: Any, name: str, alias: str = CHAMPION) -> ServedModel:
+    """Load the version an alias points at (`champion` by default)."""
+    version = alias_version(client, name, alias)
+    if version is None:
+        raise ModelLoadError(
+            f"model {name!r} has no `{alias}` alias in the registry; train one with `driftloop train` "
+            f"or set it with `driftloop promote --version N`"
+        )
+    return load_version(client, name, version, alias=alias)

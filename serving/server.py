@@ -1,0 +1,123 @@
+"""Run the inference service with uvicorn: `driftloop serve` calls :func:`run`.
+
+With several workers, uvicorn imports :func:`app_from_environment` in each worker process; the
+parent migrates the database once before they start. Also runnable as
+`python -m serving.server --config driftloop.yaml --port 8000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import FastAPI
+
+from serving.config import ServingConfig, serving_section
+
+_CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
+_MIGRATED_ENV = "DRIFTLOOP_SERVE_MIGRATED"
+
+
+def load_serving_config(config_path: str | Path) -> tuple[Any, ServingConfig]:
+    """The project config and its `serving:` section (defaults when the section is absent).
+
+    Works whether or not ProjectConfig declares `serving` yet: the section is validated here.
+    """
+    from driftloop.config import ConfigError, ProjectConfig, load_config, parse_config
+
+    path = Path(config_path)
+    if "serving" in ProjectConfig.model_fields:
+        project = load_config(path)
+        section = getattr(project, "serving", None)
+        return project, section if isinstance(section, ServingConfig) else serving_section(None)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass --config PATH to a driftloop.yaml)")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    section_raw = raw.pop("serving", None)
+    project = parse_config(raw, base_dir=path.resolve().parent, source=str(path))
+    try:
+        section = serving_section(section_raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: serving section is invalid: {exc}") from None
+    return project, section
+
+
+def build_app(config_path: str | Path, *, migrate: bool = True) -> FastAPI:
+    """The app for a config file, with settings from the environment."""
+    from driftloop.settings import Settings
+    from serving.app import create_app
+
+    project, serving = load_serving_config(config_path)
+    return create_app(
+        settings=Settings(),
+        model_name=project.model_name,
+        serving_config=serving,
+        spool_dir=serving.resolved_spool_dir(project.base_dir),
+        migrate=migrate,
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for worker processes (config path passed in the environment)."""
+    path = os.environ.get(_CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{_CONFIG_ENV} is not set; start the service with `driftloop serve`")
+    return build_app(path, migrate=os.environ.get(_MIGRATED_ENV) != "1")
+
+
+def run(
+    config_path: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "warning",
+) -> None:
+    """Serve the champion of the configured model until SIGINT/SIGTERM (then flush the log)."""
+    from driftloop.settings import Settings
+    from monitoring.store import upgrade_database
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config_path = Path(config_path).resolve()
+    load_serving_config(config_path)  # fail fast on a bad config, before any worker starts
+    upgrade_database(Settings().database_url)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 30,
+    }
+    import uvicorn
+
+    if workers == 1:
+        uvicorn.run(build_app(config_path, migrate=False), **options)
+        return
+    os.environ[_CONFIG_ENV] = str(config_path)
+    os.environ[_MIGRATED_ENV] = "1"
+    uvicorn.run("serving.server:app_from_environment", factory=True, workers=workers, **options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="driftloop inference service")
+    parser.add_argument("--config", default="driftloop.yaml")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    run(args.config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

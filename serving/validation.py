@@ -1,0 +1,220 @@
+"""Validation of /predict payloads against the served model's contract (pure functions).
+
+A payload is one record (a JSON object of feature values), a JSON array of records, or
+``{"records": [...]}``. Every problem is reported with the row and the field it concerns, so the
+422 body tells the caller exactly what to fix; nothing here raises anything but
+:class:`PayloadError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MAX_REPORTED_ERRORS = 50
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a record must contain: numeric (JSON numbers) and categorical (JSON strings) features."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    not_null: frozenset[str] = frozenset()
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem: the row (0-based, None for the body) and field (None for the whole row)."""
+
+    row: int | None
+    field: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        loc: list[Any] = ["body"]
+        if self.row is not None:
+            loc += ["records", self.row]
+        if self.field is not None:
+            loc.append(self.field)
+        return {"loc": loc, "row": self.row, "field": self.field, "msg": self.message}
+
+
+class PayloadError(ValueError):
+    """The payload does not fit the model's contract; `errors` lists every problem found."""
+
+    def __init__(self, errors: Sequence[FieldError], *, total: int | None = None) -> None:
+        self.errors = list(errors)
+        self.total = total if total is not None else len(self.errors)
+        first = self.errors[0] if self.errors else FieldError(None, None, "invalid payload")
+        where = f"row {first.row} " if first.row is not None else ""
+        where += f"field {first.field!r} " if first.field else ""
+        super().__init__(f"{self.total} problem(s) in the request; first: {where}{first.message}")
+
+    def detail(self) -> list[dict[str, Any]]:
+        items = [e.to_dict() for e in self.errors]
+        if self.total > len(self.errors):
+            more = self.total - len(self.errors)
+            items.append({"loc": ["body"], "row": None, "field": None, "msg": f"... and {more} more problems"})
+        return items
+
+
+@dataclass(frozen=True)
+class Records:
+    """Validated rows: column-wise values for the model, row-wise dicts for the log."""
+
+    columns: dict[str, list[Any]]
+    rows: list[dict[str, Any]]
+    single: bool
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def split_payload(payload: Any, *, max_rows: int) -> tuple[list[Any], bool]:
+    """The list of raw records in a payload and whether it was a single record."""
+    if isinstance(payload, list):
+        rows, single = payload, False
+    elif isinstance(payload, dict) and "records" in payload:
+        extra = sorted(str(k) for k in payload if k != "records")
+        if extra:
+            raise PayloadError(
+                [FieldError(None, k, "unexpected key next to 'records'; send the records only") for k in extra]
+            )
+        rows, single = payload["records"], False
+        if not isinstance(rows, list):
+            raise PayloadError(
+                [FieldError(None, "records", f"expected an array of records, got {_type_name(rows)}")]
+            )
+    elif isinstance(payload, dict):
+        rows, single = [payload], True
+    else:
+        raise PayloadError(
+            [
+                FieldError(
+                    None,
+                    None,
+                    f"expected a record (JSON object), an array of records or {{'records': [...]}}, "
+                    f"got {_type_name(payload)}",
+                )
+            ]
+        )
+    if not rows:
+        raise PayloadError([FieldError(None, "records", "the batch is empty; send at least one record")])
+    if len(rows) > max_rows:
+        raise PayloadError(
+            [
+                FieldError(
+                    None,
+                    "records",
+                    f"the batch has {len(rows)} records, more than the limit of {max_rows}; split it",
+                )
+            ]
+        )
+    return rows, single
+
+
+def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records:
+    """Check a parsed JSON payload and return its rows typed for the model.
+
+    Rules: every feature present (nullable ones may be null), no unknown fields, numeric features
+    finite JSON numbers (not booleans or strings), categorical features strings, features in
+    `spec.not_null` never null, at most `max_rows` records. Raises PayloadError listing every
+    problem (the first MAX_REPORTED_ERRORS in detail).
+    """
+    rows, single = split_payload(payload, max_rows=max_rows)
+    numeric = spec.numeric
+    categorical = spec.categorical
+    known: Collection[str] = frozenset(spec.features)
+    not_null = spec.not_null
+    columns: dict[str, list[Any]] = {name: [] for name in spec.features}
+    clean_rows: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
+    total = 0
+
+    def fail(row: int, field: str | None, message: str) -> None:
+        nonlocal total
+        total += 1
+        if len(errors) < MAX_REPORTED_ERRORS:
+            errors.append(FieldError(row, field, message))
+
+    for index, record in enumerate(rows):
+        if not isinstance(record, dict):
+            fail(index, None, f"expected a record (JSON object of feature values), got {_type_name(record)}")
+            continue
+        clean: dict[str, Any] = {}
+        ok = True
+        for name in numeric:
+            if name not in record:
+                fail(index, name, "missing numeric feature")
+                ok = False
+                continue
+            value = record[name]
+            if value is None:
+                if name in not_null:
+                    fail(index, name, "may not be null (listed in features.not_null)")
+                    ok = False
+                clean[name] = None
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                fail(index, name, f"expected a number, got {_type_name(value)}")
+                ok = False
+            else:
+                try:
+                    number = float(value)
+                except OverflowError:
+                    number = math.inf
+                if not math.isfinite(number):
+                    fail(index, name, "expected a finite number, got NaN or infinity")
+                    ok = False
+                clean[name] = number
+        for name in categorical:
+            if name not in record:
+                fail(index, name, "missing categorical feature")
+                ok = False
+                continue
+            value = record[name]
+            if value is None:
+                if name in not_null:
+                    fail(index, name, "may not be null (listed in features.not_null)")
+                    ok = False
+                clean[name] = None
+            elif isinstance(value, str):
+                clean[name] = value
+            else:
+                fail(index, name, f"expected a string (a category), got {_type_name(value)}")
+                ok = False
+        if len(record) > len(clean) or not ok:
+            for name in record:
+                if name not in known:
+                    fail(index, str(name), "unknown field; the model's features are listed at GET /model")
+                    ok = False
+        if ok:
+            clean_rows.append(clean)
+    if total:
+        raise PayloadError(errors, total=total)
+    for clean in clean_rows:
+        for name, value in clean.items():
+            columns[name].append(value)
+    return Records(columns=columns, rows=clean_rows, single=single)

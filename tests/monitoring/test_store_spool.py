@@ -1,0 +1,89 @@
+"""The durable spool: fsync'ed append, torn lines skipped, orphans of dead processes replayed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitoring import store
+from monitoring.spool import Spool, read_spool_file
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def rec(i: int) -> dict:
+    return store.log_record(
+        request_id=f"s{i}",
+        ts=T0 + timedelta(seconds=i),
+        model_name="m",
+        model_version=1,
+        features={"x": float(i), "c": "a"},
+        prediction=1,
+        probability=0.7,
+        probabilities={"0": 0.3, "1": 0.7},
+        latency_ms=1.0,
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path):  # noqa: ANN201
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    store.upgrade_database(url)
+    return store.make_engine(url)
+
+
+def ids(engine) -> list[str]:  # noqa: ANN001
+    frame = store.read_window(engine, model_name="m", numeric=["x"], categorical=["c"], target="y")
+    return frame["request_id"].tolist()
+
+
+def test_append_keeps_order_and_replay_empties_the_spool(tmp_path: Path, engine) -> None:  # noqa: ANN001
+    spool = Spool(tmp_path / "spool")
+    spool.append([rec(0), rec(1)])
+    spool.append([rec(2)])
+    (path,) = (tmp_path / "spool").glob("*.jsonl")
+    assert [r["request_id"] for r in read_spool_file(path)] == ["s0", "s1", "s2"]
+    assert spool.own_rows == 3 and spool.has_pending()
+    assert spool.replay(engine) == 3
+    assert ids(engine) == ["s0", "s1", "s2"]
+    assert not spool.has_pending() and not list((tmp_path / "spool").glob("*.jsonl"))
+
+
+def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append([rec(0)])
+    (path,) = tmp_path.glob("*.jsonl")
+    with open(path, "ab") as handle:
+        handle.write(store.dumps_record(rec(1))[:25])  # a crash in the middle of a write
+    assert [r["request_id"] for r in read_spool_file(path)] == ["s0"]
+
+
+def test_a_dead_process_file_is_an_orphan_and_replayed_by_the_next(tmp_path: Path, engine) -> None:  # noqa: ANN001
+    first = Spool(tmp_path)
+    first.append([rec(0), rec(1)])
+    second = Spool(tmp_path)
+    assert second.orphans() == []  # the first still holds its lock: it is alive
+    first.close()  # as a dead process: lock released, file kept since rows are pending
+    assert len(second.orphans()) == 1
+    second.append([rec(2)])
+    assert second.replay(engine) == 3
+    assert ids(engine) == ["s0", "s1", "s2"]  # older file first
+
+
+def test_replay_twice_is_harmless(tmp_path: Path, engine) -> None:  # noqa: ANN001
+    spool = Spool(tmp_path)
+    spool.append([rec(0)])
+    store.insert_records(engine, [rec(0)])  # committed before a crash, still in the spool
+    assert spool.replay(engine) == 1
+    assert ids(engine) == ["s0"]
+
+
+def test_replay_failure_keeps_the_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([rec(0)])
+    broken = store.make_engine(f"sqlite:///{tmp_path / 'no-schema.db'}")
+    with pytest.raises(Exception, match="inference_log"):
+        spool.replay(broken)
+    assert spool.own_rows == 1 and len(list((tmp_path / "spool").glob("*.jsonl"))) == 1
