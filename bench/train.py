@@ -1,7 +1,9 @@
 """Time `train_model` on 100,000 employment rows with the driftloop.yaml candidates.
 
 Peer, measured in the same run: one plain logistic Pipeline (same preprocessing) fitted once on
-the same rows. Run: `.venv/bin/python bench/train.py [--rows 100000]`.
+the same rows, under the same 1-thread limit train_model uses. Run:
+`.venv/bin/python bench/train.py [--rows 100000] [--native]` (--native: gradient boosting on
+native category codes instead of one-hot columns).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from driftloop.config import load_config
 from pipelines.evaluation import evaluate
@@ -35,6 +38,7 @@ def employment_rows(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--native", action="store_true", help="native categorical boosting")
     args = parser.parse_args()
     config = load_config(REPO / "driftloop.yaml")
     train, test = employment_rows(args.rows, config.model.seed)
@@ -54,10 +58,11 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     )
 
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
     started = time.perf_counter()
-    peer = build_pipeline(spec, task=config.task, family="logistic", seed=config.model.seed).fit(
-        X, y
-    )
+    peer = build_pipeline(spec, task=config.task, family="logistic", seed=config.model.seed)
+    with threadpool_limits(limits=1):
+        peer.fit(X, y)
     peer_seconds = time.perf_counter() - started
     peer_auc = evaluate(peer, X_test, y_test, task=config.task)["roc_auc"]
 
@@ -73,6 +78,7 @@ def main() -> None:
         seed=config.model.seed,
         cv_metric=config.promotion.metric,
         max_search_rows=config.model.max_train_rows,
+        native_categorical=args.native,
     )
     search_seconds = time.perf_counter() - started
     auc = evaluate(result.pipeline, X_test, y_test, task=config.task)["roc_auc"]
@@ -86,6 +92,7 @@ def main() -> None:
         f"train_model (search + refit)        {search_seconds:8.1f} s   holdout roc_auc {auc:.4f}"
         f"   winner {result.family}"
     )
+    print(f"load average at end: {os.getloadavg()[0]:.1f}; native categorical: {args.native}")
     print(f"ratio train_model / peer            {search_seconds / peer_seconds:8.1f} x")
 
 

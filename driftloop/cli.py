@@ -136,5 +136,157 @@ def versions(config: ConfigOpt = Path("driftloop.yaml")) -> None:
     run_or_exit(body)
 
 
+@app.command()
+def serve(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve models:/<model_name>@champion over HTTP, logging every prediction."""
+    from serving.server import load_serving_config, run
+
+    run_or_exit(lambda: load_serving_config(config))
+    run(config, host=host, port=port, workers=workers)
+
+
+@app.command()
+def monitor(config: ConfigOpt = Path("driftloop.yaml")) -> None:
+    """Run the monitor once: drift, quality and performance of the latest window; alert and retrain."""
+    from driftloop.config import load_config
+
+    run_or_exit(lambda: load_config(config))
+    from flows.monitor import monitor as monitor_flow
+
+    summary = run_or_exit(lambda: monitor_flow(config_path=str(config)))
+    typer.echo(
+        f"{summary['model_name']} v{summary['version']}: {summary['status']} over {summary['window_rows']} rows"
+        f"\n  alert: {summary['alert_reason']}\n  retrain: {summary['retrain_reason']}"
+    )
+
+
+@app.command()
+def retrain(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    reason: Annotated[str, typer.Option(help="recorded on the new version")] = "manual",
+) -> None:
+    """Train a challenger on recent labeled traffic; promote it only if it beats the champion."""
+    from driftloop.config import load_config
+
+    run_or_exit(lambda: load_config(config))
+    from flows.retrain import RetrainRefused
+    from flows.retrain import retrain as retrain_flow
+
+    try:
+        outcome = run_or_exit(lambda: retrain_flow(config_path=str(config), reason=reason))
+    except RetrainRefused as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    verdict = "promoted to champion" if outcome["promoted"] else "registered as challenger"
+    typer.echo(
+        f"{outcome['model_name']} version {outcome['version']} {verdict}: {outcome['reason']}"
+    )
+
+
+@app.command()
+def score(
+    source: Annotated[
+        str, typer.Argument(help="a .csv/.parquet file, or a SQLAlchemy URL with --query")
+    ],
+    config: ConfigOpt = Path("driftloop.yaml"),
+    query: Annotated[str | None, typer.Option(help="SELECT for a SQL source")] = None,
+    output: Annotated[
+        str | None, typer.Option(help="write request ids and predictions here")
+    ] = None,
+) -> None:
+    """Batch-score a file or table with the champion; every row is logged for monitoring."""
+    from driftloop.config import load_config
+
+    run_or_exit(lambda: load_config(config))
+    from flows.score import batch_score
+
+    result = run_or_exit(
+        lambda: batch_score(source=source, query=query, output=output, config_path=str(config))
+    )
+    typer.echo(f"scored and logged {result['rows']} rows with version {result['model_version']}")
+
+
+@app.command()
+def backtest(
+    config: ConfigOpt,
+    live: Annotated[Path, typer.Option("--live", help="live rows, CSV or Parquet, in time order")],
+    batch_rows: Annotated[int, typer.Option("--batch-rows", help="rows per batch")],
+    out: Annotated[Path, typer.Option("--out", help="where to write SUMMARY.json")],
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="id_column + target, CSV or Parquet")
+    ] = None,
+    label_delay_batches: Annotated[
+        int, typer.Option("--label-delay-batches", help="labels arrive K batches later")
+    ] = 0,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="fresh state goes here (default: a temp dir)")
+    ] = None,
+    batch_hours: Annotated[
+        float, typer.Option("--batch-hours", help="simulated hours per batch (cooldowns)")
+    ] = 24.0,
+) -> None:
+    """Replay the monitoring and retraining policy on history and write a summary."""
+    import tempfile
+
+    from driftloop.config import load_config
+
+    cfg = run_or_exit(lambda: load_config(config))
+    from flows.backtest import BacktestError, check_arguments, write_summary
+    from flows.backtest import backtest as backtest_flow
+
+    work = workdir or Path(tempfile.mkdtemp(prefix="driftloop-backtest-"))
+    try:
+        run_or_exit(
+            lambda: check_arguments(
+                cfg,
+                live,
+                labels,
+                batch_rows=batch_rows,
+                label_delay_batches=label_delay_batches,
+                workdir=work,
+            )
+        )
+        summary = run_or_exit(
+            lambda: backtest_flow(
+                cfg,
+                live,
+                labels,
+                batch_rows=batch_rows,
+                label_delay_batches=label_delay_batches,
+                workdir=work,
+                batch_hours=batch_hours,
+            )
+        )
+    except BacktestError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    write_summary(summary, out)
+    typer.echo(
+        f"{len(summary['batches'])} batches: {summary['alerts']} alerts, {summary['retrains']} retrains, "
+        f"{summary['promotions']} promotions; summary in {out}, state in {work}"
+    )
+
+
+@app.command()
+def ui(
+    host: Annotated[
+        str, typer.Option(help="bind address (loopback: the Evidently UI has no login)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8001,
+) -> None:
+    """Open the Evidently UI on the workspace (drift dashboards per model)."""
+    from driftloop.settings import Settings
+    from monitoring.workspace import serve_ui
+
+    settings = Settings()
+    typer.echo(f"Evidently UI on http://{host}:{port} (workspace {settings.workspace})")
+    raise typer.Exit(serve_ui(settings.workspace, host, port))
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

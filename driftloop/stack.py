@@ -182,15 +182,11 @@ def redact(url: str) -> str:
 
 
 def deployment_names(prefect_yaml: Path) -> list[str]:
-    """``flow/deployment`` names declared in a prefect.yaml (flow = entrypoint's function)."""
+    """Deployment names declared in a prefect.yaml (flow names come from the code, not here)."""
     import yaml
 
     raw = yaml.safe_load(prefect_yaml.read_text()) or {}
-    names = []
-    for dep in raw.get("deployments") or []:
-        flow = str(dep.get("entrypoint", "")).rsplit(":", 1)[-1]
-        names.append(f"{flow}/{dep['name']}")
-    return names
+    return [str(dep["name"]) for dep in raw.get("deployments") or []]
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -765,7 +761,7 @@ def start_stack(
             )
             expected = deployment_names(prefect_yaml)
             found = prefect_deployments(f"{prefect_url}/api")
-            missing = sorted(set(expected) - set(found))
+            missing = sorted(set(expected) - {name.split("/", 1)[1] for name in found})
             if missing:
                 raise StackError(
                     f"prefect deploy --all did not create {missing}; see {log_dir / 'deploy.log'}"

@@ -386,6 +386,7 @@ def monitor_once(
     now: datetime | None = None,
     triggered_by: str = "schedule",
     publish_views: bool = True,
+    deliver_alerts: bool = True,
 ) -> MonitorOutcome:
     """One monitor run: read, judge, record, publish, alert. Retraining is left to the caller."""
     logger = get_run_logger()
@@ -443,7 +444,7 @@ def monitor_once(
             outcome = MonitorOutcome(**{**outcome.__dict__, "report_path": html})
         except Exception:  # the verdict is stored and acted on even when a view cannot be drawn
             logger.exception("publishing the Evidently report of run %s failed", outcome.run_id)
-    if outcome.alert.yes:
+    if outcome.alert.yes and deliver_alerts:
         send_alert(outcome, config)
     return outcome
 

@@ -184,8 +184,10 @@ def prepare_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     problems = [
         Problem(c, "feature column is missing") for c in spec.columns if c not in df.columns
     ]
+    repeated = set(df.columns[df.columns.duplicated()]) & set(spec.columns)
+    problems += [Problem(c, "column name appears more than once") for c in sorted(repeated)]
     for column in spec.numeric:
-        if column not in df.columns:
+        if column not in df.columns or column in repeated:
             continue
         bad, infinite = numeric_failures(df[column])
         if bad.any():

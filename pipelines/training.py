@@ -44,6 +44,10 @@ MISSING_CATEGORY = "__missing__"
 MIN_CATEGORY_COUNT = 5
 #: One-hot columns per feature at most, for estimators that need dense input.
 DENSE_MAX_CATEGORIES = 64
+#: Families that can split on category codes natively (``native_categorical=True``).
+NATIVE_CAPABLE = frozenset({"hist_gradient_boosting"})
+#: Types the skops format (MLflow's default for sklearn) must trust for a native-categorical model.
+NATIVE_SKOPS_TYPES = ("functools.partial", "sklearn.utils.validation.check_array")
 #: Category codes per feature at most for gradient boosting (its histograms have 255 bins).
 ORDINAL_MAX_CATEGORIES = 255
 
@@ -80,8 +84,8 @@ FAMILIES: dict[str, dict[str, tuple[Callable[[int], Any], str]]] = {
         "regression": (_forest(RandomForestRegressor), DENSE_ONEHOT),
     },
     "hist_gradient_boosting": {
-        "classification": (_hgb(HistGradientBoostingClassifier), NATIVE),
-        "regression": (_hgb(HistGradientBoostingRegressor), NATIVE),
+        "classification": (_hgb(HistGradientBoostingClassifier), DENSE_ONEHOT),
+        "regression": (_hgb(HistGradientBoostingRegressor), DENSE_ONEHOT),
     },
 }
 
@@ -153,15 +157,17 @@ def build_pipeline(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     min_frequency: int | None = MIN_CATEGORY_COUNT,
+    native_categorical: bool = False,
 ) -> Pipeline:
     """One Pipeline: ``preprocess`` (impute+scale numbers, impute+one-hot categories), ``model``.
 
-    Categories reach linear models as sparse one-hot columns, random forests as dense one-hot
-    columns (at most 64 per feature), and gradient boosting as ordinal codes it splits on natively
-    (``categorical_features``), which keeps its histograms small. Categories seen fewer than
-    ``min_frequency`` times are grouped. Unseen categories at predict time become all-zero
-    one-hot rows (or "missing" for gradient boosting); missing values are imputed (median for
-    numbers, ``__missing__`` for categories). Params may be written plainly (``C``) or as
+    Categories reach linear models as sparse one-hot columns and tree models as dense one-hot
+    columns (at most 64 per feature). With ``native_categorical`` gradient boosting gets ordinal
+    codes it splits on natively instead (measured 2.6x faster on the employment data, same
+    roc_auc; its skops form then needs :data:`NATIVE_SKOPS_TYPES` trusted). Categories seen
+    fewer than ``min_frequency`` times are grouped. Unseen categories at predict time become
+    all-zero one-hot rows (or "missing" for native codes); missing values are imputed (median
+    for numbers, ``__missing__`` for categories). Params may be written plainly (``C``) or as
     Pipeline params (``model__C``, ``preprocess__cat__encode__min_frequency``).
 
     Raises:
@@ -169,6 +175,8 @@ def build_pipeline(
             an empty feature spec.
     """
     estimator, encoding = _estimator(family, task, seed)
+    if native_categorical and family in NATIVE_CAPABLE:
+        encoding = NATIVE
     if not spec.columns:
         raise ModelSpecError("the feature spec has no columns: nothing to train on")
     transformers = []
@@ -374,6 +382,7 @@ def train_model(
     time_order: Sequence[Any] | np.ndarray | None = None,
     max_search_rows: int | None = None,
     threads: int | None = 1,
+    native_categorical: bool = False,
 ) -> TrainingResult:
     """Search each candidate family with cross-validation, pick the best, refit it on all rows.
 
@@ -385,6 +394,7 @@ def train_model(
     the same model. ``threads`` caps the OpenMP/BLAS threads of the estimators during training
     (None: the libraries' default). The default 1 matters on a small shared machine: measured on
     2 busy cores, gradient boosting fitted ~10x faster with 1 OpenMP thread than with 2.
+    ``native_categorical`` is passed to :func:`build_pipeline`.
 
     Raises:
         ModelSpecError: no candidates, bad family/params/metric, or too few rows per class for
@@ -437,7 +447,14 @@ def train_model(
         family = str(candidate["family"])
         fixed = dict(candidate.get("params") or {})
         raw_grid = dict(candidate.get("search") or {})
-        pipeline = build_pipeline(spec, task=task, family=family, params=fixed, seed=seed)
+        pipeline = build_pipeline(
+            spec,
+            task=task,
+            family=family,
+            params=fixed,
+            seed=seed,
+            native_categorical=native_categorical,
+        )
         _check_params(pipeline, list(raw_grid), family)
         grid = {_step_key(k): list(v) for k, v in raw_grid.items()}
         empty = [k for k, v in grid.items() if not v]

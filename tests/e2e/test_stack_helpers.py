@@ -67,13 +67,13 @@ def test_redact_hides_only_the_password() -> None:
     assert redact("postgresql://u@h/d") == "postgresql://u@h/d"
 
 
-def test_deployment_names_use_the_entrypoint_function(tmp_path: Path) -> None:
+def test_deployment_names_come_from_prefect_yaml(tmp_path: Path) -> None:
     (tmp_path / "prefect.yaml").write_text(
         "deployments:\n"
         "  - name: nightly\n    entrypoint: flows/monitor.py:monitor\n"
         "  - name: retrain\n    entrypoint: flows/retrain.py:retrain\n"
     )
-    assert deployment_names(tmp_path / "prefect.yaml") == ["monitor/nightly", "retrain/retrain"]
+    assert deployment_names(tmp_path / "prefect.yaml") == ["nightly", "retrain"]
 
 
 def test_state_round_trips_through_json(tmp_path: Path) -> None:

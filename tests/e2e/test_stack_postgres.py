@@ -52,7 +52,8 @@ def test_prefect_and_mlflow_servers_run_on_postgres(stack_db: str, tmp_path: Pat
     )
     try:
         assert state.backend == "postgresql"
-        assert set(deployment_names(REPO / "prefect.yaml")) <= set(state.deployments)
+        deployed = {name.split("/", 1)[1] for name in state.deployments}
+        assert set(deployment_names(REPO / "prefect.yaml")) <= deployed
         assert state.mlflow_url
         created = httpx.post(
             f"{state.mlflow_url}/api/2.0/mlflow/registered-models/create",

@@ -205,3 +205,15 @@ def test_wasserstein_and_ks_match_scipy_with_ties() -> None:
             assert ks_pvalue(a, b) == pytest.approx(
                 stats.ks_2samp(a, b).pvalue, rel=1e-9, abs=1e-300
             )
+
+
+def test_blocked_scans_match_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large samples are scanned in blocks; tiny blocks must give the same KS and W1."""
+    import monitoring.drift as drift_module
+
+    monkeypatch.setattr(drift_module, "_BLOCK", 7)
+    rng = np.random.default_rng(13)
+    a = np.sort(np.round(rng.normal(size=3000), 2))
+    b = np.sort(np.round(rng.normal(0.1, size=2500), 2))
+    assert wasserstein(a, b) == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-12)
+    assert drift_module.ks_statistic(a, b) == stats.ks_2samp(a, b).statistic

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from pipelines.schema import FeatureSpec
 
 SPEC = FeatureSpec(numeric=("age", "income"), categorical=("city", "plan"))
 
 
-def make_frame(n: int = 120, *, task: str = "classification", classes: int = 2, seed: int = 0) -> pd.DataFrame:
+def make_frame(
+    n: int = 120, *, task: str = "classification", classes: int = 2, seed: int = 0
+) -> pd.DataFrame:
     """A small frame whose target depends on `age` and `city`, with an id and a year column."""
     rng = np.random.default_rng(seed)
     age = rng.integers(18, 80, n).astype(float)
@@ -41,3 +46,10 @@ def make_frame(n: int = 120, *, task: str = "classification", classes: int = 2, 
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return make_frame()
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Fit with one OpenMP/BLAS thread, as train_model does: the 2 cores are shared."""
+    with threadpool_limits(limits=1):
+        yield

@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from pipelines.evaluation import evaluate, evaluation_figures, expected_calibration_error, overfit_gap
+from pipelines.evaluation import (
+    evaluate,
+    evaluation_figures,
+    expected_calibration_error,
+    overfit_gap,
+)
 from pipelines.schema import prepare_features
 from pipelines.training import build_pipeline
 from tests.pipelines.conftest import SPEC, make_frame
@@ -29,13 +34,20 @@ def fitted(task: str = "classification", classes: int = 2, labels: dict | None =
     ("task", "classes", "labels", "names"),
     [
         ("classification", 2, None, {"roc_auc", "log_loss", "accuracy", "f1", "brier", "ece"}),
-        ("classification", 2, {0: "no", 1: "yes"}, {"roc_auc", "log_loss", "accuracy", "f1", "brier", "ece"}),
+        (
+            "classification",
+            2,
+            {0: "no", 1: "yes"},
+            {"roc_auc", "log_loss", "accuracy", "f1", "brier", "ece"},
+        ),
         ("classification", 3, None, {"roc_auc", "log_loss", "accuracy", "f1", "brier", "ece"}),
         ("regression", 0, None, {"rmse", "mae", "r2"}),
     ],
     ids=["binary", "binary strings", "multiclass", "regression"],
 )
-def test_metrics_per_task_are_plain_finite_floats(task: str, classes: int, labels: dict | None, names: set) -> None:
+def test_metrics_per_task_are_plain_finite_floats(
+    task: str, classes: int, labels: dict | None, names: set
+) -> None:
     pipeline, X, y = fitted(task, classes, labels)
     metrics = evaluate(pipeline, X, y, task=task)
     assert set(metrics) == names
@@ -55,7 +67,7 @@ def test_binary_metrics_take_the_larger_label_as_positive() -> None:
     assert ours["roc_auc"] == pytest.approx(theirs["roc_auc"])
     # f1 of "yes" in one and of "no"-as-positive... differ unless the positive class is fixed by label order
     assert list(pipeline.classes_) == ["no", "yes"]
-    positive = (np.asarray(y) == "yes")
+    positive = np.asarray(y) == "yes"
     predicted = pipeline.predict(X) == "yes"
     tp = (positive & predicted).sum()
     assert ours["f1"] == pytest.approx(2 * tp / (positive.sum() + predicted.sum()))
@@ -79,15 +91,26 @@ def test_metrics_undefined_on_a_single_class_are_nan() -> None:
     ],
 )
 def test_expected_calibration_error(confidence: list, correct: list, expected: float) -> None:
-    assert expected_calibration_error(np.array(confidence), np.array(correct)) == pytest.approx(expected)
+    assert expected_calibration_error(np.array(confidence), np.array(correct)) == pytest.approx(
+        expected
+    )
 
 
 @pytest.mark.parametrize(
     ("train", "holdout", "higher", "gap"),
-    [(0.95, 0.85, True, 0.10), (0.85, 0.95, True, -0.10), (0.2, 0.5, False, 0.3), (0.5, 0.2, False, -0.3)],
+    [
+        (0.95, 0.85, True, 0.10),
+        (0.85, 0.95, True, -0.10),
+        (0.2, 0.5, False, 0.3),
+        (0.5, 0.2, False, -0.3),
+    ],
 )
-def test_overfit_gap_is_positive_when_train_is_better(train: float, holdout: float, higher: bool, gap: float) -> None:
-    assert overfit_gap({"m": train}, {"m": holdout}, metric="m", higher_is_better=higher) == pytest.approx(gap)
+def test_overfit_gap_is_positive_when_train_is_better(
+    train: float, holdout: float, higher: bool, gap: float
+) -> None:
+    assert overfit_gap(
+        {"m": train}, {"m": holdout}, metric="m", higher_is_better=higher
+    ) == pytest.approx(gap)
 
 
 def test_overfit_gap_names_a_missing_metric() -> None:

@@ -23,7 +23,9 @@ def fitted(task: str, classes: int = 2):
 def test_binary_reference_has_features_target_prediction_and_positive_probability() -> None:
     pipeline, X, y = fitted("classification")
     before = X.copy()
-    reference = build_reference(pipeline, X, y.reset_index(drop=True), target="y", task="classification")
+    reference = build_reference(
+        pipeline, X, y.reset_index(drop=True), target="y", task="classification"
+    )
 
     assert list(reference.columns) == [*SPEC.columns, "y", PREDICTION_COLUMN, PROBABILITY_COLUMN]
     assert list(reference.index) == list(range(90))

@@ -34,7 +34,9 @@ def test_spec_round_trips_through_json(split: tuple[list[str], list[str]]) -> No
     [(("a", "a"), ()), (("a",), ("a",))],
     ids=["repeated", "both kinds"],
 )
-def test_spec_rejects_a_column_listed_twice(numeric: tuple[str, ...], categorical: tuple[str, ...]) -> None:
+def test_spec_rejects_a_column_listed_twice(
+    numeric: tuple[str, ...], categorical: tuple[str, ...]
+) -> None:
     with pytest.raises(ValueError, match="'a'"):
         FeatureSpec(numeric=numeric, categorical=categorical)
 
@@ -54,9 +56,18 @@ def test_spec_rejects_a_bare_string() -> None:
         ({"categorical": ["city", "plan"], "numeric": []}, (), ("city", "plan")),
         ({"numeric": ["income"], "categorical": ["city"]}, ("income",), ("city",)),
     ],
-    ids=["inferred", "drop", "numeric given", "categorical given", "empty numeric given", "both given"],
+    ids=[
+        "inferred",
+        "drop",
+        "numeric given",
+        "categorical given",
+        "empty numeric given",
+        "both given",
+    ],
 )
-def test_infer_features(kwargs: dict, numeric: tuple[str, ...], categorical: tuple[str, ...]) -> None:
+def test_infer_features(
+    kwargs: dict, numeric: tuple[str, ...], categorical: tuple[str, ...]
+) -> None:
     frame = make_frame(20)
     if "categorical" in kwargs and kwargs["categorical"] == ["plan"]:
         frame = frame.drop(columns=["city"])
@@ -65,12 +76,23 @@ def test_infer_features(kwargs: dict, numeric: tuple[str, ...], categorical: tup
 
 
 def test_infer_treats_bool_as_numeric_and_text_as_categorical() -> None:
-    frame = pd.DataFrame({"flag": [True, False], "name": ["a", "b"], "s": pd.array(["x", None], "string"), "y": [0, 1]})
-    assert infer_features(frame, target="y") == FeatureSpec(numeric=("flag",), categorical=("name", "s"))
+    frame = pd.DataFrame(
+        {
+            "flag": [True, False],
+            "name": ["a", "b"],
+            "s": pd.array(["x", None], "string"),
+            "y": [0, 1],
+        }
+    )
+    assert infer_features(frame, target="y") == FeatureSpec(
+        numeric=("flag",), categorical=("name", "s")
+    )
 
 
 def test_infer_names_columns_it_cannot_use() -> None:
-    frame = pd.DataFrame({"when": pd.to_datetime(["2020-01-01", "2021-01-01"]), "x": [1, 2], "y": [0, 1]})
+    frame = pd.DataFrame(
+        {"when": pd.to_datetime(["2020-01-01", "2021-01-01"]), "x": [1, 2], "y": [0, 1]}
+    )
     with pytest.raises(DataValidationError, match="'when'.*datetime64.*time_column"):
         infer_features(frame, target="y")
 
@@ -119,7 +141,9 @@ def test_prepare_types_numbers_as_float_and_categories_as_strings() -> None:
         (pd.array([7, None], dtype="Int64"), ["7", None]),
     ],
 )
-def test_categorical_values_become_strings_and_missing_stays_missing(values: list, expected: list) -> None:
+def test_categorical_values_become_strings_and_missing_stays_missing(
+    values: list, expected: list
+) -> None:
     spec = FeatureSpec(numeric=(), categorical=("c",))
     out = prepare_features(pd.DataFrame({"c": values}), spec)["c"]
     assert [None if pd.isna(v) else v for v in out] == expected
@@ -134,9 +158,19 @@ def test_prepare_does_not_modify_its_input() -> None:
 
 
 def test_prepare_lists_every_missing_and_non_numeric_column() -> None:
-    frame = pd.DataFrame({"age": ["1", "old", "x"], "income": [1.0, np.inf, 2.0], "plan": ["a", "b", "c"]})
+    frame = pd.DataFrame(
+        {"age": ["1", "old", "x"], "income": [1.0, np.inf, 2.0], "plan": ["a", "b", "c"]}
+    )
     with pytest.raises(DataValidationError) as err:
         prepare_features(frame, SPEC)
     found = {(p.column, p.rows) for p in err.value.problems}
     assert found == {("city", ()), ("age", (1, 2)), ("income", (1,))}
     assert "(3 problems)" in str(err.value)
+
+
+def test_prepare_names_a_repeated_column() -> None:
+    frame = pd.DataFrame([[1.0, 2.0, "a", "b"]], columns=["age", "age", "city", "plan"]).assign(
+        income=1.0
+    )
+    with pytest.raises(DataValidationError, match="'age': column name appears more than once"):
+        prepare_features(frame, SPEC)

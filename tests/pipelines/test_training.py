@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from pipelines.schema import FeatureSpec, prepare_features
 from pipelines.training import (
     FAMILIES,
+    NATIVE_SKOPS_TYPES,
     ModelSpecError,
     build_pipeline,
     families_for,
@@ -32,14 +33,23 @@ def xy(frame: pd.DataFrame, spec: FeatureSpec = SPEC) -> tuple[pd.DataFrame, pd.
 
 
 @pytest.mark.parametrize(("family", "task"), FAMILY_TASKS)
-def test_every_family_fits_and_handles_unseen_categories_and_missing_values(family: str, task: str) -> None:
+def test_every_family_fits_and_handles_unseen_categories_and_missing_values(
+    family: str, task: str
+) -> None:
     X, y = xy(make_frame(120, task=task))
-    pipeline = build_pipeline(SPEC, task=task, family=family, params=FAST.get(family), seed=1).fit(X, y)
+    pipeline = build_pipeline(SPEC, task=task, family=family, params=FAST.get(family), seed=1).fit(
+        X, y
+    )
 
     assert list(pipeline.named_steps) == ["preprocess", "model"]
     assert is_classifier(pipeline) if task == "classification" else is_regressor(pipeline)
     odd = pd.DataFrame(
-        {"age": [np.nan, 30.0], "income": [40.0, np.nan], "city": ["tokyo", np.nan], "plan": [np.nan, "zzz"]}
+        {
+            "age": [np.nan, 30.0],
+            "income": [40.0, np.nan],
+            "city": ["tokyo", np.nan],
+            "plan": [np.nan, "zzz"],
+        }
     )
     predictions = pipeline.predict(odd)
     assert len(predictions) == 2
@@ -48,7 +58,9 @@ def test_every_family_fits_and_handles_unseen_categories_and_missing_values(fami
         assert np.allclose(proba.sum(axis=1), 1.0)
 
 
-@pytest.mark.parametrize(("family", "task"), [("logistic", "regression"), ("linear", "classification")])
+@pytest.mark.parametrize(
+    ("family", "task"), [("logistic", "regression"), ("linear", "classification")]
+)
 def test_a_family_that_does_not_fit_the_task_is_refused(family: str, task: str) -> None:
     with pytest.raises(ModelSpecError, match=f"{family}.*does not fit task '{task}'"):
         build_pipeline(SPEC, task=task, family=family)
@@ -75,10 +87,17 @@ def test_params_accept_plain_and_pipeline_names() -> None:
 
 def test_a_spec_with_only_one_kind_of_feature_builds() -> None:
     frame = make_frame(60)
-    for spec in (FeatureSpec(numeric=("age",), categorical=()), FeatureSpec(numeric=(), categorical=("city",))):
-        build_pipeline(spec, task="classification", family="logistic").fit(prepare_features(frame, spec), frame["y"])
+    for spec in (
+        FeatureSpec(numeric=("age",), categorical=()),
+        FeatureSpec(numeric=(), categorical=("city",)),
+    ):
+        build_pipeline(spec, task="classification", family="logistic").fit(
+            prepare_features(frame, spec), frame["y"]
+        )
     with pytest.raises(ModelSpecError, match="no columns"):
-        build_pipeline(FeatureSpec(numeric=(), categorical=()), task="classification", family="logistic")
+        build_pipeline(
+            FeatureSpec(numeric=(), categorical=()), task="classification", family="logistic"
+        )
 
 
 def test_families_for_each_task() -> None:
@@ -86,16 +105,66 @@ def test_families_for_each_task() -> None:
     assert families_for("regression") == ["linear", "random_forest", "hist_gradient_boosting"]
 
 
-@pytest.mark.parametrize(("family", "task"), FAMILY_TASKS)
-def test_fitted_pipelines_round_trip_through_skops(family: str, task: str) -> None:
-    """Only scikit-learn types inside: MLflow's skops format can store and reload every family."""
+#: The skops types flows/train.py trusts when it logs a model (keep in step with it).
+FLOW_TRUSTED_TYPES = {
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn._loss.link.Interval",
+}
+
+
+@pytest.mark.parametrize(
+    ("family", "task", "native"),
+    [(f, t, False) for f, t in FAMILY_TASKS]
+    + [("hist_gradient_boosting", t, True) for t in ("classification", "regression")],
+)
+def test_fitted_pipelines_round_trip_through_skops(family: str, task: str, native: bool) -> None:
+    """MLflow's skops format can store and reload every family with the types the flow trusts."""
     X, y = xy(make_frame(80, task=task))
-    pipeline = build_pipeline(SPEC, task=task, family=family, params=FAST.get(family)).fit(X, y)
+    pipeline = build_pipeline(
+        SPEC, task=task, family=family, params=FAST.get(family), native_categorical=native
+    ).fit(X, y)
     data = skops.io.dumps(pipeline)
-    untrusted = skops.io.get_untrusted_types(data=data)
-    assert all(t.startswith(("sklearn.", "numpy.")) for t in untrusted), untrusted
-    loaded = skops.io.loads(data, trusted=untrusted)
+    untrusted = set(skops.io.get_untrusted_types(data=data))
+    allowed = FLOW_TRUSTED_TYPES | (set(NATIVE_SKOPS_TYPES) if native else set())
+    assert untrusted <= allowed, untrusted - allowed
+    loaded = skops.io.loads(data, trusted=sorted(untrusted))
     np.testing.assert_array_equal(loaded.predict(X), pipeline.predict(X))
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_native_categorical_boosting_handles_unseen_and_missing_categories(task: str) -> None:
+    X, y = xy(make_frame(150, task=task))
+    pipeline = build_pipeline(
+        SPEC,
+        task=task,
+        family="hist_gradient_boosting",
+        params={"max_iter": 20},
+        native_categorical=True,
+    ).fit(X, y)
+    assert pipeline.named_steps["model"].is_categorical_.tolist() == [False, False, True, True]
+    odd = pd.DataFrame(
+        {
+            "age": [50.0, 50.0],
+            "income": [50.0, 50.0],
+            "city": ["tokyo", np.nan],
+            "plan": ["a", "zzz"],
+        }
+    )
+    assert np.isfinite(pipeline.predict(odd).astype(float)).all()
+    assert (
+        build_pipeline(
+            SPEC,
+            task=task,
+            family="linear" if task == "regression" else "logistic",
+            native_categorical=True,
+        )
+        .get_params()["preprocess__cat__encode"]
+        .__class__.__name__
+        == "OneHotEncoder"
+    )
 
 
 # --- split_holdout ---------------------------------------------------------------------------
@@ -124,7 +193,9 @@ def test_time_split_holds_out_the_latest_rows() -> None:
 
 def test_time_split_ties_go_by_original_order() -> None:
     frame = pd.DataFrame({"t": [1, 2, 2, 2, 1], "y": [0, 1, 0, 1, 0]})
-    train, holdout = split_holdout(frame, target="y", task="classification", test_size=0.4, seed=0, time_column="t")
+    train, holdout = split_holdout(
+        frame, target="y", task="classification", test_size=0.4, seed=0, time_column="t"
+    )
     assert list(holdout.index) == [2, 3]
 
 
@@ -153,7 +224,13 @@ def test_regression_split() -> None:
 
 
 def search(X: pd.DataFrame, y: pd.Series, candidates: list[dict], **kwargs: object):
-    options = {"spec": SPEC, "task": "classification", "cv_folds": 3, "search_iterations": 2, "seed": 5}
+    options = {
+        "spec": SPEC,
+        "task": "classification",
+        "cv_folds": 3,
+        "search_iterations": 2,
+        "seed": 5,
+    }
     return train_model(X, y, candidates=candidates, **{**options, **kwargs})
 
 
@@ -161,12 +238,20 @@ def test_training_is_deterministic() -> None:
     X, y = xy(make_frame(200))
     candidates = [
         {"family": "logistic", "search": {"C": [0.01, 0.1, 1.0, 10.0]}},
-        {"family": "random_forest", "search": {"max_depth": [3, 5, None]}, "params": {"n_estimators": 15}},
+        {
+            "family": "random_forest",
+            "search": {"max_depth": [3, 5, None]},
+            "params": {"n_estimators": 15},
+        },
     ]
     first, second = search(X, y, candidates), search(X, y, candidates)
 
     np.testing.assert_array_equal(first.pipeline.predict_proba(X), second.pipeline.predict_proba(X))
-    assert (first.family, first.params, first.cv_score) == (second.family, second.params, second.cv_score)
+    assert (first.family, first.params, first.cv_score) == (
+        second.family,
+        second.params,
+        second.cv_score,
+    )
     pd.testing.assert_frame_equal(
         first.candidates.drop(columns=["fit_seconds", "search_seconds"]),
         second.candidates.drop(columns=["fit_seconds", "search_seconds"]),
@@ -179,8 +264,13 @@ def xor_frame(n: int = 240) -> pd.DataFrame:
     city = rng.choice(["paris", "lyon"], n)
     plan = rng.choice(["a", "b"], n)
     return pd.DataFrame(
-        {"age": rng.normal(40, 10, n), "income": rng.normal(50, 5, n), "city": city, "plan": plan,
-         "y": ((city == "paris") ^ (plan == "a")).astype(int)}
+        {
+            "age": rng.normal(40, 10, n),
+            "income": rng.normal(50, 5, n),
+            "city": city,
+            "plan": plan,
+            "y": ((city == "paris") ^ (plan == "a")).astype(int),
+        }
     )
 
 
@@ -201,13 +291,23 @@ def test_the_family_with_the_best_cv_score_wins(order: int) -> None:
     assert table["selected"].to_dict() == {"logistic": False, "random_forest": True}
     assert json.loads(table.loc["random_forest", "params"]) == {"max_depth": 4, "n_estimators": 20}
     assert result.params == {"n_estimators": 20, "max_depth": 4}
-    assert result.cv_score == table.loc["random_forest", "cv_score"] and result.cv_metric == "roc_auc"
-    assert set(result.candidates.columns) >= {"family", "params", "cv_score", "cv_std", "fit_seconds"}
+    assert (
+        result.cv_score == table.loc["random_forest", "cv_score"] and result.cv_metric == "roc_auc"
+    )
+    assert set(result.candidates.columns) >= {
+        "family",
+        "params",
+        "cv_score",
+        "cv_std",
+        "fit_seconds",
+    }
 
 
 def test_small_grid_is_exhaustive_and_large_grid_is_sampled() -> None:
     X, y = xy(make_frame(150))
-    small = search(X, y, [{"family": "logistic", "search": {"C": [0.001, 1.0]}}], search_iterations=2)
+    small = search(
+        X, y, [{"family": "logistic", "search": {"C": [0.001, 1.0]}}], search_iterations=2
+    )
     assert small.params == {"C": 1.0}  # the exhaustive search saw the better value
     grid = {"C": [0.01, 0.1, 1.0, 10.0], "tol": [1e-4, 1e-3]}
     sampled = search(X, y, [{"family": "logistic", "search": grid}], search_iterations=3, seed=1)
@@ -230,7 +330,12 @@ def test_multiclass_with_string_labels() -> None:
     frame["y"] = frame["y"].map({0: "low", 1: "mid", 2: "high"})
     X, y = xy(frame)
     for metric in ("roc_auc", "f1", "brier", "log_loss"):
-        result = search(X, y, [{"family": "logistic"}, {"family": "random_forest", "params": {"n_estimators": 10}}], cv_metric=metric)
+        result = search(
+            X,
+            y,
+            [{"family": "logistic"}, {"family": "random_forest", "params": {"n_estimators": 10}}],
+            cv_metric=metric,
+        )
         assert list(result.pipeline.classes_) == ["high", "low", "mid"]
         assert set(result.pipeline.predict(X)) <= {"high", "low", "mid"}
         assert np.isfinite(result.cv_score)
@@ -248,8 +353,14 @@ def test_binary_string_labels_use_the_larger_label_as_positive() -> None:
 def test_regression(metric: str) -> None:
     X, y = xy(make_frame(150, task="regression"))
     result = search(
-        X, y, [{"family": "linear", "search": {"alpha": [0.1, 10.0]}}, {"family": "random_forest", "params": {"n_estimators": 10}}],
-        task="regression", cv_metric=metric,
+        X,
+        y,
+        [
+            {"family": "linear", "search": {"alpha": [0.1, 10.0]}},
+            {"family": "random_forest", "params": {"n_estimators": 10}},
+        ],
+        task="regression",
+        cv_metric=metric,
     )
     assert result.cv_metric == metric
     assert (result.cv_score > 0.5) if metric == "r2" else (0 < result.cv_score < 3)
@@ -286,9 +397,17 @@ def test_x_and_y_are_matched_by_position() -> None:
     [
         ([], {}, "no candidate"),
         ([{"family": "linear"}], {}, "does not fit task 'classification'"),
-        ([{"family": "logistic", "search": {"alpha": [1]}}], {}, r"unknown parameter\(s\) \['alpha'\]"),
+        (
+            [{"family": "logistic", "search": {"alpha": [1]}}],
+            {},
+            r"unknown parameter\(s\) \['alpha'\]",
+        ),
         ([{"family": "logistic", "search": {"C": []}}], {}, r"\['C'\].*empty"),
-        ([{"family": "logistic"}], {"cv_metric": "rmse"}, "'rmse' does not fit task 'classification'"),
+        (
+            [{"family": "logistic"}],
+            {"cv_metric": "rmse"},
+            "'rmse' does not fit task 'classification'",
+        ),
         ([{"family": "logistic"}], {"cv_folds": 1}, "cv_folds must be at least 2"),
     ],
 )
@@ -307,4 +426,6 @@ def test_a_class_smaller_than_the_folds_is_refused_with_the_fix() -> None:
 def test_pipeline_is_a_single_sklearn_pipeline() -> None:
     result = search(*xy(make_frame(90)), [{"family": "logistic"}])
     assert isinstance(result.pipeline, Pipeline)
-    assert result.pipeline.named_steps["preprocess"].feature_names_in_.tolist() == list(SPEC.columns)
+    assert result.pipeline.named_steps["preprocess"].feature_names_in_.tolist() == list(
+        SPEC.columns
+    )
