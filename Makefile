@@ -31,9 +31,18 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest tests
 
+stack: $(STAMP)
+	$(BIN)/driftloop stack up
+
+stack-down:
+	$(BIN)/driftloop stack down
+
+ui: $(STAMP)
+	$(BIN)/driftloop ui
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) mlflow.db driftloop.db .pytest_cache
+	rm -rf $(VENV) mlflow.db driftloop.db .pytest_cache .driftloop demo-report

@@ -99,7 +99,9 @@ def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
             signature=infer_signature(example, pipeline.predict(example)),
             input_example=example,
             registered_model_name=MODEL,
-            skops_trusted_types=sorted(set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))),
+            skops_trusted_types=sorted(
+                set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+            ),
         )
     version = str(info.registered_model_version)
     tags = {
@@ -137,7 +139,9 @@ def wait_http(url: str, timeout: float = 180.0, method: str = "GET") -> None:
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=REPO)  # noqa: SIM115
+    return subprocess.Popen(
+        cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=REPO
+    )  # noqa: SIM115
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -200,7 +204,9 @@ async def fixed_rate(url: str, body: bytes, *, rate: int, seconds: int) -> dict[
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as response:
                 await response.read()
                 statuses.append(response.status)
             latencies.append((time.perf_counter() - due) * 1000)
@@ -240,7 +246,15 @@ def main() -> None:
     row = features(holdout.head(1)).to_dict(orient="records")[0]
     database_url = f"sqlite:///{root / 'driftloop.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "MLFLOW_"))}
-    env.update({"MLFLOW_TRACKING_URI": tracking_uri, "DRIFTLOOP_DATABASE_URL": database_url, "PYTHONPATH": str(REPO)})
+    env.update(
+        {
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "DRIFTLOOP_DATABASE_URL": database_url,
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    # mlflow models serve runs `uvicorn` from PATH
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     config = yaml.safe_load((REPO / "driftloop.yaml").read_text())
     config["data"] = {"train": str(DATA / "reference_2015.parquet")}
     config["serving"] = {"spool_dir": str(root / "spool")}
@@ -258,7 +272,13 @@ def main() -> None:
         try:
             wait_http(f"http://127.0.0.1:{port}/ping")
             body = json.dumps({"dataframe_records": [row]})
-            wrk(f"http://127.0.0.1:{port}/invocations", body, seconds=2, connections=args.connections, workdir=root)
+            wrk(
+                f"http://127.0.0.1:{port}/invocations",
+                body,
+                seconds=2,
+                connections=args.connections,
+                workdir=root,
+            )
             results["mlflow models serve"] = wrk(
                 f"http://127.0.0.1:{port}/invocations", body, seconds=args.seconds,
                 connections=args.connections, workdir=root,
@@ -276,7 +296,9 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/predict"
         body = json.dumps(row)
         wrk(url, body, seconds=2, connections=args.connections, workdir=root)  # warm-up
-        results["driftloop serve"] = wrk(url, body, seconds=args.seconds, connections=args.connections, workdir=root)
+        results["driftloop serve"] = wrk(
+            url, body, seconds=args.seconds, connections=args.connections, workdir=root
+        )
         steady = asyncio.run(fixed_rate(url, body.encode(), rate=args.rate, seconds=args.seconds))
     finally:
         stop(serve)
@@ -284,11 +306,15 @@ def main() -> None:
     logged = logged_rows(database_url)
 
     print()
-    print(f"model: {args.family} pipeline, 1 worker each, loopback, wrk -t1 -c{args.connections} -d{args.seconds}s")
-    print(f"| server | req/s | p50 ms | p99 ms | non-2xx |")
+    print(
+        f"model: {args.family} pipeline, 1 worker each, loopback, wrk -t1 -c{args.connections} -d{args.seconds}s"
+    )
+    print("| server | req/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['non2xx'])} |")
+        print(
+            f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {int(r['non2xx'])} |"
+        )
     if "mlflow models serve" in results:
         ratio = results["driftloop serve"]["rps"] / results["mlflow models serve"]["rps"]
         print(f"\nthroughput ratio driftloop / mlflow: {ratio:.1f}x (target >= 10x)")
@@ -297,7 +323,9 @@ def main() -> None:
         f"p99 {steady['p99']:.2f} ms (target < 15 ms), {steady['ok']}/{steady['sent']} answered 200"
     )
     expected = answered + steady["ok"] + 0  # warm-up requests are logged too
-    print(f"inference log rows: {logged:,} (>= {expected:,} answered in the measured runs: {logged >= expected})")
+    print(
+        f"inference log rows: {logged:,} (>= {expected:,} answered in the measured runs: {logged >= expected})"
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -32,7 +32,7 @@ from pipelines.evaluation import evaluate, evaluation_figures, overfit_gap
 from pipelines.promotion import PromotionDecision, PromotionPolicy, should_promote
 from pipelines.reference import build_reference
 from pipelines.schema import FeatureSpec, prepare_features
-from pipelines.training import TrainingResult, split_holdout, train_model
+from pipelines.training import NATIVE_SKOPS_TYPES, TrainingResult, split_holdout, train_model
 
 Trigger = Literal["manual", "schedule", "drift", "backtest", "demo", "stack"]
 
@@ -43,6 +43,7 @@ _KNOWN_SKOPS_TYPES = {
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn._loss.link.Interval",
+    *NATIVE_SKOPS_TYPES,
 }
 #: Rows used to measure the training-set metrics for the overfitting gap.
 _TRAIN_METRIC_ROWS = 20_000

@@ -305,7 +305,8 @@ def _ks_d(m: _Merged) -> float:
         np.not_equal(values[1:], values[:-1], out=last[:k])
         diff = m.ref_count[block][last] / m.n_ref
         diff -= m.cur_count[block][last] / m.n_cur
-        hi, lo = max(hi, float(np.max(diff))), min(lo, float(np.min(diff)))
+        if diff.size:  # a block may hold nothing but one run of equal values
+            hi, lo = max(hi, float(np.max(diff))), min(lo, float(np.min(diff)))
     return max(hi, float(np.clip(-lo, 0, 1)))
 
 

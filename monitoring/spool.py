@@ -152,7 +152,9 @@ class Spool:
             insert_records(engine, records, ignore_duplicates=True)
             path.unlink()
             _fsync_dir(self.directory)
-            logger.info("replayed %d spooled inference-log records from %s", len(records), path.name)
+            logger.info(
+                "replayed %d spooled inference-log records from %s", len(records), path.name
+            )
             return len(records)
         finally:
             if not own:

@@ -5,13 +5,14 @@ and evolved by Alembic (`monitoring/migrations`), run with :func:`upgrade_databa
 functions return pandas frames typed like the training data (numeric features float64,
 categorical features object str), so Evidently can compare them with the reference directly.
 
-SQLite runs in WAL mode with a busy timeout and `synchronous=FULL` (a committed row survives a
-crash of the process and of the machine); PostgreSQL is the production backend.
+SQLite runs in WAL mode with a busy timeout and `synchronous=NORMAL` (a committed row survives a
+crash or kill of the process; FULL via DRIFTLOOP_SQLITE_SYNCHRONOUS also survives power loss); PostgreSQL is the production backend.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,10 @@ INFERENCE_LOG = "inference_log"
 META_COLUMNS = ("request_id", "ts", "model_version", "prediction", "probability")
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: WAL + NORMAL: a commit survives a crash or `kill -9` of the process (the WAL is written before
+#: COMMIT returns); only an OS crash / power loss can drop the last commits. FULL also fsyncs each
+#: commit (set DRIFTLOOP_SQLITE_SYNCHRONOUS=FULL), at ~10x the commit latency on slow disks.
+_SQLITE_SYNCHRONOUS_DEFAULT = "NORMAL"
 _INSERT_CHUNK = 2_000
 _LOOKUP_CHUNK = 500
 
@@ -90,7 +95,9 @@ class InferenceLog(Base):
     features: Mapped[dict[str, Any]] = mapped_column(_json_type())
     prediction: Mapped[Any] = mapped_column(_json_type())
     probability: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
-    probabilities: Mapped[dict[str, float] | None] = mapped_column(_json_type(nullable=True), nullable=True)
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(
+        _json_type(nullable=True), nullable=True
+    )
     latency_ms: Mapped[float] = mapped_column(sa.Float())
     label: Mapped[Any | None] = mapped_column(_json_type(nullable=True), nullable=True)
     label_ts: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -147,7 +154,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=FULL")
+    mode = os.environ.get("DRIFTLOOP_SQLITE_SYNCHRONOUS", _SQLITE_SYNCHRONOUS_DEFAULT).upper()
+    if mode not in {"NORMAL", "FULL", "EXTRA"}:
+        raise StoreError(
+            f"DRIFTLOOP_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA, got {mode!r}"
+        )
+    cursor.execute(f"PRAGMA synchronous={mode}")
     cursor.close()
 
 
@@ -172,7 +184,9 @@ def upgrade_database(url: str, revision: str = "head") -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except sa.exc.OperationalError as exc:
-        raise StoreError(f"cannot migrate the inference log at {_safe_url(url)}: {exc.orig}") from None
+        raise StoreError(
+            f"cannot migrate the inference log at {_safe_url(url)}: {exc.orig}"
+        ) from None
     finally:
         engine.dispose()
 
@@ -224,7 +238,9 @@ def _insert_statement(dialect: str, *, ignore_duplicates: bool) -> Any:
     if not ignore_duplicates:
         return sa.insert(inference_log)
     if dialect == "postgresql":
-        return postgresql.insert(inference_log).on_conflict_do_nothing(index_elements=["request_id"])
+        return postgresql.insert(inference_log).on_conflict_do_nothing(
+            index_elements=["request_id"]
+        )
     if dialect == "sqlite":
         return sqlite.insert(inference_log).on_conflict_do_nothing(index_elements=["request_id"])
     raise StoreError(f"ignore_duplicates is not supported on {dialect}")
@@ -235,7 +251,10 @@ def _complete(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def insert_records(
-    engine: Engine | sa.Connection, records: Sequence[Mapping[str, Any]], *, ignore_duplicates: bool = False
+    engine: Engine | sa.Connection,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    ignore_duplicates: bool = False,
 ) -> int:
     """Insert log records in one transaction (executemany, chunked); returns how many were given.
 
@@ -252,7 +271,9 @@ def insert_records(
     return len(rows)
 
 
-def _insert_rows(connection: sa.Connection, rows: list[dict[str, Any]], ignore_duplicates: bool) -> None:
+def _insert_rows(
+    connection: sa.Connection, rows: list[dict[str, Any]], ignore_duplicates: bool
+) -> None:
     statement = _insert_statement(connection.dialect.name, ignore_duplicates=ignore_duplicates)
     for start in range(0, len(rows), _INSERT_CHUNK):
         connection.execute(statement, rows[start : start + _INSERT_CHUNK])
@@ -267,7 +288,9 @@ def known_request_ids(engine: Engine, request_ids: Iterable[str]) -> set[str]:
             chunk = ids[start : start + _LOOKUP_CHUNK]
             found.update(
                 connection.scalars(
-                    sa.select(inference_log.c.request_id).where(inference_log.c.request_id.in_(chunk))
+                    sa.select(inference_log.c.request_id).where(
+                        inference_log.c.request_id.in_(chunk)
+                    )
                 )
             )
     return found
@@ -369,7 +392,15 @@ def read_window(
     `last_n` keeps the newest n matching rows.
     """
     c = inference_log.c
-    columns = [c.request_id, c.ts, c.model_version, c.features, c.prediction, c.probability, c.label]
+    columns = [
+        c.request_id,
+        c.ts,
+        c.model_version,
+        c.features,
+        c.prediction,
+        c.probability,
+        c.label,
+    ]
     statement = _filtered(
         sa.select(*columns),
         model_name=model_name,

@@ -133,6 +133,7 @@ def dashboard_panels(
             counter_panel(
                 title="Drifted features (last run)",
                 values=[_metric("DriftedColumnsCount", "drifted", value_type="count")],
+                description="Evidently's UI shows a count of 0 as 'no value': none drifted",
                 size="half",
                 aggregation="last",
             ),

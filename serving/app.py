@@ -36,7 +36,14 @@ from serving.batching import MicroBatcher
 from serving.config import ServingConfig
 from serving.logwriter import LogWriteError, LogWriter
 from serving.metrics import ServiceMetrics
-from serving.model import CHAMPION, ModelLoadError, ModelScoringError, ServedModel, alias_version, load_version
+from serving.model import (
+    CHAMPION,
+    ModelLoadError,
+    ModelScoringError,
+    ServedModel,
+    alias_version,
+    load_version,
+)
 from serving.validation import InputSpec, PayloadError, validate_payload
 
 logger = logging.getLogger("driftloop.serving")
@@ -48,7 +55,9 @@ _OPEN_PATHS = frozenset({"/health"})
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def _problem(status: int, message: str, detail: Any = None) -> Response:
@@ -59,10 +68,13 @@ def _problem(status: int, message: str, detail: Any = None) -> Response:
 
 
 class PredictionRow(BaseModel):
-    request_id: str = Field(description="id of this row in the inference log; send it back to /feedback")
+    request_id: str = Field(
+        description="id of this row in the inference log; send it back to /feedback"
+    )
     prediction: Any = Field(description="predicted class label or value")
     probability: float | None = Field(
-        None, description="positive-class probability (binary) or top-class probability (multiclass)"
+        None,
+        description="positive-class probability (binary) or top-class probability (multiclass)",
     )
     probabilities: dict[str, float] | None = Field(None, description="probability of every class")
 
@@ -128,7 +140,9 @@ class ModelHolder:
                 if self.current is not None and self.current.version == version:
                     return False
                 model = load_version(self.client, self.model_name, version, alias=self.alias)
-                model.score_columns(model.example_columns())  # a model that cannot score is not swapped in
+                model.score_columns(
+                    model.example_columns()
+                )  # a model that cannot score is not swapped in
             except Exception as exc:
                 self.last_error = str(exc)
                 self.load_failures += 1
@@ -139,7 +153,10 @@ class ModelHolder:
             if previous is not None:
                 self.reloads += 1
             logger.warning(
-                "serving %s version %s (was %s)", self.model_name, version, previous.version if previous else "none"
+                "serving %s version %s (was %s)",
+                self.model_name,
+                version,
+                previous.version if previous else "none",
             )
             return True
 
@@ -214,7 +231,9 @@ class Service:
     @cached_property
     def api_key(self) -> bytes | None:
         key = self.settings.api_key
-        return key.get_secret_value().encode() if key is not None and key.get_secret_value() else None
+        return (
+            key.get_secret_value().encode() if key is not None and key.get_secret_value() else None
+        )
 
 
 def spool_directory(base: Path, database_url: str) -> Path:
@@ -291,10 +310,17 @@ def _authorized(scope: dict[str, Any], key: bytes) -> bool:
     return hmac.compare_digest(offered, key)
 
 
-async def _send_json(send: Any, status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send_json(
+    send: Any, status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = orjson.dumps(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -348,7 +374,12 @@ _PREDICT_BODY = {
                     {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
                     {
                         "type": "object",
-                        "properties": {"records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}},
+                        "properties": {
+                            "records": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Record"},
+                            }
+                        },
                         "required": ["records"],
                     },
                 ]
@@ -404,7 +435,11 @@ def create_app(
         if migrate:
             store.upgrade_database(settings.database_url)
         db = engine if engine is not None else store.make_engine(settings.database_url)
-        registry = client if client is not None else MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+        registry = (
+            client
+            if client is not None
+            else MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+        )
         base = spool_dir if spool_dir is not None else config.spool_dir
         service = Service(
             settings=settings,
@@ -449,12 +484,16 @@ def create_app(
     async def health() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/ready", summary="ready when a model is loaded", responses={503: {"model": ErrorResponse}})
+    @app.get(
+        "/ready", summary="ready when a model is loaded", responses={503: {"model": ErrorResponse}}
+    )
     async def ready() -> Response:
         model = svc().holder.current
         if model is None:
             return _problem(503, f"not ready: {svc().holder.last_error or 'loading the model'}")
-        return json_response({"ready": True, "model_name": model.name, "model_version": model.version})
+        return json_response(
+            {"ready": True, "model_name": model.name, "model_version": model.version}
+        )
 
     @app.get("/model", summary="the served model: name, version, alias, features, signature")
     async def model_info() -> Response:
@@ -465,7 +504,9 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
-        return Response(svc().metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            svc().metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     @app.post(
         "/predict",
@@ -474,7 +515,10 @@ def create_app(
         responses={
             413: {"model": ErrorResponse, "description": "body larger than serving.max_body_bytes"},
             422: {"model": ErrorResponse, "description": "each offending row and field"},
-            503: {"model": ErrorResponse, "description": "no model loaded, or the log cannot store the rows"},
+            503: {
+                "model": ErrorResponse,
+                "description": "no model loaded, or the log cannot store the rows",
+            },
         },
         openapi_extra={"requestBody": _PREDICT_BODY},
     )
@@ -487,7 +531,9 @@ def create_app(
         try:
             body = await _read_body(request, config.max_body_bytes)
         except _BodyTooLarge:
-            return _problem(413, f"request body larger than {config.max_body_bytes} bytes; split the batch")
+            return _problem(
+                413, f"request body larger than {config.max_body_bytes} bytes; split the batch"
+            )
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -528,14 +574,25 @@ def create_app(
                     "latency_ms": latency_ms,
                 }
             )
-            out.append({"request_id": ids[i], "prediction": scores.predictions[i], "probability": p, "probabilities": ps})
+            out.append(
+                {
+                    "request_id": ids[i],
+                    "prediction": scores.predictions[i],
+                    "probability": p,
+                    "probabilities": ps,
+                }
+            )
         try:
             await service.writer.write(rows)
         except LogWriteError as exc:
             logger.error("%s", exc)
-            return _problem(503, "the prediction could not be logged, so it is not returned; retry later")
+            return _problem(
+                503, "the prediction could not be logged, so it is not returned; retry later"
+            )
         service.metrics.rows_predicted.inc(n)
-        return json_response({"model_name": model.name, "model_version": model.version, "predictions": out})
+        return json_response(
+            {"model_name": model.name, "model_version": model.version, "predictions": out}
+        )
 
     @app.post(
         "/feedback",
@@ -547,7 +604,8 @@ def create_app(
         service = svc()
         if len(body.labels) > config.max_feedback_rows:
             return _problem(
-                422, f"{len(body.labels)} labels, more than serving.max_feedback_rows={config.max_feedback_rows}"
+                422,
+                f"{len(body.labels)} labels, more than serving.max_feedback_rows={config.max_feedback_rows}",
             )
         model = service.holder.current
         labels: dict[str, Any] = {}
@@ -555,7 +613,14 @@ def create_app(
         for index, item in enumerate(body.labels):
             value, problem = _check_label(item.label, model)
             if problem is not None:
-                errors.append({"loc": ["body", "labels", index, "label"], "row": index, "field": "label", "msg": problem})
+                errors.append(
+                    {
+                        "loc": ["body", "labels", index, "label"],
+                        "row": index,
+                        "field": "label",
+                        "msg": problem,
+                    }
+                )
             labels[item.request_id] = value
         if errors:
             return _problem(422, f"{len(errors)} label(s) do not fit the model", errors)
@@ -566,7 +631,9 @@ def create_app(
             )
         except Exception as exc:
             logger.error("feedback not stored: %s", exc)
-            return _problem(503, "the inference log is unavailable; the labels were not stored, retry later")
+            return _problem(
+                503, "the inference log is unavailable; the labels were not stored, retry later"
+            )
         unknown = [rid for rid in labels if rid not in known]
         return json_response({"updated": updated, "unknown_request_ids": unknown})
 
@@ -578,13 +645,23 @@ def create_app(
         except Exception as exc:
             return _problem(503, f"reload failed, still serving the loaded version: {exc}")
         model = service.holder.current
-        return json_response({"changed": changed, "model_name": model_name, "model_version": model.version if model else None})
+        return json_response(
+            {
+                "changed": changed,
+                "model_name": model_name,
+                "model_version": model.version if model else None,
+            }
+        )
 
     def openapi() -> dict[str, Any]:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
         service = holder.get("service")
         current = service.holder.current if service is not None else None
-        schema.setdefault("components", {}).setdefault("schemas", {})["Record"] = _record_schema(current)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Record"] = _record_schema(
+            current
+        )
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -602,6 +679,10 @@ def _check_label(label: Any, model: ServedModel | None) -> tuple[Any, str | None
             if str(cls) == str(label) and not isinstance(label, bool):
                 return cls, None
         return label, f"{label!r} is not one of the model's classes {list(model.classes)}"
-    if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(float(label)):
+    if (
+        isinstance(label, bool)
+        or not isinstance(label, (int, float))
+        or not math.isfinite(float(label))
+    ):
         return label, "expected a finite number for a regression target"
     return float(label), None

@@ -48,8 +48,10 @@ def prepare_frame(model: ServedModel, frame: pd.DataFrame) -> pd.DataFrame:
     data: dict[str, Any] = {}
     for name in model.numeric:
         raw = frame[name]
-        values = pd.to_numeric(raw.astype(object) if isinstance(raw.dtype, pd.CategoricalDtype) else raw,
-                               errors="coerce").astype(np.float64)
+        values = pd.to_numeric(
+            raw.astype(object) if isinstance(raw.dtype, pd.CategoricalDtype) else raw,
+            errors="coerce",
+        ).astype(np.float64)
         bad = np.flatnonzero(values.isna().to_numpy() & raw.notna().to_numpy())
         infinite = np.flatnonzero(np.isinf(values.to_numpy()))
         if len(bad):
@@ -69,13 +71,17 @@ def prepare_frame(model: ServedModel, frame: pd.DataFrame) -> pd.DataFrame:
         if len(nulls):
             problems.append(f"{name}: null in rows {_rows(nulls)} (listed in features.not_null)")
     if problems:
-        raise BatchValidationError("the data does not fit the model:\n  - " + "\n  - ".join(problems))
+        raise BatchValidationError(
+            "the data does not fit the model:\n  - " + "\n  - ".join(problems)
+        )
     return pd.DataFrame({c: data[c] for c in model.column_order})
 
 
 def _rows(positions: np.ndarray) -> str:
     shown = ", ".join(str(int(p)) for p in positions[:MAX_LISTED_ROWS])
-    more = f" and {len(positions) - MAX_LISTED_ROWS} more" if len(positions) > MAX_LISTED_ROWS else ""
+    more = (
+        f" and {len(positions) - MAX_LISTED_ROWS} more" if len(positions) > MAX_LISTED_ROWS else ""
+    )
     return f"[{shown}{more}]"
 
 
@@ -141,8 +147,12 @@ def log_scores(
             latency_ms=0.0,
         )
         for rid, feats, pred, prob, probs in zip(
-            scored["request_id"], features, scored["prediction"], scored["probability"],
-            scored["probabilities"], strict=True,
+            scored["request_id"],
+            features,
+            scored["prediction"],
+            scored["probability"],
+            scored["probabilities"],
+            strict=True,
         )
     ]
     return store.insert_records(engine, records, ignore_duplicates=ignore_duplicates)

@@ -69,7 +69,9 @@ class MicroBatcher:
         if len(group) == 1:
             merged = group[0].columns
         else:
-            merged = {name: [v for item in group for v in item.columns[name]] for name in group[0].columns}
+            merged = {
+                name: [v for item in group for v in item.columns[name]] for name in group[0].columns
+            }
         try:
             scores = await loop.run_in_executor(self._executor, model.score_columns, merged)
         except Exception as exc:
@@ -85,8 +87,12 @@ class MicroBatcher:
             end = start + item.rows
             part = Scores(
                 predictions=scores.predictions[start:end],
-                probability=scores.probability[start:end] if scores.probability is not None else None,
-                probabilities=scores.probabilities[start:end] if scores.probabilities is not None else None,
+                probability=scores.probability[start:end]
+                if scores.probability is not None
+                else None,
+                probabilities=scores.probabilities[start:end]
+                if scores.probabilities is not None
+                else None,
             )
             self.rows += item.rows
             if not item.future.done():

@@ -14,24 +14,40 @@ class ServingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     poll_interval_seconds: float = Field(
-        10.0, ge=0.2, le=3600, description="how often the service checks where the `champion` alias points"
+        10.0,
+        ge=0.2,
+        le=3600,
+        description="how often the service checks where the `champion` alias points",
     )
-    max_batch_rows: int = Field(1000, ge=1, le=100_000, description="most records one /predict may carry")
+    max_batch_rows: int = Field(
+        1000, ge=1, le=100_000, description="most records one /predict may carry"
+    )
     max_body_bytes: int = Field(
         2_000_000, ge=1024, le=200_000_000, description="largest request body accepted (413 above)"
     )
-    max_feedback_rows: int = Field(10_000, ge=1, le=1_000_000, description="most labels one /feedback may carry")
+    max_feedback_rows: int = Field(
+        10_000, ge=1, le=1_000_000, description="most labels one /feedback may carry"
+    )
     microbatch_rows: int = Field(
-        512, ge=1, le=100_000, description="most rows scored in one model call when requests arrive together"
+        512,
+        ge=1,
+        le=100_000,
+        description="most rows scored in one model call when requests arrive together",
     )
     writer_batch_rows: int = Field(
         2000, ge=1, le=100_000, description="most log records committed in one transaction"
     )
     writer_queue_rows: int = Field(
-        50_000, ge=1, le=10_000_000, description="log records that may wait for the writer before requests wait"
+        50_000,
+        ge=1,
+        le=10_000_000,
+        description="log records that may wait for the writer before requests wait",
     )
     db_retry_seconds: float = Field(
-        2.0, gt=0, le=600, description="while the database is down, how often the writer tries it again"
+        2.0,
+        gt=0,
+        le=600,
+        description="while the database is down, how often the writer tries it again",
     )
     spool_dir: Path = Field(
         Path("inference-spool"),
@@ -40,7 +56,11 @@ class ServingConfig(BaseModel):
     )
 
     def resolved_spool_dir(self, base_dir: Path) -> Path:
-        return self.spool_dir if self.spool_dir.is_absolute() else (base_dir / self.spool_dir).resolve()
+        return (
+            self.spool_dir
+            if self.spool_dir.is_absolute()
+            else (base_dir / self.spool_dir).resolve()
+        )
 
 
 def serving_section(raw: dict[str, Any] | None) -> ServingConfig:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -135,7 +136,9 @@ class LogWriter:
             await asyncio.sleep(0.002)
         return await future
 
-    def submit(self, records: Sequence[Mapping[str, Any]]) -> concurrent.futures.Future[Destination]:
+    def submit(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> concurrent.futures.Future[Destination]:
         """Queue records from a plain thread (blocks while the queue is full)."""
         future: concurrent.futures.Future[Destination] = concurrent.futures.Future()
         item = _Item(records, None, future)
@@ -223,7 +226,9 @@ class LogWriter:
         self.stats.batches += 1
         if error is not None:
             self.stats.rows_failed += len(records)
-            failure = LogWriteError(f"the inference log could not store {len(records)} records: {error}")
+            failure = LogWriteError(
+                f"the inference log could not store {len(records)} records: {error}"
+            )
             self._resolve(batch, None, failure)
         else:
             self._resolve(batch, destination, None)
@@ -258,7 +263,9 @@ class LogWriter:
         self._spool_pending = False
 
     @staticmethod
-    def _resolve(batch: list[_Item], destination: Destination | None, error: BaseException | None) -> None:
+    def _resolve(
+        batch: list[_Item], destination: Destination | None, error: BaseException | None
+    ) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Destination]]] = {}
         for item in batch:
             if item.loop is None:
@@ -271,14 +278,14 @@ class LogWriter:
             else:
                 by_loop.setdefault(item.loop, []).append(item.future)  # type: ignore[arg-type]
         for loop, futures in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, futures, destination, error)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
 
 def _settle(
-    futures: list[asyncio.Future[Destination]], destination: Destination | None, error: BaseException | None
+    futures: list[asyncio.Future[Destination]],
+    destination: Destination | None,
+    error: BaseException | None,
 ) -> None:
     for future in futures:
         if future.done():

@@ -9,8 +9,26 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-ENDPOINTS = frozenset({"/predict", "/feedback", "/health", "/ready", "/model", "/metrics", "/reload"})
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+)
+ENDPOINTS = frozenset(
+    {"/predict", "/feedback", "/health", "/ready", "/model", "/metrics", "/reload"}
+)
 
 
 class ServiceMetrics:
@@ -19,16 +37,23 @@ class ServiceMetrics:
     def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "driftloop_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+            "driftloop_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
             registry=self.registry,
         )
         self.errors = Counter(
-            "driftloop_request_errors", "HTTP requests answered with status >= 400", ["endpoint", "status"],
+            "driftloop_request_errors",
+            "HTTP requests answered with status >= 400",
+            ["endpoint", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "driftloop_request_latency_seconds", "time to answer, by endpoint", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "driftloop_request_latency_seconds",
+            "time to answer, by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.rows_predicted = Counter(
             "driftloop_rows_predicted", "rows scored and answered", registry=self.registry
@@ -42,7 +67,11 @@ class ServiceMetrics:
         children = self._children.get(key)
         if children is None:
             error = self.errors.labels(endpoint, str(status)) if status >= 400 else None
-            children = (self.requests.labels(endpoint, str(status)), error, self.latency.labels(endpoint))
+            children = (
+                self.requests.labels(endpoint, str(status)),
+                error,
+                self.latency.labels(endpoint),
+            )
             self._children[key] = children
         children[0].inc()
         if children[1] is not None:
@@ -60,30 +89,45 @@ class _LiveCollector(Collector):
     def collect(self) -> Iterator[Any]:
         s = self._state()
         logged = CounterMetricFamily(
-            "driftloop_rows_logged", "log records made durable, by destination", labels=["destination"]
+            "driftloop_rows_logged",
+            "log records made durable, by destination",
+            labels=["destination"],
         )
         logged.add_metric(["database"], s.get("rows_database", 0))
         logged.add_metric(["spool"], s.get("rows_spooled", 0))
         yield logged
         yield CounterMetricFamily(
-            "driftloop_rows_replayed", "spooled records replayed into the database", value=s.get("rows_replayed", 0)
+            "driftloop_rows_replayed",
+            "spooled records replayed into the database",
+            value=s.get("rows_replayed", 0),
         )
         yield CounterMetricFamily(
-            "driftloop_rows_log_failed", "records neither the database nor the spool took",
+            "driftloop_rows_log_failed",
+            "records neither the database nor the spool took",
             value=s.get("rows_failed", 0),
         )
-        yield GaugeMetricFamily("driftloop_log_queue_depth", "log rows waiting for the writer", value=s.get("queue", 0))
         yield GaugeMetricFamily(
-            "driftloop_log_database_up", "1 when the last database write succeeded", value=s.get("database_up", 0)
+            "driftloop_log_queue_depth", "log rows waiting for the writer", value=s.get("queue", 0)
+        )
+        yield GaugeMetricFamily(
+            "driftloop_log_database_up",
+            "1 when the last database write succeeded",
+            value=s.get("database_up", 0),
         )
         version = GaugeMetricFamily(
-            "driftloop_model_version", "the model version answering (0: none loaded)", labels=["model_name"]
+            "driftloop_model_version",
+            "the model version answering (0: none loaded)",
+            labels=["model_name"],
         )
         version.add_metric([s.get("model_name", "")], s.get("model_version", 0))
         yield version
         yield CounterMetricFamily(
-            "driftloop_model_reloads", "champion versions loaded after startup", value=s.get("reloads", 0)
+            "driftloop_model_reloads",
+            "champion versions loaded after startup",
+            value=s.get("reloads", 0),
         )
         yield CounterMetricFamily(
-            "driftloop_model_load_failures", "failed attempts to load a champion", value=s.get("load_failures", 0)
+            "driftloop_model_load_failures",
+            "failed attempts to load a champion",
+            value=s.get("load_failures", 0),
         )

@@ -95,7 +95,9 @@ class ServedModel:
                 return self._class_scores(proba)
             values = np.asarray(self.pipeline.predict(X), dtype=np.float64)
         except ValueError as exc:
-            raise ModelScoringError(f"model {self.name} v{self.version} cannot score the input: {exc}") from exc
+            raise ModelScoringError(
+                f"model {self.name} v{self.version} cannot score the input: {exc}"
+            ) from exc
         return Scores(predictions=[float(v) for v in values])
 
     def _class_scores(self, proba: np.ndarray) -> Scores:
@@ -171,7 +173,9 @@ def _json_tag(tags: Mapping[str, str], key: str, default: Any = None) -> Any:
         raise ModelLoadError(f"tag {TAG + key} is not valid JSON: {raw[:80]!r}") from None
 
 
-def load_version(client: Any, name: str, version: int | str, *, alias: str | None = None) -> ServedModel:
+def load_version(
+    client: Any, name: str, version: int | str, *, alias: str | None = None
+) -> ServedModel:
     """Load a registered version (downloads the artifact once) and read its driftloop tags."""
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
@@ -197,7 +201,9 @@ def load_version(client: Any, name: str, version: int | str, *, alias: str | Non
     if task == "classification":
         fitted = getattr(pipeline, "classes_", None)
         if fitted is None:
-            raise ModelLoadError(f"model {name!r} version {mv.version} is a classifier without classes_")
+            raise ModelLoadError(
+                f"model {name!r} version {mv.version} is a classifier without classes_"
+            )
         classes = tuple(_plain(c) for c in fitted)
         tagged = _json_tag(tags, "classes")
         if tagged and [str(c) for c in tagged] != [str(c) for c in classes]:

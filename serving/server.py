@@ -85,7 +85,9 @@ def run(
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config_path = Path(config_path).resolve()
     load_serving_config(config_path)  # fail fast on a bad config, before any worker starts
     upgrade_database(Settings().database_url)

@@ -61,7 +61,14 @@ class PayloadError(ValueError):
         items = [e.to_dict() for e in self.errors]
         if self.total > len(self.errors):
             more = self.total - len(self.errors)
-            items.append({"loc": ["body"], "row": None, "field": None, "msg": f"... and {more} more problems"})
+            items.append(
+                {
+                    "loc": ["body"],
+                    "row": None,
+                    "field": None,
+                    "msg": f"... and {more} more problems",
+                }
+            )
         return items
 
 
@@ -101,12 +108,19 @@ def split_payload(payload: Any, *, max_rows: int) -> tuple[list[Any], bool]:
         extra = sorted(str(k) for k in payload if k != "records")
         if extra:
             raise PayloadError(
-                [FieldError(None, k, "unexpected key next to 'records'; send the records only") for k in extra]
+                [
+                    FieldError(None, k, "unexpected key next to 'records'; send the records only")
+                    for k in extra
+                ]
             )
         rows, single = payload["records"], False
         if not isinstance(rows, list):
             raise PayloadError(
-                [FieldError(None, "records", f"expected an array of records, got {_type_name(rows)}")]
+                [
+                    FieldError(
+                        None, "records", f"expected an array of records, got {_type_name(rows)}"
+                    )
+                ]
             )
     elif isinstance(payload, dict):
         rows, single = [payload], True
@@ -122,7 +136,9 @@ def split_payload(payload: Any, *, max_rows: int) -> tuple[list[Any], bool]:
             ]
         )
     if not rows:
-        raise PayloadError([FieldError(None, "records", "the batch is empty; send at least one record")])
+        raise PayloadError(
+            [FieldError(None, "records", "the batch is empty; send at least one record")]
+        )
     if len(rows) > max_rows:
         raise PayloadError(
             [
@@ -162,7 +178,11 @@ def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records
 
     for index, record in enumerate(rows):
         if not isinstance(record, dict):
-            fail(index, None, f"expected a record (JSON object of feature values), got {_type_name(record)}")
+            fail(
+                index,
+                None,
+                f"expected a record (JSON object of feature values), got {_type_name(record)}",
+            )
             continue
         clean: dict[str, Any] = {}
         ok = True
@@ -208,7 +228,11 @@ def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records
         if len(record) > len(clean) or not ok:
             for name in record:
                 if name not in known:
-                    fail(index, str(name), "unknown field; the model's features are listed at GET /model")
+                    fail(
+                        index,
+                        str(name),
+                        "unknown field; the model's features are listed at GET /model",
+                    )
                     ok = False
         if ok:
             clean_rows.append(clean)

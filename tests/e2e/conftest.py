@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,3 +33,34 @@ def prefect_mlflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         yield stack
     finally:
         stop_test_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def loop_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole topology (Prefect server + worker + deployments, MLflow, serving, Evidently UI).
+
+    The root links the repo but holds its own small ``driftloop.yaml`` (see ``write_small_config``),
+    so every deployment's default ``config_path: driftloop.yaml``, the retrain trigger's included,
+    and the inference service use the small config. No champion yet: the test trains one.
+    """
+    from tests.e2e.harness import LINKED, write_small_config
+
+    root = link_repo(
+        tmp_path_factory.mktemp("stack-loop"), [n for n in LINKED if n != "driftloop.yaml"]
+    )
+    write_small_config(root)
+    stack = start_test_stack(
+        root, services=("prefect", "worker", "deploy", "mlflow", "serve", "evidently")
+    )
+    try:
+        yield stack
+    finally:
+        stop_test_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def loop_run(loop_stack: Stack) -> Any:
+    """The loop driven once on ``loop_stack`` (train, drifted traffic, monitor, retrain)."""
+    from tests.e2e.test_loop_e2e import drive_loop
+
+    return drive_loop(loop_stack)

@@ -159,3 +159,35 @@ def run_deployment_and_wait(
                 f"{deployment_name} run {run.name} still {run.state_name} after {timeout:.0f}s"
             )
         time.sleep(poll)
+
+
+#: The small config of the loop tests: logistic only, small monitoring windows, no cooldown.
+SMALL_MONITORING = {
+    "window": {"kind": "last_rows", "rows": 2000},
+    "min_window_rows": 500,
+    "policy": {"cooldown_hours": 0, "min_labeled_rows": 100},
+    "retrain": {"min_labeled_rows": 300},
+}
+
+
+def write_small_config(root: Path, *, rows: int = 3000) -> Path:
+    """Write ``root/driftloop.yaml``: the shipped config on ``rows`` rows of the reference data."""
+    import pandas as pd
+    import yaml
+
+    frame = pd.read_parquet(REPO / "data" / "employment" / "reference_2015.parquet")
+    data_path = root / "train_small.parquet"
+    frame.sample(rows, random_state=0).reset_index(drop=True).to_parquet(data_path, index=False)
+    config = yaml.safe_load((REPO / "driftloop.yaml").read_text())
+    config["data"] = {"train": str(data_path)}
+    config["model"] = {
+        "candidates": [{"family": "logistic", "search": {"C": [0.1, 1.0]}}],
+        "cv_folds": 2,
+        "search_iterations": 2,
+        "seed": 7,
+    }
+    config["monitoring"] = SMALL_MONITORING
+    config["serving"] = {"poll_interval_seconds": 1.0}
+    path = root / "driftloop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

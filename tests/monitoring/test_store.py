@@ -34,7 +34,9 @@ def engine(url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def rec(i: int, *, version: int = 1, model: str = "m", minutes: int | None = None, **features: object) -> dict:
+def rec(
+    i: int, *, version: int = 1, model: str = "m", minutes: int | None = None, **features: object
+) -> dict:
     base = {"AGEP": 30.0 + i, "WKHP": None, "SEX": "1", "SCHL": None}
     base.update(features)
     return store.log_record(
@@ -52,7 +54,12 @@ def rec(i: int, *, version: int = 1, model: str = "m", minutes: int | None = Non
 
 def window(engine: Engine, **kw: object) -> pd.DataFrame:
     return store.read_window(
-        engine, model_name=kw.pop("model_name", "m"), numeric=NUMERIC, categorical=CATEGORICAL, target="y", **kw
+        engine,
+        model_name=kw.pop("model_name", "m"),
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        target="y",
+        **kw,
     )
 
 
@@ -83,13 +90,24 @@ def test_upgrade_does_not_depend_on_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     store.upgrade_database("sqlite:///elsewhere.db")
-    assert "inference_log" in sa.inspect(sa.create_engine("sqlite:///elsewhere.db")).get_table_names()
+    assert (
+        "inference_log" in sa.inspect(sa.create_engine("sqlite:///elsewhere.db")).get_table_names()
+    )
 
 
 def test_window_is_typed_like_the_training_data(engine: Engine) -> None:
     store.insert_records(engine, [rec(i) for i in range(3)])
     frame = window(engine)
-    assert list(frame.columns) == [*NUMERIC, *CATEGORICAL, "prediction", "probability", "y", "model_version", "ts", "request_id"]
+    assert list(frame.columns) == [
+        *NUMERIC,
+        *CATEGORICAL,
+        "prediction",
+        "probability",
+        "y",
+        "model_version",
+        "ts",
+        "request_id",
+    ]
     assert frame["AGEP"].dtype == "float64" and frame["WKHP"].dtype == "float64"
     assert frame["WKHP"].isna().all()
     assert frame["SEX"].dtype == object and frame["SEX"].tolist() == ["1", "1", "1"]
@@ -111,7 +129,11 @@ def test_filters_since_until_version_model_last_n(engine: Engine) -> None:
     store.insert_records(engine, [rec(i, version=1 if i < 5 else 2) for i in range(10)])
     store.insert_records(engine, [rec(100, model="other")])
     assert window(engine, since=T0 + timedelta(minutes=3))["request_id"].tolist()[0] == "r3"
-    assert window(engine, until=T0 + timedelta(minutes=3))["request_id"].tolist() == ["r0", "r1", "r2"]
+    assert window(engine, until=T0 + timedelta(minutes=3))["request_id"].tolist() == [
+        "r0",
+        "r1",
+        "r2",
+    ]
     assert window(engine, version=2)["request_id"].tolist() == [f"r{i}" for i in range(5, 10)]
     assert window(engine, last_n=3)["request_id"].tolist() == ["r7", "r8", "r9"]
     assert window(engine, model_name="other")["request_id"].tolist() == ["r100"]
@@ -135,7 +157,11 @@ def test_labels_join_by_request_id(engine: Engine) -> None:
     assert window(engine)["y"].isna().tolist() == [True, False, True, False]
     assert store.count_rows(engine, model_name="m", labeled_only=True) == 2
     with engine.connect() as conn:
-        stamp = conn.scalar(sa.select(store.inference_log.c.label_ts).where(store.inference_log.c.request_id == "r1"))
+        stamp = conn.scalar(
+            sa.select(store.inference_log.c.label_ts).where(
+                store.inference_log.c.request_id == "r1"
+            )
+        )
     assert stamp == at
     assert store.known_request_ids(engine, ["r0", "zz"]) == {"r0"}
 

@@ -72,7 +72,9 @@ def build_pipeline(family: str, seed: int = 0) -> Any:
     if family == "logistic":
         estimator = LogisticRegression(C=1.0, max_iter=500)
     else:
-        estimator = RandomForestClassifier(n_estimators=20, max_depth=8, random_state=seed, n_jobs=1)
+        estimator = RandomForestClassifier(
+            n_estimators=20, max_depth=8, random_state=seed, n_jobs=1
+        )
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
 
@@ -177,7 +179,11 @@ def write_config(directory: Path, serving: dict[str, Any] | None = None) -> Path
     base = yaml.safe_load((REPO / "driftloop.yaml").read_text())
     base["data"] = {"train": str(DATA / "reference_2015.parquet")}
     base["features"]["not_null"] = NOT_NULL
-    base["serving"] = {"poll_interval_seconds": 0.5, "spool_dir": str(directory / "spool"), **(serving or {})}
+    base["serving"] = {
+        "poll_interval_seconds": 0.5,
+        "spool_dir": str(directory / "spool"),
+        **(serving or {}),
+    }
     path = directory / "driftloop.yaml"
     path.write_text(yaml.safe_dump(base))
     return path
@@ -201,7 +207,15 @@ class Server:
         self.log = self.config.parent / f"server-{self.port}-{time.time_ns()}.log"
         handle = open(self.log, "wb")  # noqa: SIM115 - the child writes to it
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "serving.server", "--config", str(self.config), "--port", str(self.port)],
+            [
+                PYTHON,
+                "-m",
+                "serving.server",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+            ],
             cwd=REPO,
             env=self.env,
             stdout=handle,
@@ -220,7 +234,9 @@ class Server:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
+                raise AssertionError(
+                    f"server exited with {self.process.returncode}:\n{self.output()}"
+                )
             try:
                 response = httpx.get(f"{self.url}/ready", headers=self.headers(), timeout=2)
                 if response.status_code == 200:
@@ -231,7 +247,9 @@ class Server:
         raise AssertionError(f"server not ready after {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-5000:] if self.log and self.log.exists() else ""
+        return (
+            self.log.read_text(errors="replace")[-5000:] if self.log and self.log.exists() else ""
+        )
 
     def kill9(self) -> None:
         assert self.process is not None
@@ -283,7 +301,9 @@ class ServerFactory:
         directory = self.directory / f"svc{len(self.started)}"
         directory.mkdir(parents=True)
         url = database_url or f"sqlite:///{self.directory / 'driftloop.db'}"
-        server = Server(config=write_config(directory, serving), env=server_env(self.tracking_uri, url, api_key))
+        server = Server(
+            config=write_config(directory, serving), env=server_env(self.tracking_uri, url, api_key)
+        )
         self.started.append(server)
         return server.start() if start else server
 
@@ -328,7 +348,9 @@ class Load:
         self._lock = threading.Lock()
 
     def _run(self, offset: int) -> None:
-        with httpx.Client(base_url=self.server.url, headers=self.server.headers(), timeout=30) as client:
+        with httpx.Client(
+            base_url=self.server.url, headers=self.server.headers(), timeout=30
+        ) as client:
             i = offset
             while not self._stop.is_set():
                 row = self.rows[i % len(self.rows)]
@@ -345,7 +367,12 @@ class Load:
                     if response.status_code == 200:
                         body = response.json()
                         for p in body["predictions"]:
-                            self.acked.append({"request_id": p["request_id"], "model_version": body["model_version"]})
+                            self.acked.append(
+                                {
+                                    "request_id": p["request_id"],
+                                    "model_version": body["model_version"],
+                                }
+                            )
 
     def start(self) -> Load:
         for n in range(self.threads):
@@ -364,5 +391,7 @@ class Load:
         deadline = time.monotonic() + timeout
         while len(self.acked) < n:
             if time.monotonic() > deadline:
-                raise AssertionError(f"only {len(self.acked)} acknowledged requests after {timeout}s")
+                raise AssertionError(
+                    f"only {len(self.acked)} acknowledged requests after {timeout}s"
+                )
             time.sleep(0.05)

@@ -10,7 +10,15 @@ import pytest
 import sqlalchemy as sa
 
 from monitoring import store
-from tests.serving.conftest import CATEGORICAL, MODEL, NUMERIC, TARGET, Registry, feature_frame, records
+from tests.serving.conftest import (
+    CATEGORICAL,
+    MODEL,
+    NUMERIC,
+    TARGET,
+    Registry,
+    feature_frame,
+    records,
+)
 
 KEY = "s3cret-key"
 
@@ -18,7 +26,9 @@ KEY = "s3cret-key"
 @pytest.fixture(scope="module")
 def server(module_server_factory: Any) -> Any:
     """One service for the module (startup costs seconds); tests compare counts before/after."""
-    return module_server_factory(api_key=KEY, serving={"max_batch_rows": 50, "max_body_bytes": 20_000})
+    return module_server_factory(
+        api_key=KEY, serving={"max_batch_rows": 50, "max_body_bytes": 20_000}
+    )
 
 
 def logged(server: Any) -> int:
@@ -38,13 +48,18 @@ def test_predict_one_record_returns_and_logs_it(server: Any, registry_template: 
     response = post(server, "/predict", row)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_name"] == MODEL and body["model_version"] == registry_template.versions["logistic"]
+    assert (
+        body["model_name"] == MODEL
+        and body["model_version"] == registry_template.versions["logistic"]
+    )
     (pred,) = body["predictions"]
     assert pred["prediction"] in (0, 1)
     assert set(pred["probabilities"]) == {"0", "1"}
     assert pred["probability"] == pytest.approx(pred["probabilities"]["1"])
     engine = store.make_engine(db_url(server))
-    frame = store.read_window(engine, model_name=MODEL, numeric=NUMERIC, categorical=CATEGORICAL, target=TARGET)
+    frame = store.read_window(
+        engine, model_name=MODEL, numeric=NUMERIC, categorical=CATEGORICAL, target=TARGET
+    )
     frame = frame[frame["request_id"] == pred["request_id"]].reset_index(drop=True)
     assert len(frame) == 1
     assert frame.loc[0, "prediction"] == pred["prediction"]
@@ -52,7 +67,9 @@ def test_predict_one_record_returns_and_logs_it(server: Any, registry_template: 
     assert frame.loc[0, "model_version"] == body["model_version"]
 
 
-def test_batch_predictions_match_the_sklearn_pipeline(server: Any, registry_template: Registry) -> None:
+def test_batch_predictions_match_the_sklearn_pipeline(
+    server: Any, registry_template: Registry
+) -> None:
     from mlflow import MlflowClient
 
     from serving.model import load_version
@@ -73,7 +90,9 @@ def test_batch_predictions_match_the_sklearn_pipeline(server: Any, registry_temp
     assert len(post(server, "/predict", rows[:3]).json()["predictions"]) == 3
 
 
-def test_feedback_attaches_labels_and_reports_unknown_ids(server: Any, registry_template: Registry) -> None:
+def test_feedback_attaches_labels_and_reports_unknown_ids(
+    server: Any, registry_template: Registry
+) -> None:
     preds = post(server, "/predict", records(registry_template.holdout, 3)).json()["predictions"]
     labels = [{"request_id": p["request_id"], "label": 1} for p in preds[:2]]
     response = post(server, "/feedback", {"labels": [*labels, {"request_id": "nope", "label": 0}]})
@@ -81,7 +100,12 @@ def test_feedback_attaches_labels_and_reports_unknown_ids(server: Any, registry_
     assert response.json() == {"updated": 2, "unknown_request_ids": ["nope"]}
     engine = store.make_engine(db_url(server))
     frame = store.read_window(
-        engine, model_name=MODEL, numeric=NUMERIC, categorical=CATEGORICAL, target=TARGET, labeled_only=True
+        engine,
+        model_name=MODEL,
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        target=TARGET,
+        labeled_only=True,
     )
     mine = frame[frame["request_id"].isin([p["request_id"] for p in preds])]
     assert sorted(mine["request_id"]) == sorted(p["request_id"] for p in preds[:2])
@@ -114,7 +138,9 @@ def test_invalid_rows_get_422_naming_row_and_field_and_nothing_is_logged(
     response = post(server, "/predict", {"records": rows})
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    assert any(d["row"] == row and d["field"] == field and needle in d["msg"] for d in detail), detail
+    assert any(d["row"] == row and d["field"] == field and needle in d["msg"] for d in detail), (
+        detail
+    )
     assert logged(server) == before
 
 
@@ -134,7 +160,9 @@ def test_a_nullable_feature_may_be_null(server: Any, registry_template: Registry
 )
 def test_malformed_bodies_get_422(server: Any, body: bytes, status: int) -> None:
     response = httpx.post(
-        f"{server.url}/predict", content=body, headers={**server.headers(), "content-type": "application/json"}
+        f"{server.url}/predict",
+        content=body,
+        headers={**server.headers(), "content-type": "application/json"},
     )
     assert response.status_code == status
     assert "Traceback" not in response.text
@@ -168,7 +196,9 @@ def test_every_endpoint_but_health_needs_the_key(server: Any, method: str, path:
     for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": KEY + "x"}):
         response = httpx.request(method, f"{server.url}{path}", headers=headers, json={})
         assert response.status_code == 401, (path, headers)
-    response = httpx.request(method, f"{server.url}{path}", headers={"Authorization": f"Bearer {KEY}"}, json={})
+    response = httpx.request(
+        method, f"{server.url}{path}", headers={"Authorization": f"Bearer {KEY}"}, json={}
+    )
     assert response.status_code != 401
 
 
@@ -182,7 +212,9 @@ def scrape(server: Any) -> dict[str, float]:
     return values
 
 
-def test_health_is_open_and_ready_model_metrics_work(server: Any, registry_template: Registry) -> None:
+def test_health_is_open_and_ready_model_metrics_work(
+    server: Any, registry_template: Registry
+) -> None:
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{server.url}/ready", headers=server.headers()).status_code == 200
     info = httpx.get(f"{server.url}/model", headers=server.headers()).json()
@@ -201,9 +233,20 @@ def test_health_is_open_and_ready_model_metrics_work(server: Any, registry_templ
     assert delta('driftloop_rows_logged_total{destination="database"}') == 2
     assert delta('driftloop_request_latency_seconds_count{endpoint="/predict"}') == 2
     assert after["driftloop_log_queue_depth"] == 0
-    assert after[f'driftloop_model_version{{model_name="{MODEL}"}}'] == registry_template.versions["logistic"]
+    assert (
+        after[f'driftloop_model_version{{model_name="{MODEL}"}}']
+        == registry_template.versions["logistic"]
+    )
     schema = httpx.get(f"{server.url}/openapi.json", headers=server.headers()).json()
-    assert set(schema["paths"]) >= {"/predict", "/feedback", "/health", "/ready", "/model", "/metrics", "/reload"}
+    assert set(schema["paths"]) >= {
+        "/predict",
+        "/feedback",
+        "/health",
+        "/ready",
+        "/model",
+        "/metrics",
+        "/reload",
+    }
     assert schema["components"]["schemas"]["Record"]["required"] == NUMERIC + CATEGORICAL
 
 

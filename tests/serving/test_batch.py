@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from monitoring import store
-from serving.batch import BatchValidationError, load_champion, prepare_frame, score_and_log, score_frame
+from serving.batch import (
+    BatchValidationError,
+    load_champion,
+    prepare_frame,
+    score_and_log,
+    score_frame,
+)
 from tests.serving.conftest import CATEGORICAL, MODEL, NUMERIC, TARGET, Registry, feature_frame
 
 
@@ -18,7 +24,9 @@ def champion(tracking_uri: str):  # noqa: ANN201
     return load_champion(tracking_uri, MODEL)
 
 
-def test_scores_match_the_pipeline_and_keep_the_index(champion, registry_template: Registry) -> None:  # noqa: ANN001
+def test_scores_match_the_pipeline_and_keep_the_index(
+    champion, registry_template: Registry
+) -> None:  # noqa: ANN001
     frame = registry_template.holdout.head(300).set_index(np.arange(1000, 1300))
     scored = score_frame(champion, frame)
     assert scored.index.equals(frame.index) and scored["request_id"].is_unique
@@ -29,7 +37,9 @@ def test_scores_match_the_pipeline_and_keep_the_index(champion, registry_templat
 
 
 def test_score_and_log_writes_every_row_typed_for_monitoring(
-    champion, registry_template: Registry, tmp_path: Path  # noqa: ANN001
+    champion,
+    registry_template: Registry,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     store.upgrade_database(url)
@@ -38,7 +48,9 @@ def test_score_and_log_writes_every_row_typed_for_monitoring(
     ids = [f"batch-{i}" for i in frame["id"]]
     scored = score_and_log(engine, champion, frame, request_ids=ids, chunk_rows=100)
     assert len(scored) == 250
-    window = store.read_window(engine, model_name=MODEL, numeric=NUMERIC, categorical=CATEGORICAL, target=TARGET)
+    window = store.read_window(
+        engine, model_name=MODEL, numeric=NUMERIC, categorical=CATEGORICAL, target=TARGET
+    )
     assert window["request_id"].tolist() == ids
     pd.testing.assert_frame_equal(
         window[NUMERIC + CATEGORICAL], feature_frame(frame), check_dtype=True

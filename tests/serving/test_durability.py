@@ -17,7 +17,9 @@ def logged(url: str) -> dict[str, int]:
     engine = store.make_engine(url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT request_id, model_version FROM inference_log")).all()
+            rows = conn.execute(
+                sa.text("SELECT request_id, model_version FROM inference_log")
+            ).all()
     finally:
         engine.dispose()
     return {r.request_id: r.model_version for r in rows}
@@ -63,7 +65,9 @@ def test_database_unreachable_mid_load_then_restored(
     make_server: Any, registry_template: Registry, postgres_database: str
 ) -> None:
     proxy = TcpProxy("127.0.0.1", 5432).start()
-    server = make_server(database_url=proxy.url(postgres_database), serving={"db_retry_seconds": 0.5})
+    server = make_server(
+        database_url=proxy.url(postgres_database), serving={"db_retry_seconds": 0.5}
+    )
     load = Load(server, records(registry_template.holdout, 200), threads=4).start()
     load.wait_acked(100)
     proxy.cut()
@@ -81,7 +85,10 @@ def test_database_unreachable_mid_load_then_restored(
         if line.startswith("driftloop_rows_")
     }
     assert metrics['driftloop_rows_logged_total{destination="spool"}'] > 0  # the outage was real
-    assert metrics["driftloop_rows_replayed_total"] == metrics['driftloop_rows_logged_total{destination="spool"}']
+    assert (
+        metrics["driftloop_rows_replayed_total"]
+        == metrics['driftloop_rows_logged_total{destination="spool"}']
+    )
 
 
 @pytest.mark.slow
@@ -90,7 +97,9 @@ def test_kill_9_while_the_database_is_down_replays_the_spool_on_restart(
     make_server: Any, registry_template: Registry, postgres_database: str
 ) -> None:
     proxy = TcpProxy("127.0.0.1", 5432).start()
-    server = make_server(database_url=proxy.url(postgres_database), serving={"db_retry_seconds": 0.5})
+    server = make_server(
+        database_url=proxy.url(postgres_database), serving={"db_retry_seconds": 0.5}
+    )
     load = Load(server, records(registry_template.holdout, 200), threads=4).start()
     load.wait_acked(50)
     proxy.cut()

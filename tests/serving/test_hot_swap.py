@@ -31,8 +31,12 @@ def test_alias_move_under_load_swaps_without_failures_and_logs_each_version(
     assert versions[0] == old and versions[-1] == new
     engine = store.make_engine(server.env["DRIFTLOOP_DATABASE_URL"])
     with engine.connect() as conn:
-        rows = dict(conn.exec_driver_sql("SELECT request_id, model_version FROM inference_log").all())
-    assert all(rows[a["request_id"]] == a["model_version"] for a in load.acked)  # each row: its version
+        rows = dict(
+            conn.exec_driver_sql("SELECT request_id, model_version FROM inference_log").all()
+        )
+    assert all(
+        rows[a["request_id"]] == a["model_version"] for a in load.acked
+    )  # each row: its version
 
 
 def test_reload_endpoint_swaps_at_once_and_needs_the_key(
@@ -45,7 +49,9 @@ def test_reload_endpoint_swaps_at_once_and_needs_the_key(
     response = httpx.post(f"{server.url}/reload", headers=server.headers(), timeout=60)
     assert response.json() == {"changed": True, "model_name": MODEL, "model_version": new}
     body = httpx.post(
-        f"{server.url}/predict", json=records(registry_template.holdout, 1)[0], headers=server.headers()
+        f"{server.url}/predict",
+        json=records(registry_template.holdout, 1)[0],
+        headers=server.headers(),
     ).json()
     assert body["model_version"] == new
     again = httpx.post(f"{server.url}/reload", headers=server.headers(), timeout=60).json()
@@ -58,9 +64,13 @@ def test_a_broken_new_champion_is_not_swapped_in(
     client = MlflowClient(tracking_uri=tracking_uri)
     server = make_server(serving={"poll_interval_seconds": 3600})
     forest = registry_template.versions["forest"]
-    client.delete_model_version_tag(MODEL, str(forest), "driftloop.numeric")  # not a driftloop model
+    client.delete_model_version_tag(
+        MODEL, str(forest), "driftloop.numeric"
+    )  # not a driftloop model
     client.set_registered_model_alias(MODEL, "champion", str(forest))
     response = httpx.post(f"{server.url}/reload", timeout=60)
     assert response.status_code == 503 and "driftloop.numeric" in response.json()["error"]
     body = httpx.post(f"{server.url}/predict", json=records(registry_template.holdout, 1)[0]).json()
-    assert body["model_version"] == registry_template.versions["logistic"]  # still serving the old one
+    assert (
+        body["model_version"] == registry_template.versions["logistic"]
+    )  # still serving the old one

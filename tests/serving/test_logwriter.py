@@ -48,7 +48,9 @@ def sqlite_engine(tmp_path: Path) -> sa.Engine:
     return store.make_engine(url)
 
 
-def test_concurrent_records_are_committed_in_few_batches(sqlite_engine: sa.Engine, tmp_path: Path) -> None:
+def test_concurrent_records_are_committed_in_few_batches(
+    sqlite_engine: sa.Engine, tmp_path: Path
+) -> None:
     writer = LogWriter(sqlite_engine, Spool(tmp_path / "spool"), batch_rows=500)
     writer.start()
     futures = [writer.submit([rec(i)]) for i in range(2000)]
@@ -106,14 +108,18 @@ def test_database_down_spools_then_replays_in_order(postgres_database: str, tmp_
     assert len(logged_ids(direct)) < 300
     proxy.restore()
     destinations += [writer.submit([rec(i)]).result(30) for i in range(300, 350)]
-    wait_for(lambda: writer.stats.database_up and writer.stats.rows_replayed == writer.stats.rows_spooled)
+    wait_for(
+        lambda: writer.stats.database_up and writer.stats.rows_replayed == writer.stats.rows_spooled
+    )
     writer.close()
     assert logged_ids(direct) == [f"w{i:06d}" for i in range(350)]  # nothing lost, in order
     assert not list((tmp_path / "spool").glob("*.jsonl"))
     direct.dispose()
 
 
-def test_sqlite_locked_past_the_busy_timeout_spools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqlite_locked_past_the_busy_timeout_spools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store, "_SQLITE_BUSY_TIMEOUT_MS", 100)
     url = f"sqlite:///{tmp_path / 'log.db'}"
     store.upgrade_database(url)
@@ -126,6 +132,8 @@ def test_sqlite_locked_past_the_busy_timeout_spools(tmp_path: Path, monkeypatch:
     blocker.rollback()
     blocker.close()
     assert writer.submit([rec(2)]).result(30) in ("spool", "database")
-    wait_for(lambda: writer.stats.rows_replayed == writer.stats.rows_spooled and writer.stats.database_up)
+    wait_for(
+        lambda: writer.stats.rows_replayed == writer.stats.rows_spooled and writer.stats.database_up
+    )
     writer.close()
     assert logged_ids(engine) == ["w000001", "w000002"]

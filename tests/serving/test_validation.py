@@ -16,13 +16,19 @@ from serving.validation import InputSpec, PayloadError, validate_payload
 from tests.conftest import DATA
 from tests.serving.conftest import records
 
-SPEC = InputSpec(numeric=("age", "hours"), categorical=("sex", "school"), not_null=frozenset({"age", "sex"}))
+SPEC = InputSpec(
+    numeric=("age", "hours"), categorical=("sex", "school"), not_null=frozenset({"age", "sex"})
+)
 GOOD = {"age": 30, "hours": 40.5, "sex": "1", "school": "21"}
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 field_names = st.sampled_from([*SPEC.features, "extra", "records", ""]) | st.text(max_size=6)
@@ -121,7 +127,9 @@ def test_each_rule_names_row_and_field(row: dict[str, Any], field: str, needle: 
 
 def test_nullable_features_may_be_null_and_ints_become_floats() -> None:
     records = validate_payload(GOOD | {"hours": None, "school": None}, SPEC, max_rows=1)
-    assert records.single and records.columns["age"] == [30.0] and records.columns["hours"] == [None]
+    assert (
+        records.single and records.columns["age"] == [30.0] and records.columns["hours"] == [None]
+    )
 
 
 def test_error_list_is_capped_but_counts_everything() -> None:
@@ -163,12 +171,17 @@ def malformed_service_payloads(draw: st.DrawFn, base: dict[str, Any]) -> Any:
 
 
 def test_random_malformed_payloads_never_give_a_500(server: Any, good_row: dict[str, Any]) -> None:
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(malformed_service_payloads(good_row))
     def check(payload: Any) -> None:
         body = json.dumps(payload)  # Infinity stays a literal: the service must refuse it too
         response = httpx.post(
-            f"{server.url}/predict", content=body, headers={"content-type": "application/json"}, timeout=30
+            f"{server.url}/predict",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=30,
         )
         assert response.status_code in (200, 422), response.text
         if response.status_code == 422:

@@ -1,0 +1,56 @@
+"""The monitoring section of the config: defaults, validation, frozen."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from monitoring.config import DriftConfig, MonitoringConfig, PolicyConfig
+
+
+def test_defaults_are_the_measured_ones() -> None:
+    config = MonitoringConfig()
+    assert config.drift.method == "driftloop" and config.drift.alpha == 0.01
+    assert config.drift.dataset_share() is None  # any drifted feature, errors controlled
+    assert config.window.kind == "last_rows" and config.min_window_rows == 500
+    assert config.policy.max_performance_drop == 0.02 and config.policy.cooldown_hours == 24
+    assert config.retrain.data_policy == "sliding"
+
+
+def test_named_methods_use_evidentlys_share_unless_set() -> None:
+    assert DriftConfig(method="wasserstein").dataset_share() == 0.5
+    assert DriftConfig(method="psi", drift_share=0.2).dataset_share() == 0.2
+
+
+def test_parses_a_yaml_like_mapping() -> None:
+    config = MonitoringConfig.model_validate(
+        {
+            "window": {"kind": "last_hours", "hours": 6},
+            "drift": {"per_column_method": {"AGEP": "psi"}, "per_column_threshold": {"AGEP": 0.2}},
+            "policy": {"checks": ["data_drift", "performance"], "max_retrains_per_day": 1},
+            "retrain": {"data_policy": "expanding", "include_reference": False},
+        }
+    )
+    assert config.drift.per_column_method == {"AGEP": "psi"}
+    assert config.policy.checks == ("data_drift", "performance")
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"windw": {}}, "windw"),
+        ({"drift": {"method": "magic"}}, "method"),
+        ({"drift": {"per_column_method": {"AGEP": "t-test"}}}, "AGEP"),
+        ({"policy": {"checks": ["vibes"]}}, "checks"),
+        ({"drift": {"alpha": 1.5}}, "alpha"),
+        ({"window": {"kind": "last_rows", "rows": 0}}, "rows"),
+    ],
+)
+def test_invalid_settings_name_the_key(data: dict, needle: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=needle):
+        MonitoringConfig.model_validate(data)
+
+
+def test_frozen() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        PolicyConfig().cooldown_hours = 1  # type: ignore[misc]
