@@ -25,6 +25,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from driftloop.config import ConfigError
     from driftloop.io import DataSourceError
     from driftloop.registry import ModelNotFoundError
+    from driftloop.scenarios import ScenarioError
+    from pipelines.training import ModelSpecError
     from pipelines.validation import DataValidationError
 
     return (
@@ -32,6 +34,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         DataSourceError,
         ModelNotFoundError,
         DataValidationError,
+        ModelSpecError,
+        ScenarioError,
         FileNotFoundError,
     )
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from monitoring.alerts import AlertConfig
 from monitoring.config import MonitoringConfig
+from pipelines.training import ModelSpecError, check_candidate
 from serving.config import ServingConfig
 
 Task = Literal["classification", "regression"]
@@ -149,6 +150,11 @@ class ProjectConfig(_Section):
         clash = special & listed
         if clash:
             raise ValueError(f"target/id/time columns cannot also be features: {sorted(clash)}")
+        for index, candidate in enumerate(self.model.candidates):
+            try:
+                check_candidate(self.task, candidate.family, [*candidate.search, *candidate.params])
+            except ModelSpecError as exc:
+                raise ValueError(f"model.candidates[{index}]: {exc}") from None
         return self
 
     @property
@@ -177,7 +183,9 @@ def _format_errors(error: ValidationError) -> str:
             message = "unknown key (check the spelling; see the config reference in the README)"
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"  - {key}: {message}")
+        elif item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        lines.append(f"  - {message}" if key == "(top level)" else f"  - {key}: {message}")
     return "\n".join(lines)
 
 

@@ -149,6 +149,17 @@ def _check_params(pipeline: Pipeline, keys: Sequence[str], family: str) -> None:
         )
 
 
+def check_candidate(task: str, family: str, param_names: Sequence[str]) -> None:
+    """Fail early on a family that does not fit the task or a parameter its Pipeline lacks.
+
+    Raises:
+        ModelSpecError: naming the family or the unknown parameters and the accepted ones.
+    """
+    probe = FeatureSpec(numeric=("x",), categorical=("c",))
+    pipeline = build_pipeline(probe, task=task, family=family)
+    _check_params(pipeline, list(param_names), family)
+
+
 def build_pipeline(
     spec: FeatureSpec,
     *,

@@ -39,6 +39,18 @@ def test_defaults_fill_optional_sections() -> None:
         ({"features": {"numeric": ["a"], "categorical": ["a"]}}, "both numeric and categorical"),
         ({"promotion": {"metric": "rmse"}}, "does not fit task"),
         ({"features": {"numeric": ["y"]}}, "cannot also be features"),
+        (
+            {"model": {"candidates": [{"family": "logistic", "search": {"depth": [1]}}]}},
+            "model.candidates[0]: unknown parameter(s) ['depth']",
+        ),
+        (
+            {
+                "task": "regression",
+                "promotion": {"metric": "rmse"},
+                "model": {"candidates": [{"family": "logistic"}]},
+            },
+            "does not fit task 'regression'",
+        ),
     ],
 )
 def test_bad_config_names_the_key(change: dict, named: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import prefect.main  # noqa: F401  (Prefect logs to the real stderr, not to a CliRunner stream)
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -71,3 +72,16 @@ def test_errors_are_one_clear_line(
     assert (
         "targt: unknown key" in result.output and "target: required key is missing" in result.output
     )
+
+
+def test_a_bad_model_parameter_is_one_clear_line(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
+    config = write_config(
+        tmp_path,
+        small_employment,
+        model={"candidates": [{"family": "logistic", "search": {"depth": [1, 2]}}]},
+    )
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "depth" in result.output and "Traceback" not in result.output
