@@ -84,7 +84,7 @@ class FeaturesConfig(_Section):
 
 
 class CandidateConfig(_Section):
-    family: Family
+    family: Family = Field(description="model family; each is one scikit-learn Pipeline")
     search: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="hyperparameter grid for the estimator, e.g. {C: [0.1, 1, 10]}",
@@ -94,12 +94,17 @@ class CandidateConfig(_Section):
 
 class ModelConfig(_Section):
     candidates: list[CandidateConfig] = Field(
-        default_factory=lambda: [CandidateConfig(family="logistic")], min_length=1
+        default_factory=lambda: [CandidateConfig(family="logistic")],
+        min_length=1,
+        description="model families searched with cross-validation; the best one is registered "
+        "(default: logistic, or linear for regression)",
     )
-    cv_folds: int = Field(3, ge=2, le=20)
+    cv_folds: int = Field(
+        3, ge=2, le=20, description="cross-validation folds (time-ordered with time_column)"
+    )
     search_iterations: int = Field(8, ge=1, description="random-search draws per candidate family")
     test_size: float = Field(0.2, gt=0.0, lt=0.9, description="held-out share for evaluation")
-    seed: int = 42
+    seed: int = Field(42, description="random seed: training is deterministic given it")
     max_train_rows: int | None = Field(
         None,
         ge=100,
@@ -109,7 +114,9 @@ class ModelConfig(_Section):
 
 class PromotionConfig(_Section):
     metric: str = Field(
-        "roc_auc", description="primary metric compared between candidate and champion"
+        "roc_auc",
+        description="primary metric compared between candidate and champion: roc_auc, log_loss, "
+        "accuracy, f1, brier (classification); rmse, mae, r2 (regression; default rmse)",
     )
     min_improvement: float = Field(
         0.0, ge=0.0, description="absolute improvement needed over the champion"
@@ -121,12 +128,21 @@ class PromotionConfig(_Section):
 
 
 class ProjectConfig(_Section):
-    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-    task: Task
-    target: str
-    data: DataConfig
-    id_column: str | None = None
-    time_column: str | None = None
+    model_name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="registered model name in MLflow (letters, digits, _ . -)",
+    )
+    task: Task = Field(description="classification (binary or multiclass) or regression")
+    target: str = Field(description="the column to predict")
+    data: DataConfig = Field(description="where the training data comes from")
+    id_column: str | None = Field(
+        None, description="unique row id; joins delayed labels to logged predictions"
+    )
+    time_column: str | None = Field(
+        None,
+        description="time order: the holdout is the latest slice and cross-validation is "
+        "time-ordered",
+    )
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
@@ -136,6 +152,19 @@ class ProjectConfig(_Section):
     alerts: AlertConfig = Field(default_factory=AlertConfig)
     #: Directory of the config file; relative data paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _regression_defaults(cls, raw: Any) -> Any:
+        """Regression defaults: metric rmse and a ridge candidate (classification: roc_auc, logistic)."""
+        if not isinstance(raw, dict) or raw.get("task") != "regression":
+            return raw
+        promotion, model = raw.get("promotion") or {}, raw.get("model") or {}
+        if isinstance(promotion, dict) and "metric" not in promotion:
+            raw = {**raw, "promotion": {**promotion, "metric": "rmse"}}
+        if isinstance(model, dict) and "candidates" not in model:
+            raw = {**raw, "model": {**model, "candidates": [{"family": "linear"}]}}
+        return raw
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ProjectConfig:

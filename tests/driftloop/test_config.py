@@ -88,3 +88,10 @@ def test_sql_source_is_accepted() -> None:
         {**MINIMAL, "data": {"train": {"url": "sqlite:///x.db", "query": "select * from t"}}}
     )
     assert config.train_path() is None
+
+
+def test_regression_gets_regression_defaults() -> None:
+    config = parse_config({**MINIMAL, "task": "regression"})
+    assert config.promotion.metric == "rmse"
+    assert [c.family for c in config.model.candidates] == ["linear"]
+    assert not config.higher_is_better
