@@ -285,8 +285,8 @@ def demo(
     state: Annotated[Path, typer.Option(help="demo state (registry, log, workspace); wiped first")] = Path(".driftloop/demo"),
 ) -> None:
     """The whole loop on the shipped data: train, serve, traffic with drift, monitor, retrain, hot swap."""
-    from flows.demo import DemoError, run_demo
     from driftloop.scenarios import SCENARIOS
+    from flows.demo import DemoError, run_demo
 
     if scenario not in SCENARIOS:
         typer.secho(f"error: unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}", err=True, fg=typer.colors.RED)
