@@ -31,6 +31,13 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest tests
 
+# Every benchmark prints a table against a peer measured in the same run (slow: about an hour).
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/train.py
+
 stack: $(STAMP)
 	$(BIN)/driftloop stack up
 
