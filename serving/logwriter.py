@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -81,8 +81,11 @@ class LogWriter:
         batch_rows: int = 2000,
         queue_rows: int = 50_000,
         retry_seconds: float = 2.0,
+        observe_batch: Callable[[int, float], None] | None = None,
     ) -> None:
+        """`observe_batch(rows, seconds)` is called from the writer thread after each batch."""
         self.engine = engine
+        self.observe_batch = observe_batch
         self.spool = spool
         self.batch_rows = batch_rows
         self.queue_rows = queue_rows
@@ -96,6 +99,10 @@ class LogWriter:
         self._thread: threading.Thread | None = None
         self._next_db_attempt = 0.0
         self._spool_pending = True  # orphans of a previous run are checked on the first pass
+        #: the writer thread's own connection, kept between batches (no pool checkout and
+        #: pre-ping per batch); dropped on any error and opened again on the next batch
+        self._connection: sa.Connection | None = None
+        self._idle = False  # the writer thread waits for records (guarded by _cond)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,7 +175,8 @@ class LogWriter:
     def _put(self, item: _Item) -> None:
         self._items.append(item)
         self._queued_rows += len(item.records)
-        self._cond.notify()
+        if self._idle:  # a busy writer takes the queue when its commit is done: no wake-up needed
+            self._cond.notify()
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -178,10 +186,14 @@ class LogWriter:
             with self._cond:
                 while not self._items and not self._closing:
                     timeout = self.retry_seconds if self._spool_pending else None
-                    if not self._cond.wait(timeout) and self._spool_pending:
+                    self._idle = True
+                    woken = self._cond.wait(timeout)
+                    self._idle = False
+                    if not woken and self._spool_pending:
                         break  # time to retry the spool replay with no traffic
                 batch = self._take()
                 if not batch and self._closing:
+                    self._drop_connection()
                     return
             if batch:
                 self._flush(batch)
@@ -200,13 +212,14 @@ class LogWriter:
         return batch
 
     def _flush(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
         records = [r for item in batch for r in item.records]
         destination: Destination | None = None
         error: BaseException | None = None
         self._replay_if_due()
         if not self._spool_pending and time.monotonic() >= self._next_db_attempt:
             try:
-                insert_records(self.engine, records)
+                self._insert(records)
                 destination = "database"
                 self.stats.rows_database += len(records)
             except _UNAVAILABLE as exc:
@@ -232,6 +245,25 @@ class LogWriter:
             self._resolve(batch, None, failure)
         else:
             self._resolve(batch, destination, None)
+        if self.observe_batch is not None:
+            self.observe_batch(len(records), time.perf_counter() - started)
+
+    def _insert(self, records: list[Mapping[str, Any]]) -> None:
+        """Insert and commit one batch on the writer's connection."""
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        try:
+            with self._connection.begin():
+                insert_records(self._connection, records)
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
 
     def _database_failed(self, exc: BaseException) -> None:
         self.stats.database_errors += 1

@@ -58,6 +58,15 @@ class ServiceMetrics:
         self.rows_predicted = Counter(
             "driftloop_rows_predicted", "rows scored and answered", registry=self.registry
         )
+        self.log_batch = Histogram(
+            "driftloop_log_batch_seconds",
+            "time to make one group-commit batch of log records durable",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.log_batch_rows = Counter(
+            "driftloop_log_batch_rows", "log records in committed batches", registry=self.registry
+        )
         self.registry.register(_LiveCollector(state))
         self._children: dict[tuple[str, int], tuple[Any, Any | None, Any]] = {}
 
@@ -77,6 +86,11 @@ class ServiceMetrics:
         if children[1] is not None:
             children[1].inc()
         children[2].observe(seconds)
+
+    def observe_batch(self, rows: int, seconds: float) -> None:
+        """One writer batch made durable (called from the writer thread; thread-safe)."""
+        self.log_batch.observe(seconds)
+        self.log_batch_rows.inc(rows)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

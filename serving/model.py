@@ -8,18 +8,32 @@ column-wise inputs without per-request DataFrame work beyond one frame per micro
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from serving.fastpath import (
+    FastPipeline,
+    UnsupportedPipeline,
+    compile_pipeline,
+    probe_columns,
+    verify,
+)
+
 TAG = "driftloop."
 CHAMPION = "champion"
+#: The training snapshot the training flow stores with a version's run (driftloop.registry).
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+#: Reference rows the fast path is checked on at load time, at most.
+MAX_CHECK_ROWS = 5000
+logger = logging.getLogger("driftloop.serving")
 
 
 class ModelLoadError(LookupError):
@@ -58,6 +72,14 @@ class ServedModel:
     signature: dict[str, Any] | None = None
     alias: str | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: the compiled numpy scorer, set only once verified equal to the pipeline
+    fast: FastPipeline | None = None
+    #: why the fast path is or is not used (GET /model shows it)
+    scorer_note: str = "scikit-learn pipeline (fast path not tried)"
+
+    @property
+    def scorer(self) -> str:
+        return "fast numpy path" if self.fast is not None else "scikit-learn pipeline"
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -77,15 +99,27 @@ class ServedModel:
             values = columns[name]
             if name in numeric:
                 data[name] = np.asarray(values, dtype=np.float64)
-            else:
+            else:  # null categories become NaN, as in training frames, so the imputer fills them
                 array = np.empty(len(values), dtype=object)
-                array[:] = values
+                array[:] = [np.nan if v is None else v for v in values]
                 data[name] = array
         return pd.DataFrame(data, copy=False)
 
     def score_columns(self, columns: Mapping[str, Sequence[Any]]) -> Scores:
         """Score column-wise inputs (validated: floats/None and str/None)."""
-        return self.score_frame(self.frame(columns))
+        if self.fast is None:
+            return self.score_frame(self.frame(columns))
+        n = len(columns[self.features[0]]) if self.features else 0
+        if self.task == "classification":
+            return self._class_scores(self.fast.score(columns, n))
+        return Scores(predictions=self.fast.score(columns, n).tolist())
+
+    def pipeline_scores(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """The pipeline's probabilities (classifiers) or values (regressors) for columns."""
+        X = self.frame(columns)
+        if self.task == "classification":
+            return np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
+        return np.asarray(self.pipeline.predict(X), dtype=np.float64)
 
     def score_frame(self, X: pd.DataFrame) -> Scores:
         """Score a feature frame built by :meth:`frame` (or typed the same way)."""
@@ -129,6 +163,8 @@ class ServedModel:
             "classes": list(self.classes) if self.task == "classification" else None,
             "signature": self.signature,
             "loaded_at": self.loaded_at.isoformat(),
+            "scorer": self.scorer,
+            "scorer_note": self.scorer_note,
         }
 
     def example_columns(self) -> dict[str, list[Any]]:
@@ -161,6 +197,66 @@ def _fitted_categories(pipeline: Any) -> dict[str, list[Any]]:
                 values = [c for c in cats if not (isinstance(c, float) and math.isnan(c))]
                 found[str(col)] = values
     return found
+
+
+def with_fast_path(
+    model: ServedModel, check_rows: Mapping[str, Sequence[Any]] | None = None
+) -> ServedModel:
+    """The model with its compiled fast path when it equals the pipeline, else unchanged.
+
+    The check runs on synthetic rows (every known category, an unseen one, missing values,
+    spread numbers) plus `check_rows` (the reference snapshot). The reason for the outcome is
+    logged and kept in `scorer_note`.
+    """
+    try:
+        fast = compile_pipeline(
+            model.pipeline, numeric=model.numeric, categorical=model.categorical
+        )
+    except UnsupportedPipeline as exc:
+        return _keep_pipeline(model, f"no fast path: {exc}")
+    columns = probe_columns(fast)
+    probes = len(next(iter(columns.values()), []))
+    reference = len(next(iter(check_rows.values()), [])) if check_rows else 0
+    if check_rows:
+        columns = {name: list(columns[name]) + list(check_rows[name]) for name in columns}
+    what = f"{reference} reference rows and {probes} probe rows"
+    problem = verify(fast, lambda: model.pipeline_scores(columns), columns)
+    if problem is not None:
+        return _keep_pipeline(model, f"fast path not used, not equal on {what}: {problem}")
+    note = f"fast numpy path ({fast.kind}), verified equal to the pipeline on {what}"
+    logger.warning("model %s v%s: %s", model.name, model.version, note)
+    return replace(model, fast=fast, scorer_note=note)
+
+
+def _keep_pipeline(model: ServedModel, reason: str) -> ServedModel:
+    logger.warning(
+        "model %s v%s scored by the scikit-learn pipeline: %s", model.name, model.version, reason
+    )
+    return replace(model, fast=None, scorer_note=reason)
+
+
+def reference_columns(
+    frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], limit: int
+) -> dict[str, list[Any]]:
+    """Rows of a reference snapshot as the service receives them (float/None, str/None)."""
+    rows = frame.head(limit)
+    columns: dict[str, list[Any]] = {}
+    for name in numeric:
+        values = rows[name].astype("float64").to_numpy()
+        columns[name] = [None if math.isnan(v) else float(v) for v in values]
+    for name in categorical:
+        columns[name] = [None if pd.isna(v) else str(v) for v in rows[name].tolist()]
+    return columns
+
+
+def _reference_frame(client: Any, run_id: str, dst: str) -> pd.DataFrame | None:
+    """The run's reference snapshot, or None when it has none (models registered by hand)."""
+    try:
+        local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, dst)
+        return pd.read_parquet(local)
+    except Exception as exc:  # a missing artifact only means fewer check rows
+        logger.info("run %s has no readable reference snapshot: %s", run_id, exc)
+        return None
 
 
 def _json_tag(tags: Mapping[str, str], key: str, default: Any = None) -> Any:
@@ -196,6 +292,7 @@ def load_version(
         local = _download(client, name, mv.version, tmp)
         pipeline = mlflow.sklearn.load_model(local)
         signature = Model.load(local).signature
+        reference = _reference_frame(client, mv.run_id, tmp)
     task = tags[TAG + "task"]
     classes: tuple[Any, ...] = ()
     if task == "classification":
@@ -211,20 +308,26 @@ def load_version(
                 f"model {name!r} version {mv.version}: tag {TAG}classes {tagged} does not match "
                 f"the pipeline's classes {list(classes)}"
             )
-    return ServedModel(
+    numeric = tuple(_json_tag(tags, "numeric", []))
+    categorical = tuple(_json_tag(tags, "categorical", []))
+    check_rows = None
+    if reference is not None and set(numeric + categorical) <= set(reference.columns):
+        check_rows = reference_columns(reference, numeric, categorical, MAX_CHECK_ROWS)
+    model = ServedModel(
         name=name,
         version=int(mv.version),
         run_id=mv.run_id,
         task=task,
         target=tags[TAG + "target"],
-        numeric=tuple(_json_tag(tags, "numeric", [])),
-        categorical=tuple(_json_tag(tags, "categorical", [])),
+        numeric=numeric,
+        categorical=categorical,
         not_null=frozenset(_json_tag(tags, "not_null", [])),
         classes=classes,
         pipeline=pipeline,
         signature=signature.to_dict() if signature is not None else None,
         alias=alias,
     )
+    return with_fast_path(model, check_rows)
 
 
 def _download(client: Any, name: str, version: str, dst: str) -> str:

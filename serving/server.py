@@ -85,6 +85,10 @@ def run(
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    # One OpenMP/BLAS thread per worker (workers are the parallelism); read by libraries that
+    # load after this point, e.g. in worker processes. The scoring thread also sets it itself.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

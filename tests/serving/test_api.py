@@ -220,6 +220,7 @@ def test_health_is_open_and_ready_model_metrics_work(
     info = httpx.get(f"{server.url}/model", headers=server.headers()).json()
     assert info["version"] == registry_template.versions["logistic"] and info["alias"] == "champion"
     assert info["features"]["numeric"] == NUMERIC and info["signature"]["inputs"]
+    assert info["scorer"] == "fast numpy path" and "verified equal" in info["scorer_note"]
     before = scrape(server)
     post(server, "/predict", records(registry_template.holdout, 2))
     post(server, "/predict", {"bad": 1})
@@ -231,6 +232,8 @@ def test_health_is_open_and_ready_model_metrics_work(
     assert delta('driftloop_requests_total{endpoint="/predict",status="200"}') == 1
     assert delta('driftloop_request_errors_total{endpoint="/predict",status="422"}') == 1
     assert delta('driftloop_rows_logged_total{destination="database"}') == 2
+    assert delta("driftloop_log_batch_rows_total") == 2  # group-commit batches and their time
+    assert delta("driftloop_log_batch_seconds_count") >= 1
     assert delta('driftloop_request_latency_seconds_count{endpoint="/predict"}') == 2
     assert after["driftloop_log_queue_depth"] == 0
     assert (
@@ -274,6 +277,8 @@ def test_not_ready_without_a_champion_then_ready_after_promotion(
     server.wait_ready(60)
     body = post(server, "/predict", records(registry_template.holdout, 1)).json()
     assert body["model_version"] == registry_template.versions["forest"]
+    info = httpx.get(f"{server.url}/model").json()  # the forest has no fast path: the pipeline
+    assert info["scorer"] == "scikit-learn pipeline" and "RandomForest" in info["scorer_note"]
 
 
 def test_sigterm_flushes_and_exits_cleanly(make_server: Any, registry_template: Registry) -> None:
