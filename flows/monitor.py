@@ -11,6 +11,7 @@ the retrain flow in-process).
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,8 +34,8 @@ from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
 from monitoring import runs, store
 from monitoring.alerts import Alert, deliver
-from monitoring.drift import compute_drift
-from monitoring.performance import compute_performance, estimate_performance
+from monitoring.drift import ReferenceStats, compute_drift, reference_stats
+from monitoring.performance import PerformanceResult, compute_performance, estimate_performance
 from monitoring.policy import Decision, MonitorResult, make_result, should_alert, should_retrain
 from monitoring.quality import compute_quality
 from monitoring.reports import run_report, save_html
@@ -42,6 +43,8 @@ from monitoring.workspace import publish_run
 from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN
 
 DRIFT_EVENT = "driftloop.drift.detected"
+#: The window's per-class probabilities (multiclass), as `store.read_window` names them.
+PROBABILITIES_COLUMN = "probabilities"
 #: Rows of the window the Evidently report (the human view) samples; verdicts use every row.
 REPORT_ROWS = 20_000
 
@@ -128,9 +131,14 @@ def read_served_window(
         until=now,
         last_n=mon.window.rows if mon.window.kind == "last_rows" else None,
         version=version,
+        probabilities=is_multiclass(info),
     )
     start = frame["ts"].min() if len(frame) else since
     return Window(frame, version, mon.window.kind, start, now)
+
+
+def is_multiclass(info: registry.VersionInfo) -> bool:
+    return info.task == "classification" and len(info.classes) > 2
 
 
 def evaluate_window(
@@ -140,8 +148,12 @@ def evaluate_window(
     window: Window,
     *,
     holdout_value: float | None,
+    stats: ReferenceStats | None = None,
 ) -> MonitorResult:
-    """Drift, quality and performance of a window against the reference (pure)."""
+    """Drift, quality and performance of a window against the reference (pure).
+
+    ``stats`` are the reference's precomputed statistics (:func:`reference_statistics`).
+    """
     mon = config.monitoring
     frame = window.frame
     if len(frame) < mon.min_window_rows:
@@ -158,6 +170,7 @@ def evaluate_window(
         config=mon.drift,
         prediction=PREDICTION_COLUMN,
         prediction_kind="categorical" if classification else "numeric",
+        reference_stats=stats,
     )
     quality = compute_quality(
         reference=reference,
@@ -165,10 +178,12 @@ def evaluate_window(
         numeric=numeric,
         categorical=categorical,
         config=mon.quality,
+        reference_stats=stats,
     )
     metric = config.promotion.metric
     labeled = frame[frame[config.target].notna()]
-    positive = info.classes[-1] if classification and len(info.classes) == 2 else 1
+    binary = classification and len(info.classes) == 2
+    positive = info.classes[-1] if binary else 1
     performance = None
     if len(labeled):
         performance = compute_performance(
@@ -180,14 +195,17 @@ def evaluate_window(
             probability=PROBABILITY_COLUMN if classification else None,
             positive_label=positive,
             reference_value=holdout_value,
+            classes=info.classes if classification else (),
+            probabilities=PROBABILITIES_COLUMN,
         )
     estimated = None
-    if classification and len(info.classes) == 2 and PROBABILITY_COLUMN in reference.columns:
+    if classification and len(info.classes) >= 2 and PROBABILITY_COLUMN in reference.columns:
         estimated = estimate_performance(
             current=frame,
             reference=reference,
-            metric="accuracy" if metric not in {"roc_auc"} else metric,
+            metric=metric if binary and metric == "roc_auc" else "accuracy",
             positive_label=positive,
+            classes=info.classes,
         )
     return make_result(
         window_rows=len(frame),
@@ -198,6 +216,14 @@ def evaluate_window(
         performance=performance,
         estimated_performance=estimated,
     )
+
+
+def breakdown_metrics(perf: PerformanceResult) -> dict[str, float]:
+    """A result's breakdown as MLflow metric names (``quality.f1_macro``, ``quality.recall.a``)."""
+    return {
+        "quality." + re.sub(r"[^\w\-. /]", "_", name): value
+        for name, value in perf.breakdown.items()
+    }
 
 
 def verdict_markdown(outcome: MonitorOutcome) -> str:
@@ -221,6 +247,9 @@ def verdict_markdown(outcome: MonitorOutcome) -> str:
             lines.append(
                 f"\n{perf.metric} ({how}): {perf.value:.4f} vs {perf.reference_value:.4f} (drop {perf.drop:.4f})"
             )
+            if perf.breakdown:
+                lines += ["", "| figure | value |", "|---|---|"]
+                lines += [f"| {k} | {v:.4f} |" for k, v in perf.breakdown.items()]
     return "\n".join(lines)
 
 
@@ -260,15 +289,40 @@ def run_row(
     }
 
 
+@dataclass(frozen=True)
+class VersionReference:
+    """What the windows of one model version are compared with (immutable once registered)."""
+
+    info: registry.VersionInfo
+    frame: pd.DataFrame
+    holdout_value: float | None
+    stats: ReferenceStats
+
+
+def reference_statistics(info: registry.VersionInfo, reference: pd.DataFrame) -> ReferenceStats:
+    """The reference's statistics for drift and quality: features plus the prediction column."""
+    classification = info.task == "classification"
+    prediction = [PREDICTION_COLUMN] if PREDICTION_COLUMN in reference.columns else []
+    return reference_stats(
+        reference,
+        numeric=[*info.spec.numeric, *([] if classification else prediction)],
+        categorical=[*info.spec.categorical, *(prediction if classification else [])],
+    )
+
+
 @task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def load_reference(
     client: MlflowClient, model_name: str, version: int, metric: str
-) -> tuple[registry.VersionInfo, pd.DataFrame, float | None]:
-    """The version's recorded facts, its training snapshot and its holdout value of the metric."""
+) -> VersionReference:
+    """The version's recorded facts, its training snapshot, the snapshot's statistics and its
+    holdout value of the metric."""
     mv = registry.get_version(client, model_name, version)
     info = registry.VersionInfo.from_version(mv)
     holdout = mv.tags.get(f"{registry.TAG}holdout_{metric}")
-    return info, registry.load_reference(client, info.run_id), float(holdout) if holdout else None
+    frame = registry.load_reference(client, info.run_id)
+    return VersionReference(
+        info, frame, float(holdout) if holdout else None, reference_statistics(info, frame)
+    )
 
 
 def publish(
@@ -296,7 +350,8 @@ def publish(
         values[f"estimated_{result.estimated_performance.metric}"] = (
             result.estimated_performance.value
         )
-    frame = outcome.window.frame
+    # the per-class probability dicts (multiclass) are driftloop's input, not a report column
+    frame = outcome.window.frame.drop(columns=[PROBABILITIES_COLUMN], errors="ignore")
     # Evidently refuses a column that is empty on one side; the quality check already reports it.
     usable = [c for c in info.spec.columns if frame[c].notna().any() and reference[c].notna().any()]
     for column in info.spec.columns:
@@ -355,6 +410,7 @@ def publish(
                 prefix = "estimated_" if perf.estimated else ""
                 metrics[f"{prefix}{perf.metric}"] = perf.value
                 metrics[f"{prefix}{perf.metric}_drop"] = perf.drop
+                metrics.update(breakdown_metrics(perf))
         mlflow.log_metrics(
             {k: float(v) for k, v in metrics.items() if v == v},
             timestamp=int(now.timestamp() * 1000),
@@ -390,8 +446,14 @@ def monitor_once(
     triggered_by: str = "schedule",
     publish_views: bool = True,
     deliver_alerts: bool = True,
+    references: dict[int, VersionReference] | None = None,
 ) -> MonitorOutcome:
-    """One monitor run: read, judge, record, publish, alert. Retraining is left to the caller."""
+    """One monitor run: read, judge, record, publish, alert. Retraining is left to the caller.
+
+    Args:
+        references: a cache of loaded references by version, for a caller that monitors many
+            times in one process (the backtest); loaded versions are added to it.
+    """
     logger = get_run_logger()
     now = now or datetime.now(UTC)
 
@@ -400,20 +462,31 @@ def monitor_once(
     try:
         store.upgrade_database(settings.database_url)
         version = runs.latest_served_version(engine, config.model_name)
-        info = reference = holdout_value = None
+        ref = None
         if version is not None:
-            info, reference, holdout_value = load_reference(
-                client, config.model_name, version, config.promotion.metric
-            )
+            cache = {} if references is None else references
+            if version not in cache:
+                cache[version] = load_reference(
+                    client, config.model_name, version, config.promotion.metric
+                )
+            ref = cache[version]
+        info, reference = (ref.info, ref.frame) if ref else (None, None)
         window = read_served_window(engine, config, info, now=now)
-        if info is None or reference is None:
+        if ref is None:
             result = make_result(
                 window_rows=0,
                 min_window_rows=config.monitoring.min_window_rows,
                 policy=config.monitoring.policy,
             )
         else:
-            result = evaluate_window(config, info, reference, window, holdout_value=holdout_value)
+            result = evaluate_window(
+                config,
+                ref.info,
+                ref.frame,
+                window,
+                holdout_value=ref.holdout_value,
+                stats=ref.stats,
+            )
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy
         outcome = MonitorOutcome(

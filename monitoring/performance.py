@@ -1,18 +1,26 @@
 """Model quality in a window: measured where labels have arrived, estimated where they have not.
 
-The estimate assumes a calibrated binary classifier: each row's label is positive with the
-predicted probability ``p``. Expected values of the metrics then follow from the probabilities
-alone (confidence-based performance estimation, "CBPE"): accuracy is the mean of ``p`` on rows
+Binary and multiclass classifiers and regressors. Multiclass metrics follow the definitions of
+``pipelines.evaluation.evaluate`` (weighted one-vs-rest ROC AUC, weighted F1, multiclass log loss
+and Brier score) so a window's value compares with the holdout value logged at training; a
+breakdown adds macro F1 and per-class recall. Probability metrics of a multiclass window need the
+per-class probabilities the server logs (a column of ``{class as str: probability}`` dicts).
+
+The estimate assumes a calibrated classifier: each row's label is positive with the predicted
+probability ``p``. Expected values of the metrics then follow from the probabilities alone
+(confidence-based performance estimation, "CBPE"): binary accuracy is the mean of ``p`` on rows
 predicted positive and ``1 - p`` on the others; ROC AUC comes from the expected true and false
-positive counts at every threshold. The estimate is compared with the same estimate on the
-reference, so calibration error common to both cancels out. Pure functions on frames.
+positive counts at every threshold; multiclass accuracy is the mean probability of the predicted
+(top) class. The estimate is compared with the same estimate on the reference, so calibration
+error common to both cancels out. Pure functions on frames.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from dataclasses import asdict, dataclass
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +32,9 @@ LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
 CLASSIFICATION_METRICS = ("accuracy", "roc_auc", "f1", "log_loss", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 ESTIMABLE_METRICS = frozenset(CLASSIFICATION_METRICS)
+#: Metrics estimable without labels for a multiclass model (from the top-class probability).
+MULTICLASS_ESTIMABLE_METRICS = frozenset({"accuracy"})
+_PROBABILITY_METRICS = frozenset({"roc_auc", "log_loss", "brier"})
 
 
 class PerformanceInputError(ValueError):
@@ -35,7 +46,9 @@ class PerformanceResult:
     """One metric in the window next to its reference value.
 
     ``drop`` is positive when the window is worse (whatever the metric's direction) and NaN when
-    either value is undefined (e.g. ROC AUC with one class).
+    either value is undefined (e.g. ROC AUC with one class). ``breakdown`` holds secondary
+    figures of the window (multiclass: accuracy, macro and weighted F1, log loss, per-class
+    recall as ``recall.<class>``).
     """
 
     metric: str
@@ -44,12 +57,22 @@ class PerformanceResult:
     drop: float
     labeled_rows: int
     estimated: bool
+    breakdown: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in asdict(self).items()
+            "metric": self.metric,
+            "value": _json_float(self.value),
+            "reference_value": _json_float(self.reference_value),
+            "drop": _json_float(self.drop),
+            "labeled_rows": self.labeled_rows,
+            "estimated": self.estimated,
+            "breakdown": {k: _json_float(v) for k, v in self.breakdown.items()},
         }
+
+
+def _json_float(value: float) -> float | None:
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def performance_drop(metric: str, value: float, reference_value: float) -> float:
@@ -115,6 +138,154 @@ def regression_metric(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> fl
     )
 
 
+def class_index(values: Sequence[Any] | np.ndarray, classes: Sequence[Hashable]) -> np.ndarray:
+    """Position of each value in ``classes``; -1 for a label the model does not know.
+
+    Labels that went through JSON or a float column (``2.0`` for class ``2``) match their class.
+    """
+    lookup: dict[Any, int] = {}
+    for i, c in enumerate(classes):
+        lookup.setdefault(_plain(c), i)
+        lookup.setdefault(str(_plain(c)), i)
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        v = _plain(v)
+        out[i] = lookup.get(v, lookup.get(v if isinstance(v, str) else str(v), -1))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def probability_matrix(
+    rows: Sequence[Mapping[str, float] | None] | np.ndarray, classes: Sequence[Hashable]
+) -> np.ndarray:
+    """Per-class probabilities (``{str(class): p}`` per row, as logged) as an n x k array.
+
+    Rows without probabilities, or lacking a class, are all NaN.
+    """
+    keys = [str(_plain(c)) for c in classes]
+    out = np.full((len(rows), len(keys)), np.nan)
+    for i, row in enumerate(rows):
+        if isinstance(row, Mapping) and all(k in row for k in keys):
+            out[i] = [row[k] for k in keys]
+    return out
+
+
+def _sk(fn: Any) -> float:
+    """An sklearn metric, NaN where it is undefined on these labels (e.g. one class present)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(fn())
+    except ValueError:
+        return float("nan")
+
+
+def multiclass_metric(
+    metric: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    *,
+    n_classes: int,
+) -> float:
+    """A multiclass metric on class indices (see :func:`class_index`), as ``evaluate`` defines it.
+
+    Args:
+        y_true, y_pred: class indices; -1 marks a label the model does not know (always wrong).
+        proba: n x k per-class probabilities; rows with NaN (not logged) are left out of the
+            probability metrics, as are rows whose label the model does not know.
+    """
+    if metric not in CLASSIFICATION_METRICS:
+        raise PerformanceInputError(
+            f"unknown classification metric {metric!r}; choose one of {list(CLASSIFICATION_METRICS)}"
+        )
+    if y_true.size == 0:
+        return float("nan")
+    if metric == "accuracy":
+        return float(np.mean(y_true == y_pred))
+    if metric == "f1":
+        return _sk(lambda: skm.f1_score(y_true, y_pred, average="weighted", zero_division=0.0))
+    if proba is None:
+        raise PerformanceInputError(
+            f"metric {metric!r} of a multiclass model needs the per-class probabilities"
+        )
+    usable = np.isfinite(proba).all(axis=1) & (y_true >= 0)
+    y, p = y_true[usable], proba[usable]
+    if y.size == 0:
+        return float("nan")
+    labels = list(range(n_classes))
+    if metric == "roc_auc":
+        return _sk(
+            lambda: skm.roc_auc_score(y, p, multi_class="ovr", average="weighted", labels=labels)
+        )
+    if metric == "log_loss":
+        return _sk(lambda: skm.log_loss(y, p, labels=labels))
+    return _sk(lambda: skm.brier_score_loss(y, p, labels=labels))
+
+
+def multiclass_breakdown(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    *,
+    classes: Sequence[Hashable],
+) -> dict[str, float]:
+    """Accuracy, macro and weighted F1, log loss (with probabilities) and recall of each class.
+
+    A class absent from the labels has a NaN recall; ``unknown_label_share`` is the share of
+    labels the model was not trained on.
+    """
+    if y_true.size == 0:
+        return {}
+    out = {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "f1_macro": _sk(lambda: skm.f1_score(y_true, y_pred, average="macro", zero_division=0.0)),
+        "f1_weighted": multiclass_metric("f1", y_true, y_pred, None, n_classes=len(classes)),
+        "unknown_label_share": float(np.mean(y_true < 0)),
+    }
+    if proba is not None:
+        out["log_loss"] = multiclass_metric(
+            "log_loss", y_true, y_pred, proba, n_classes=len(classes)
+        )
+    for i, c in enumerate(classes):
+        mine = y_true == i
+        out[f"recall.{_plain(c)}"] = float(np.mean(y_pred[mine] == i)) if mine.any() else math.nan
+    return out
+
+
+def _labeled(frame: pd.DataFrame, target: str, prediction: str) -> pd.DataFrame:
+    labeled = frame[frame[target].notna()]
+    if prediction in labeled.columns:
+        labeled = labeled[labeled[prediction].notna()]
+    return labeled
+
+
+def _multiclass_on(
+    labeled: pd.DataFrame,
+    *,
+    metric: str,
+    target: str,
+    prediction: str,
+    probabilities: str | None,
+    classes: Sequence[Hashable],
+) -> tuple[float, dict[str, float]]:
+    if prediction not in labeled.columns:
+        raise PerformanceInputError(f"multiclass metrics need the {prediction!r} column")
+    y = class_index(labeled[target].to_numpy(), classes)
+    pred = class_index(labeled[prediction].to_numpy(), classes)
+    proba = None
+    if probabilities is not None and probabilities in labeled.columns:
+        proba = probability_matrix(labeled[probabilities].to_numpy(), classes)
+    value = multiclass_metric(metric, y, pred, proba, n_classes=len(classes))
+    return value, multiclass_breakdown(y, pred, proba, classes=classes)
+
+
 def _metric_on(
     frame: pd.DataFrame,
     *,
@@ -124,23 +295,33 @@ def _metric_on(
     prediction: str,
     probability: str | None,
     positive_label: Hashable,
-) -> tuple[float, int]:
+    classes: Sequence[Hashable] = (),
+    probabilities: str | None = None,
+) -> tuple[float, int, dict[str, float]]:
     if target not in frame.columns:
-        return float("nan"), 0
-    labeled = frame[frame[target].notna()]
-    if prediction in labeled.columns:
-        labeled = labeled[labeled[prediction].notna()]
+        return float("nan"), 0, {}
+    labeled = _labeled(frame, target, prediction)
     y = labeled[target].to_numpy()
     if task == "regression":
         if prediction not in labeled.columns:
             raise PerformanceInputError(f"regression metrics need the {prediction!r} column")
-        return regression_metric(metric, y, labeled[prediction].to_numpy()), len(labeled)
+        return regression_metric(metric, y, labeled[prediction].to_numpy()), len(labeled), {}
+    if len(classes) > 2:
+        value, breakdown = _multiclass_on(
+            labeled,
+            metric=metric,
+            target=target,
+            prediction=prediction,
+            probabilities=probabilities,
+            classes=classes,
+        )
+        return value, len(labeled), breakdown
     proba = None
     if probability is not None and probability in labeled.columns:
         proba = labeled[probability].to_numpy(dtype=np.float64)
     pred = labeled[prediction].to_numpy() if prediction in labeled.columns else None
     value = classification_metric(metric, y, pred, proba, positive_label=positive_label)
-    return value, len(labeled)
+    return value, len(labeled), {}
 
 
 def compute_performance(
@@ -154,6 +335,8 @@ def compute_performance(
     probability: str | None = "probability",
     positive_label: Hashable = 1,
     reference_value: float | None = None,
+    classes: Sequence[Hashable] = (),
+    probabilities: str | None = "probabilities",
 ) -> PerformanceResult:
     """The primary metric on the window's labeled rows, against the reference's.
 
@@ -163,34 +346,35 @@ def compute_performance(
             ``reference_value`` is not given (e.g. the test-set value logged at training).
         target, prediction, probability: column names (probability of the positive class).
         positive_label: the label that counts as positive for binary metrics.
+        classes: the model's classes in its own order; more than two means multiclass.
+        probabilities: multiclass only: the column of per-class probability dicts. A reference
+            without it has an undefined (NaN) value for the probability metrics.
 
     Raises:
         PerformanceInputError: the metric does not fit the task or a needed column is absent.
     """
     _check_metric(task, metric)
-    value, labeled = _metric_on(
-        current,
-        task=task,
-        metric=metric,
-        target=target,
-        prediction=prediction,
-        probability=probability,
-        positive_label=positive_label,
-    )
+    options: dict[str, Any] = {
+        "task": task,
+        "metric": metric,
+        "target": target,
+        "prediction": prediction,
+        "probability": probability,
+        "positive_label": positive_label,
+        "classes": classes,
+        "probabilities": probabilities,
+    }
+    value, labeled, breakdown = _metric_on(current, **options)
     if reference_value is None:
         if reference is None:
             raise PerformanceInputError("give a reference frame or a reference_value")
-        reference_value, _ = _metric_on(
-            reference,
-            task=task,
-            metric=metric,
-            target=target,
-            prediction=prediction,
-            probability=probability,
-            positive_label=positive_label,
-        )
+        multiclass_proba = len(classes) > 2 and metric in _PROBABILITY_METRICS
+        if multiclass_proba and (probabilities is None or probabilities not in reference.columns):
+            reference_value = float("nan")
+        else:
+            reference_value, _, _ = _metric_on(reference, **options)
     drop = performance_drop(metric, value, float(reference_value))
-    return PerformanceResult(metric, value, float(reference_value), drop, labeled, False)
+    return PerformanceResult(metric, value, float(reference_value), drop, labeled, False, breakdown)
 
 
 def _check_metric(task: Task, metric: str) -> None:
@@ -250,6 +434,13 @@ def _expected_roc_auc(p: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
+def expected_multiclass_accuracy(top_probability: np.ndarray) -> float:
+    """Expected accuracy of a calibrated multiclass model: the mean top-class probability."""
+    p = np.clip(np.asarray(top_probability, dtype=np.float64), 0.0, 1.0)
+    p = p[np.isfinite(p)]
+    return float(p.mean()) if p.size else float("nan")
+
+
 def estimate_performance(
     *,
     current: pd.DataFrame,
@@ -258,17 +449,23 @@ def estimate_performance(
     probability: str = "probability",
     prediction: str | None = "prediction",
     positive_label: Hashable = 1,
+    classes: Sequence[Hashable] = (),
 ) -> PerformanceResult:
     """The metric estimated from predicted probabilities, in the window and on the reference.
 
-    ``labeled_rows`` is 0: no label is used. For calibrated binary classifiers only.
+    ``labeled_rows`` is 0: no label is used. For calibrated classifiers: binary ones (the
+    ``probability`` column holds the positive class's) or, with more than two ``classes``,
+    multiclass ones (it holds the top class's, as served and in the reference; accuracy only).
 
     Raises:
         PerformanceInputError: a frame lacks the probability column or the metric has no estimate.
     """
-    if metric not in ESTIMABLE_METRICS:
+    multiclass = len(classes) > 2
+    allowed = MULTICLASS_ESTIMABLE_METRICS if multiclass else ESTIMABLE_METRICS
+    if metric not in allowed:
+        kind = "a multiclass model" if multiclass else "metric"
         raise PerformanceInputError(
-            f"no estimate for metric {metric!r}; choose one of {sorted(ESTIMABLE_METRICS)}"
+            f"no estimate for {kind} {metric!r}; choose one of {sorted(allowed)}"
         )
     values = []
     for name, frame in (("current", current), ("reference", reference)):
@@ -276,6 +473,9 @@ def estimate_performance(
             raise PerformanceInputError(f"the {name} frame has no {probability!r} column")
         rows = frame[frame[probability].notna()]
         proba = rows[probability].to_numpy(dtype=np.float64)
+        if multiclass:
+            values.append(expected_multiclass_accuracy(proba))
+            continue
         decided = None
         if prediction is not None and prediction in rows.columns and rows[prediction].notna().all():
             decided = rows[prediction].to_numpy() == positive_label

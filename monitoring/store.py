@@ -383,12 +383,14 @@ def read_window(
     last_n: int | None = None,
     version: int | None = None,
     labeled_only: bool = False,
+    probabilities: bool = False,
 ) -> pd.DataFrame:
     """Logged rows of a model as a frame typed like the training data, oldest first.
 
     Columns: the numeric features (float64), the categorical features (object str, None when
     missing), `prediction`, `probability` (float64), the label under `target`, `model_version`
-    (int64), `ts` (datetime64 UTC) and `request_id`. `since` is inclusive, `until` exclusive;
+    (int64), `ts` (datetime64 UTC) and `request_id`; with `probabilities`, also `probabilities`
+    (the per-class `{class: p}` dicts, object). `since` is inclusive, `until` exclusive;
     `last_n` keeps the newest n matching rows.
     """
     c = inference_log.c
@@ -400,6 +402,7 @@ def read_window(
         c.prediction,
         c.probability,
         c.label,
+        *([c.probabilities] if probabilities else []),
     ]
     statement = _filtered(
         sa.select(*columns),
@@ -419,11 +422,22 @@ def read_window(
         rows = connection.execute(statement).all()
     if last_n is not None:
         rows.reverse()
-    return _typed_frame(rows, numeric=list(numeric), categorical=list(categorical), target=target)
+    return _typed_frame(
+        rows,
+        numeric=list(numeric),
+        categorical=list(categorical),
+        target=target,
+        probabilities=probabilities,
+    )
 
 
 def _typed_frame(
-    rows: Sequence[Any], *, numeric: list[str], categorical: list[str], target: str
+    rows: Sequence[Any],
+    *,
+    numeric: list[str],
+    categorical: list[str],
+    target: str,
+    probabilities: bool = False,
 ) -> pd.DataFrame:
     n = len(rows)
     data: dict[str, Any] = {}
@@ -440,6 +454,8 @@ def _typed_frame(
     data["model_version"] = np.fromiter((row.model_version for row in rows), np.int64, n)
     data["ts"] = pd.to_datetime([row.ts for row in rows], utc=True)
     data["request_id"] = pd.Series([row.request_id for row in rows], dtype=object)
+    if probabilities:
+        data["probabilities"] = pd.Series([row.probabilities for row in rows], dtype=object)
     frame = pd.DataFrame(data, index=pd.RangeIndex(n))
     if n == 0:
         frame["ts"] = pd.Series([], dtype="datetime64[ns, UTC]")

@@ -165,3 +165,81 @@ def test_backtest_errors_are_clear(tmp_path: Path) -> None:
         ],
     )
     assert missing.exit_code == 2 and "data file not found" in missing.output
+
+
+def _tiers(n: int, *, seed: int, shift: float = 0.0, start_id: int = 0) -> pd.DataFrame:
+    """A three-class, string-labelled problem; with a shift, x moves and the classes swap ends."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(shift, 1.0, n)
+    z = rng.normal(0.0, 1.0, n)
+    kind = rng.choice(["a", "b", "c"], n)
+    score = x + 0.5 * z + pd.Series(kind).map({"a": 0.0, "b": 0.5, "c": -0.5}).to_numpy()
+    score = score + rng.normal(0, 0.3, n)
+    names = np.array(["low", "mid", "high"] if shift == 0 else ["high", "mid", "low"])
+    tier = names[np.digitize(score - shift, [-0.6, 0.6])]
+    return pd.DataFrame(
+        {"row_id": np.arange(start_id, start_id + n), "x": x, "z": z, "kind": kind, "tier": tier}
+    )
+
+
+def test_backtest_contract_on_generated_multiclass_with_a_categorical_target(
+    tmp_path: Path,
+) -> None:
+    _tiers(900, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    live = pd.concat(
+        [_tiers(900, seed=2, start_id=900), _tiers(1500, seed=3, shift=1.5, start_id=1800)],
+        ignore_index=True,
+    )
+    live.to_parquet(tmp_path / "live.parquet", index=False)  # labels as a column of the file
+    config = {
+        "model_name": "tiers",
+        "task": "classification",
+        "target": "tier",
+        "id_column": "row_id",
+        "data": {"train": "train.csv"},
+        "model": {
+            "candidates": [{"family": "logistic", "search": {"C": [0.1, 1.0]}}],
+            "cv_folds": 2,
+        },
+        "promotion": {"metric": "accuracy", "floor": 0.6},
+        "monitoring": {
+            "window": {"kind": "last_rows", "rows": 600},
+            "min_window_rows": 200,
+            "policy": {"cooldown_hours": 0, "min_labeled_rows": 100, "max_performance_drop": 0.05},
+            "retrain": {"min_labeled_rows": 200, "include_reference": False, "max_live_rows": 600},
+        },
+    }
+    (tmp_path / "driftloop.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "summary.json"
+
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            "--config",
+            str(tmp_path / "driftloop.yaml"),
+            "--live",
+            str(tmp_path / "live.parquet"),
+            "--batch-rows",
+            "300",
+            "--label-delay-batches",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["metric_name"] == "accuracy"
+    batches = summary["batches"]
+    assert [b["first_row"] for b in batches] == list(range(0, 2400, 300))
+    assert all(set(b) >= BATCH_KEYS for b in batches)
+    assert batches[0]["metric"] == batches[0]["baseline_metric"] > 0.6
+    assert not any(b["drift_detected"] for b in batches[:3])
+    assert any(b["drift_detected"] for b in batches[3:])
+    assert summary["retrains"] >= 1 and summary["promotions"] >= 1
+    last = batches[-1]
+    assert last["champion_version"] > 1 and last["metric"] > last["baseline_metric"]

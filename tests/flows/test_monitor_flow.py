@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
+from prefect import flow
+from sklearn.metrics import f1_score
 
 from driftloop import registry
+from driftloop.config import load_config
 from driftloop.scenarios import apply_scenario
-from flows.monitor import monitor
+from driftloop.settings import Settings
+from flows.monitor import MonitorOutcome, VersionReference, evaluate_window, monitor, monitor_once
 from flows.score import score_and_log
 from flows.train import train
 from monitoring import runs, store
@@ -94,3 +101,130 @@ def test_drift_that_hurts_alerts_retrains_and_promotes_a_better_model(
 
     again = monitor(config_path=str(config))  # the same condition persists: no second alert
     assert again["alert"] is False
+
+
+def _three_classes(n: int, *, seed: int) -> pd.DataFrame:
+    """A generated three-class problem: the class follows x + z, with a categorical nudge."""
+    rng = np.random.default_rng(seed)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    kind = rng.choice(["a", "b"], n)
+    score = x + 0.5 * z + np.where(kind == "a", 0.3, -0.3) + rng.normal(0, 0.4, n)
+    return pd.DataFrame({"x": x, "z": z, "kind": kind, "grade": np.digitize(score, [-0.6, 0.6])})
+
+
+def _multiclass_config(directory: Path) -> Path:
+    _three_classes(1500, seed=1).to_parquet(directory / "train.parquet", index=False)
+    config = {
+        "model_name": "grades",
+        "task": "classification",
+        "target": "grade",
+        "data": {"train": str(directory / "train.parquet")},
+        "features": {"numeric": ["x", "z"], "categorical": ["kind"]},
+        "model": {
+            "candidates": [{"family": "logistic", "search": {"C": [1.0]}}],
+            "cv_folds": 2,
+            "search_iterations": 1,
+        },
+        "promotion": {"metric": "f1"},
+        "monitoring": {
+            "window": {"kind": "last_rows", "rows": 1000},
+            "min_window_rows": 200,
+            # the decision is what is tested here: the daily limit keeps retraining from running
+            "policy": {"min_labeled_rows": 100, "max_retrains_per_day": 0},
+        },
+    }
+    path = directory / "driftloop.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _serve_multiclass(env: dict[str, str], live: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    client = registry.make_client(env["MLFLOW_TRACKING_URI"])
+    store.upgrade_database(env["DRIFTLOOP_DATABASE_URL"])
+    engine = store.make_engine(env["DRIFTLOOP_DATABASE_URL"])
+    try:
+        ids = [f"r{i}" for i in range(len(live))]
+        scored = score_and_log(load_alias(client, "grades"), live, engine=engine, request_ids=ids)
+        store.record_labels(engine, dict(zip(ids, labels.tolist(), strict=True)))
+    finally:
+        engine.dispose()
+    return scored
+
+
+def test_multiclass_traffic_with_labels_gets_quality_metrics(
+    tmp_path: Path, mlflow_env: dict[str, str]
+) -> None:
+    config = _multiclass_config(tmp_path)
+    train(config_path=str(config))
+    live = _three_classes(1000, seed=2)
+    scored = _serve_multiclass(mlflow_env, live.drop(columns=["grade"]), live["grade"])
+
+    summary = monitor(config_path=str(config))
+
+    assert summary["status"] == "ok", summary
+    engine = store.make_engine(mlflow_env["DRIFTLOOP_DATABASE_URL"])
+    latest = runs.latest_run(engine, "grades")
+    engine.dispose()
+    expected_f1 = f1_score(live["grade"], scored["prediction"], average="weighted")
+    assert latest["metric"] == "f1" and latest["labeled_rows"] == 1000
+    assert latest["metric_value"] == pytest.approx(expected_f1)
+    client = MlflowClient(mlflow_env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("grades-monitoring")
+    (run,) = client.search_runs([experiment.experiment_id])
+    metrics = run.data.metrics
+    assert metrics["f1"] == pytest.approx(expected_f1)
+    assert metrics["quality.f1_macro"] == pytest.approx(
+        f1_score(live["grade"], scored["prediction"], average="macro")
+    )
+    assert {"quality.log_loss", "quality.recall.0", "quality.recall.1", "quality.recall.2"} <= set(
+        metrics
+    )
+    # the label-free estimate: mean top-class probability, close to the measured accuracy
+    assert metrics["estimated_accuracy"] == pytest.approx(metrics["quality.accuracy"], abs=0.05)
+
+
+def test_multiclass_performance_drop_counts_for_retraining(
+    tmp_path: Path, mlflow_env: dict[str, str]
+) -> None:
+    config = _multiclass_config(tmp_path)
+    train(config_path=str(config))
+    live = _three_classes(1000, seed=3)
+    _serve_multiclass(mlflow_env, live.drop(columns=["grade"]), (live["grade"] + 1) % 3)
+
+    summary = monitor(config_path=str(config))
+
+    assert "performance" in summary["failed_checks"], summary
+    assert summary["alert"] is True and "f1 on 1000 labeled rows" in summary["alert_reason"]
+    # the policy asks for a retraining (held back here only by the daily limit of 0)
+    assert "measured performance drop" in summary["retrain_reason"]
+    assert "reached the limit of 0" in summary["retrain_reason"]
+
+
+def test_monitor_reuses_cached_references_with_the_same_verdicts(
+    tmp_path: Path, mlflow_env: dict[str, str]
+) -> None:
+    """A caller that monitors repeatedly (the backtest) loads a version's reference once."""
+    config_path = _multiclass_config(tmp_path)
+    train(config_path=str(config_path))
+    live = _three_classes(1000, seed=4)
+    _serve_multiclass(mlflow_env, live.drop(columns=["grade"]), live["grade"])
+    config = load_config(config_path)
+    cache: dict[int, VersionReference] = {}
+
+    @flow
+    def monitor_twice() -> tuple[MonitorOutcome, MonitorOutcome]:
+        first = monitor_once(config, Settings(), publish_views=False, references=cache)
+        # a perfect holdout value: the second run can only have used it if it read the cache
+        cache[1] = dataclasses.replace(cache[1], holdout_value=1.0)
+        return first, monitor_once(config, Settings(), publish_views=False, references=cache)
+
+    first, second = monitor_twice()
+
+    assert list(cache) == [1]
+    assert first.result.performance is not None and second.result.performance is not None
+    assert first.result.performance.reference_value < 1.0
+    assert second.result.performance.reference_value == 1.0
+    # the statistics cached with the reference give the verdicts computed from the frame itself
+    ref = cache[1]
+    fresh = evaluate_window(config, ref.info, ref.frame, second.window, holdout_value=1.0)
+    assert fresh.to_dict() == second.result.to_dict()
