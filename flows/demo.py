@@ -47,8 +47,12 @@ DEMO_OVERRIDES: dict[str, Any] = {
         "window": {"kind": "since_last_run"},
         "min_window_rows": 2000,
         "policy": {"cooldown_hours": 0, "max_retrains_per_day": 3, "min_labeled_rows": 1000},
-        "retrain": {"data_policy": "sliding", "max_live_rows": 20000, "include_reference": False,
-                    "min_labeled_rows": 5000},
+        "retrain": {
+            "data_policy": "sliding",
+            "max_live_rows": 20000,
+            "include_reference": False,
+            "min_labeled_rows": 5000,
+        },
     },
     "serving": {"poll_interval_seconds": 2.0},
 }
@@ -79,13 +83,18 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge two config mappings (pure)."""
     out = dict(base)
     for key, value in extra.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merged(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
-def demo_config(state: Path) -> tuple[ProjectConfig, Path]:
+def demo_config(state: Path, overrides: dict[str, Any] | None = None) -> tuple[ProjectConfig, Path]:
+    """driftloop.yaml with the demo settings (and ``overrides`` on top), written under ``state``."""
     raw = yaml.safe_load((REPO / "driftloop.yaml").read_text())
-    raw = merged(raw, DEMO_OVERRIDES)
+    raw = merged(merged(raw, DEMO_OVERRIDES), overrides or {})
     raw["data"] = {"train": str(DATA / "reference_2015.parquet")}
     raw["serving"] = {**raw.get("serving", {}), "spool_dir": str(state / "spool")}
     path = state / "driftloop.yaml"
@@ -115,8 +124,19 @@ def inference_server(config_path: Path, env: dict[str, str], log: Path) -> Itera
     url = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", "--config", str(config_path), "--port", str(port)],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "serving.server",
+                "--config",
+                str(config_path),
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
     try:
         deadline = time.monotonic() + 120
@@ -140,12 +160,26 @@ def inference_server(config_path: Path, env: dict[str, str], log: Path) -> Itera
             proc.kill()
 
 
-def load_traffic(scenario: str, sample_every: int) -> tuple[pd.DataFrame, pd.Series]:
+def in_time_order(live: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
+    """Rows by year, in a seeded random order within each year (pure).
+
+    The year is the data's only time. Within a year the files list people by household serial,
+    which puts everyone in group quarters (RELP 16/17) in one block at the end of 2017 and 2018:
+    sent in file order, that block looks like a sudden sub-population shift that never happened.
+    """
+    return live.sample(frac=1.0, random_state=seed).sort_values("year", kind="stable")
+
+
+def load_traffic(scenario: str, sample_every: int) -> tuple[pd.DataFrame, pd.Series, int]:
+    """The live traffic in time order with the scenario applied, its labels, and the change row."""
+    if sample_every < 1:
+        raise DemoError(f"sample_every must be at least 1, got {sample_every}")
     live = pd.read_parquet(DATA / "live_2016_2018.parquet")
     labels = pd.read_parquet(DATA / "live_2016_2018_labels.parquet").set_index("id")["employed"]
-    live = live.sort_values(["year", "id"], kind="stable").iloc[::sample_every].reset_index(drop=True)
+    live = in_time_order(live).iloc[::sample_every].reset_index(drop=True)
     traffic = apply_scenario(live, scenario, start_fraction=CHANGE_POINT, seed=7)
-    return traffic, traffic["id"].map(labels)
+    # `sudden` thins the rows after the change point, so the change row comes from the input.
+    return traffic, traffic["id"].map(labels), int(len(live) * CHANGE_POINT)
 
 
 def records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
@@ -154,8 +188,10 @@ def records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
 
 
 def timeline_table(rows: list[Row]) -> str:
-    head = (f"{'win':>3} {'sent':>7} {'rows':>6} {'status':<15} {'drift':>6} {'alert':<5} {'retrain':<7} "
-            f"{'champ':>5} {'acc':>6} {'frozen':>6}  drifted features")
+    head = (
+        f"{'win':>3} {'sent':>7} {'rows':>6} {'status':<15} {'drift':>6} {'alert':<5} {'retrain':<7} "
+        f"{'champ':>5} {'acc':>6} {'frozen':>6}  drifted features"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         share = "-" if r.drift_share is None else f"{r.drift_share:.2f}"
@@ -176,15 +212,21 @@ def plot_timeline(rows: list[Row], path: Path, scenario: str, change_at: int) ->
     x = [r.rows_sent for r in rows]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
     top.plot(x, [r.serving_accuracy for r in rows], marker="o", label="serving model")
-    top.plot(x, [r.frozen_accuracy for r in rows], marker="x", linestyle="--", label="frozen first model")
+    top.plot(
+        x, [r.frozen_accuracy for r in rows], marker="x", linestyle="--", label="frozen first model"
+    )
     for r in rows:
         if r.retrain:
             top.axvline(r.rows_sent, color="tab:green", alpha=0.4)
     top.set_ylabel("accuracy on labeled window")
     top.legend(loc="lower left")
     top.set_title(f"driftloop demo, scenario '{scenario}' (green: retraining)")
-    bottom.bar(x, [r.drift_share or 0 for r in rows], width=(x[1] - x[0]) * 0.6 if len(x) > 1 else 1000,
-               color=["tab:red" if r.alert else "tab:blue" for r in rows])
+    bottom.bar(
+        x,
+        [r.drift_share or 0 for r in rows],
+        width=(x[1] - x[0]) * 0.6 if len(x) > 1 else 1000,
+        color=["tab:red" if r.alert else "tab:blue" for r in rows],
+    )
     bottom.set_ylabel("share of drifted features")
     bottom.set_xlabel("live rows sent")
     for ax in (top, bottom):
@@ -199,9 +241,17 @@ def accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 @flow(name="demo", validate_parameters=False)
-def run_demo(scenario: str, *, monitor_every: int, sample_every: int, out_dir: Path, state: Path,
-             echo: Any = print) -> list[Row]:
-    """The whole loop; returns the timeline."""
+def run_demo(
+    scenario: str,
+    *,
+    monitor_every: int,
+    sample_every: int,
+    out_dir: Path,
+    state: Path,
+    echo: Any = print,
+    overrides: dict[str, Any] | None = None,
+) -> list[Row]:
+    """The whole loop; returns the timeline. ``overrides`` go on top of the demo config (tests)."""
     from rich.progress import Progress
 
     from driftloop import registry
@@ -217,25 +267,35 @@ def run_demo(scenario: str, *, monitor_every: int, sample_every: int, out_dir: P
     state.mkdir(parents=True)
     env = demo_env(state)
     os.environ.update(env)
-    os.environ.pop("PREFECT_API_URL", None)  # Prefect's ephemeral server: retraining runs in-process
-    config, config_path = demo_config(state)
+    # Prefect's ephemeral server: retraining runs in-process
+    os.environ.pop("PREFECT_API_URL", None)
+    config, config_path = demo_config(state, overrides)
     settings = Settings()
     started = time.monotonic()
     echo("1/4 training the first champion on 2015 (68,785 rows) ...")
-    first = train_and_gate(config, settings, ingested=ingest_config(config), lineage={"trigger": "demo"})
+    first = train_and_gate(
+        config, settings, ingested=ingest_config(config), lineage={"trigger": "demo"}
+    )
     echo(f"    v{first.version}: {first.reason}")
     client = registry.make_client(settings.mlflow_tracking_uri)
     frozen = registry.load_model(config.model_name, first.version)
-    spec = registry.VersionInfo.from_version(registry.get_version(client, config.model_name, first.version)).spec
-    traffic, truth = load_traffic(scenario, sample_every)
-    change_at = int(len(traffic) * CHANGE_POINT)
+    spec = registry.VersionInfo.from_version(
+        registry.get_version(client, config.model_name, first.version)
+    ).spec
+    traffic, truth, change_at = load_traffic(scenario, sample_every)
     features = list(spec.columns)
     rows: list[Row] = []
     pending: list[tuple[list[str], list[int]]] = []
-    served: list[tuple[int, int, int]] = []  # (position, prediction, version) since the last monitor
-    echo(f"2/4 starting the inference server and sending {len(traffic):,} rows of 2016-2018 traffic "
-         f"(scenario '{scenario}' from row {change_at:,}) ...")
-    with inference_server(config_path, env, state / "server.log") as url, httpx.Client(base_url=url, timeout=60) as http:
+    # (position, prediction, version) of each row served since the last monitor run
+    served: list[tuple[int, int, int]] = []
+    echo(
+        f"2/4 starting the inference server and sending {len(traffic):,} rows of 2016-2018 traffic "
+        f"(scenario '{scenario}' from row {change_at:,}) ..."
+    )
+    with (
+        inference_server(config_path, env, state / "server.log") as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
         since_monitor = 0
         with Progress(transient=False) as progress:
             bar = progress.add_task("traffic", total=len(traffic))
@@ -243,7 +303,9 @@ def run_demo(scenario: str, *, monitor_every: int, sample_every: int, out_dir: P
                 chunk = traffic.iloc[start : start + REQUEST_ROWS]
                 response = http.post("/predict", json={"records": records(chunk, features)})
                 if response.status_code != 200:
-                    raise DemoError(f"/predict answered {response.status_code}: {response.text[:500]}")
+                    raise DemoError(
+                        f"/predict answered {response.status_code}: {response.text[:500]}"
+                    )
                 body = response.json()
                 ids = [p["request_id"] for p in body["predictions"]]
                 for offset, p in enumerate(body["predictions"]):
@@ -251,7 +313,10 @@ def run_demo(scenario: str, *, monitor_every: int, sample_every: int, out_dir: P
                 pending.append((ids, truth.iloc[start : start + REQUEST_ROWS].astype(int).tolist()))
                 if len(pending) > LABEL_DELAY_REQUESTS:
                     done_ids, done_labels = pending.pop(0)
-                    labels = [{"request_id": r, "label": y} for r, y in zip(done_ids, done_labels, strict=True)]
+                    labels = [
+                        {"request_id": r, "label": y}
+                        for r, y in zip(done_ids, done_labels, strict=True)
+                    ]
                     http.post("/feedback", json={"labels": labels}).raise_for_status()
                 progress.advance(bar, len(chunk))
                 since_monitor += len(chunk)
@@ -260,44 +325,73 @@ def run_demo(scenario: str, *, monitor_every: int, sample_every: int, out_dir: P
                     outcome = monitor_once(config, settings, triggered_by="demo")
                     positions = np.array([s[0] for s in served])
                     window = traffic.iloc[positions]
-                    serving_acc = accuracy(np.array([s[1] for s in served]), truth.iloc[positions].to_numpy())
+                    serving_acc = accuracy(
+                        np.array([s[1] for s in served]), truth.iloc[positions].to_numpy()
+                    )
                     frozen_pred = frozen.predict(prepare_features(window, spec))
                     frozen_acc = accuracy(np.asarray(frozen_pred), truth.iloc[positions].to_numpy())
                     champion_version = max(s[2] for s in served)
                     served = []
                     if outcome.retrain.yes:
-                        progress.console.print(f"[bold]retraining[/bold]: {outcome.retrain.reason[:160]}")
+                        progress.console.print(
+                            f"[bold]retraining[/bold]: {outcome.retrain.reason[:160]}"
+                        )
                         try:
-                            result = retrain_once(config, settings, drift_run_id=outcome.run_id,
-                                                  reason=outcome.retrain.reason, trigger="demo")
+                            result = retrain_once(
+                                config,
+                                settings,
+                                drift_run_id=outcome.run_id,
+                                reason=outcome.retrain.reason,
+                                trigger="demo",
+                            )
                             verdict = "PROMOTED" if result["promoted"] else "refused"
-                            progress.console.print(f"  v{result['version']} {verdict}: {result['reason']}")
+                            progress.console.print(
+                                f"  v{result['version']} {verdict}: {result['reason']}"
+                            )
                             if result["promoted"]:
                                 http.post("/reload").raise_for_status()
                         except RetrainRefused as exc:
                             progress.console.print(f"  retraining refused: {exc}")
                     drift = outcome.result.drift
-                    rows.append(Row(
-                        window=len(rows) + 1, rows_sent=start + len(chunk), window_rows=outcome.result.window_rows,
-                        status=outcome.result.status, drift_share=drift.drift_share if drift else None,
-                        drifted=", ".join(drift.drifted_features) if drift else "",
-                        alert=outcome.alert.yes, retrain=outcome.retrain.yes, champion=champion_version,
-                        serving_accuracy=serving_acc, frozen_accuracy=frozen_acc,
-                    ))
+                    rows.append(
+                        Row(
+                            window=len(rows) + 1,
+                            rows_sent=start + len(chunk),
+                            window_rows=outcome.result.window_rows,
+                            status=outcome.result.status,
+                            drift_share=drift.drift_share if drift else None,
+                            drifted=", ".join(drift.drifted_features) if drift else "",
+                            alert=outcome.alert.yes,
+                            retrain=outcome.retrain.yes,
+                            champion=champion_version,
+                            serving_accuracy=serving_acc,
+                            frozen_accuracy=frozen_acc,
+                        )
+                    )
                     if outcome.report_path:
                         out_dir.mkdir(parents=True, exist_ok=True)
                         shutil.copy(outcome.report_path, out_dir / "latest_drift_report.html")
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_timeline(rows, out_dir / "timeline.png", scenario, change_at)
     pd.DataFrame([r.__dict__ for r in rows]).to_csv(out_dir / "timeline.csv", index=False)
-    echo("3/4 timeline (accuracy of the serving model vs the frozen first model, on each window's labels):")
+    echo(
+        "3/4 timeline (accuracy of the serving model vs the frozen first model, on each window's labels):"
+    )
     echo(timeline_table(rows))
-    echo(f"4/4 done in {time.monotonic() - started:.0f} s: {sum(r.alert for r in rows)} alerts, "
-         f"{sum(r.retrain for r in rows)} retrainings. Report: {out_dir}/timeline.png, "
-         f"{out_dir}/latest_drift_report.html")
+    echo(
+        f"4/4 done in {time.monotonic() - started:.0f} s: {sum(r.alert for r in rows)} alerts, "
+        f"{sum(r.retrain for r in rows)} retrainings. Report: {out_dir}/timeline.png, "
+        f"{out_dir}/latest_drift_report.html"
+    )
     rel = os.path.relpath(state, Path.cwd())
     echo("\nBrowse what happened:")
-    echo(f"  MLflow (models, versions, aliases, lineage):  .venv/bin/mlflow ui --backend-store-uri sqlite:///{rel}/mlflow.db --port 5000   -> http://127.0.0.1:5000/#/models/employment")
-    echo(f"  Evidently (drift dashboards):                  DRIFTLOOP_WORKSPACE={rel}/evidently-workspace .venv/bin/driftloop ui --port 8001   -> http://127.0.0.1:8001")
-    echo("  Prefect (flow runs, artifacts):                .venv/bin/prefect server start   -> http://127.0.0.1:4200/runs")
+    echo(
+        f"  MLflow (models, versions, aliases, lineage):  .venv/bin/mlflow ui --backend-store-uri sqlite:///{rel}/mlflow.db --port 5000   -> http://127.0.0.1:5000/#/models/employment"
+    )
+    echo(
+        f"  Evidently (drift dashboards):                  DRIFTLOOP_WORKSPACE={rel}/evidently-workspace .venv/bin/driftloop ui --port 8001   -> http://127.0.0.1:8001"
+    )
+    echo(
+        "  Prefect (flow runs, artifacts):                .venv/bin/prefect server start   -> http://127.0.0.1:4200/runs"
+    )
     return rows

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.scenarios import SCENARIOS, ScenarioError, apply_scenario
+from driftloop.scenarios import OLDER_KEPT, SCENARIOS, ScenarioError, apply_scenario
 
 
 def _live(n: int = 200) -> pd.DataFrame:
@@ -16,19 +16,26 @@ def _live(n: int = 200) -> pd.DataFrame:
             "id": np.arange(n),
             "AGEP": rng.integers(16, 90, n).astype(float),
             "SCHL": pd.Categorical(rng.integers(0, 25, n).astype(str)),
+            "year": rng.integers(2016, 2019, n),
         }
     )
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_head_is_untouched_and_length_kept(scenario: str) -> None:
+def test_head_is_untouched_and_no_row_is_repeated(scenario: str) -> None:
     live = _live()
     out = apply_scenario(live, scenario, start_fraction=0.5)
-    assert len(out) == len(live)
     head = out.iloc[:100]
     assert head["AGEP"].tolist() == live["AGEP"].iloc[:100].tolist()
     assert head["SCHL"].astype(str).tolist() == live["SCHL"].astype(str).iloc[:100].tolist()
+    assert not out["id"].duplicated().any()
+    assert out["id"].is_monotonic_increasing  # time order kept
     assert live["SCHL"].dtype == "category"  # the input is not mutated
+
+
+@pytest.mark.parametrize("scenario", ["none", "gradual", "broken-feature"])
+def test_length_kept(scenario: str) -> None:
+    assert len(apply_scenario(_live(), scenario, start_fraction=0.5)) == 200
 
 
 def test_none_changes_nothing() -> None:
@@ -41,21 +48,30 @@ def test_broken_feature_blanks_age_after_the_change() -> None:
     assert out["AGEP"].iloc[100:].isna().all() and out["AGEP"].iloc[:100].notna().all()
 
 
-def test_sudden_renumbers_schooling_and_shifts_to_the_young() -> None:
+def test_sudden_changes_the_form_and_shifts_to_the_young() -> None:
     live = _live(4000)
     out = apply_scenario(live, "sudden", start_fraction=0.5, seed=3)
-    tail = out.iloc[2000:]
-    assert (tail["AGEP"] < 30).mean() > (live["AGEP"].iloc[2000:] < 30).mean() + 0.2
-    original = live.set_index("id")["SCHL"].astype(int)
-    renumbered = tail.set_index("id")["SCHL"].astype(int)
-    assert ((24 - original.loc[renumbered.index]).to_numpy() == renumbered.to_numpy()).all()
+    tail = out.iloc[2000:].set_index("id")
+    original = live.set_index("id").loc[tail.index]
+    assert (tail["AGEP"] == original["year"] - original["AGEP"]).all()
+    assert (24 - original["SCHL"].astype(int) == tail["SCHL"].astype(int)).all()
+    young_before = (live["AGEP"].iloc[2000:] < 30).mean()
+    assert (original["AGEP"] < 30).mean() > young_before + 0.2
+    older = (live["AGEP"].iloc[2000:] >= 30).sum()
+    assert abs((original["AGEP"] >= 30).sum() / older - OLDER_KEPT) < 0.05
 
 
 def test_gradual_grows_the_changed_share() -> None:
     live = _live(4000)
     out = apply_scenario(live, "gradual", start_fraction=0.0, seed=2)
-    changed = out["SCHL"].astype(str) != live["SCHL"].astype(str)
-    assert changed.iloc[:1000].mean() < changed.iloc[3000:].mean()
+    changed = out["AGEP"] != live["AGEP"]
+    assert changed.iloc[:1000].mean() < 0.2 < 0.8 < changed.iloc[3000:].mean()
+    moved = out[changed]
+    before = live.loc[changed]
+    assert (moved["AGEP"] == before["year"] - before["AGEP"]).all()
+    assert (24 - before["SCHL"].astype(int) == moved["SCHL"].astype(int)).all()
+    kept = ~changed
+    assert (out.loc[kept, "SCHL"].astype(str) == live.loc[kept, "SCHL"].astype(str)).all()
 
 
 def test_errors_name_the_problem() -> None:
@@ -63,3 +79,7 @@ def test_errors_name_the_problem() -> None:
         apply_scenario(_live(), "chaos")
     with pytest.raises(ScenarioError, match="needs columns \\['AGEP'\\]"):
         apply_scenario(pd.DataFrame({"x": [1.0]}), "broken-feature")
+    with pytest.raises(ScenarioError, match="needs columns \\['year'\\]"):
+        apply_scenario(_live().drop(columns="year"), "sudden")
+    with pytest.raises(ScenarioError, match="start_fraction"):
+        apply_scenario(_live(), "gradual", start_fraction=1.0)
