@@ -278,22 +278,44 @@ def backtest(
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Option(help="none | gradual | sudden | broken-feature")] = "sudden",
-    monitor_every: Annotated[int, typer.Option(help="run the monitor after this many live rows")] = 20_000,
-    sample_every: Annotated[int, typer.Option(help="send every Nth live row (1 = all 208,892)")] = 1,
-    out: Annotated[Path, typer.Option(help="where the timeline plot and latest report go")] = Path("demo-report"),
-    state: Annotated[Path, typer.Option(help="demo state (registry, log, workspace); wiped first")] = Path(".driftloop/demo"),
+    scenario: Annotated[
+        str, typer.Option(help="none | gradual | sudden | broken-feature")
+    ] = "sudden",
+    monitor_every: Annotated[
+        int, typer.Option(help="run the monitor after this many live rows")
+    ] = 20_000,
+    sample_every: Annotated[
+        int, typer.Option(help="send every Nth live row (1 = all 208,892)")
+    ] = 1,
+    out: Annotated[Path, typer.Option(help="where the timeline plot and latest report go")] = Path(
+        "demo-report"
+    ),
+    state: Annotated[
+        Path, typer.Option(help="demo state (registry, log, workspace); wiped first")
+    ] = Path(".driftloop/demo"),
 ) -> None:
     """The whole loop on the shipped data: train, serve, traffic with drift, monitor, retrain, hot swap."""
     from driftloop.scenarios import SCENARIOS
     from flows.demo import DemoError, run_demo
 
     if scenario not in SCENARIOS:
-        typer.secho(f"error: unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}", err=True, fg=typer.colors.RED)
+        typer.secho(
+            f"error: unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise typer.Exit(code=2)
     try:
-        run_or_exit(lambda: run_demo(scenario, monitor_every=monitor_every, sample_every=sample_every,
-                                     out_dir=out, state=state, echo=typer.echo))
+        run_or_exit(
+            lambda: run_demo(
+                scenario,
+                monitor_every=monitor_every,
+                sample_every=sample_every,
+                out_dir=out,
+                state=state,
+                echo=typer.echo,
+            )
+        )
     except DemoError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=2) from None
@@ -313,7 +335,9 @@ def stack(
     root = root.resolve()
     if action == "up":
         try:
-            state = stack_mod.start_stack(root, db_url=_os.environ.get("DRIFTLOOP_STACK_DB") or None, echo=typer.echo)
+            state = stack_mod.start_stack(
+                root, db_url=_os.environ.get("DRIFTLOOP_STACK_DB") or None, echo=typer.echo
+            )
         except stack_mod.StackError as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(code=2) from None
@@ -325,7 +349,11 @@ def stack(
     elif action == "status":
         typer.echo(_json.dumps(stack_mod.stack_status(root), indent=2, default=str))
     else:
-        typer.secho(f"error: unknown action {action!r}; use up, down or status", err=True, fg=typer.colors.RED)
+        typer.secho(
+            f"error: unknown action {action!r}; use up, down or status",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise typer.Exit(code=2)
 
 
