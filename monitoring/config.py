@@ -158,6 +158,13 @@ class PolicyConfig(_Section):
         description="retrain on a measured (labeled) performance drop even without data drift",
     )
     cooldown_hours: float = Field(24.0, ge=0, description="minimum time between two retrainings")
+    retry_backoff: float = Field(
+        2.0,
+        ge=1,
+        le=10,
+        description="while the problem persists after a retraining (no clean run since), each "
+        "further retraining waits this factor times longer (1 = a fixed cooldown)",
+    )
     max_retrains_per_day: int = Field(2, ge=0, description="retrainings allowed in any 24 hours")
 
 

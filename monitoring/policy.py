@@ -262,6 +262,16 @@ def _not_enough(result: MonitorResult) -> str:
     )
 
 
+def _unresolved(history: Sequence[RunRecord], now: datetime) -> int:
+    """Retrainings since the last run that found nothing wrong (the problem never went away)."""
+    count = 0
+    for record in sorted((r for r in history if r.time <= now), key=lambda r: r.time, reverse=True):
+        if record.status == "ok" and record.condition is None:
+            break
+        count += record.retrained
+    return count
+
+
 def should_retrain(
     result: MonitorResult, history: Sequence[RunRecord], policy: PolicyConfig, now: datetime
 ) -> Decision:
@@ -301,12 +311,14 @@ def should_retrain(
     else:
         return Decision(False, "no retraining: no drift or performance drop that counts")
     retrains = sorted((r.time for r in history if r.retrained and r.time <= now), reverse=True)
-    if retrains and now - retrains[0] < timedelta(hours=policy.cooldown_hours):
+    cooldown = policy.cooldown_hours * policy.retry_backoff ** max(0, _unresolved(history, now) - 1)
+    if retrains and now - retrains[0] < timedelta(hours=cooldown):
         hours = (now - retrains[0]).total_seconds() / 3600
+        backoff = "" if cooldown == policy.cooldown_hours else " (backed off: the problem persists)"
         return Decision(
             False,
             f"no retraining: cooldown, the last one was {hours:.1f} h ago "
-            f"(at {retrains[0].isoformat()}), {policy.cooldown_hours:g} h required; {reason}",
+            f"(at {retrains[0].isoformat()}), {cooldown:g} h required{backoff}; {reason}",
         )
     today = sum(1 for t in retrains if now - t < _DAY)
     if today >= policy.max_retrains_per_day:

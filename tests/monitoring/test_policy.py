@@ -202,6 +202,18 @@ def test_cooldown_blocks_a_second_retraining() -> None:
     assert should_retrain(r, [alerted("x", 25, retrained=True)], POLICY, NOW)
 
 
+def test_cooldown_backs_off_while_the_problem_persists() -> None:
+    r = result(drift=drift("age"), performance=perf(0.05))
+    # retrained 30 h and 72 h ago, never a clean run since: the second wait is 48 h, not 24 h
+    persisting = [alerted("x", 72, retrained=True), alerted("x", 30, retrained=True)]
+    d = should_retrain(r, persisting, POLICY, NOW)
+    assert not d and "48 h required (backed off" in d.reason
+    assert should_retrain(r, persisting, PolicyConfig(retry_backoff=1), NOW)
+    # a clean run in between resets the wait to the plain cooldown
+    clean = RunRecord(NOW - timedelta(hours=40), "ok", None)
+    assert should_retrain(r, [*persisting[:1], clean, persisting[1]], POLICY, NOW)
+
+
 def test_max_retrains_per_day() -> None:
     policy = PolicyConfig(cooldown_hours=1, max_retrains_per_day=2)
     r = result(policy, drift=drift("age"), performance=perf(0.05))
