@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,15 @@ app = typer.Typer(
 )
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="path to driftloop.yaml")]
+
+
+@app.callback()
+def _quiet_offline_defaults() -> None:
+    """Prefect's ephemeral server would log an ERROR for every telemetry ping it cannot send
+    (no network here); an explicit PREFECT_SERVER_ANALYTICS_ENABLED still wins."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 T = TypeVar("T")
 
 

@@ -380,7 +380,7 @@ def run_demo(
     echo(timeline_table(rows))
     echo(
         f"4/4 done in {time.monotonic() - started:.0f} s: {sum(r.alert for r in rows)} alerts, "
-        f"{sum(r.retrain for r in rows)} retrainings. Report: {out_dir}/timeline.png, "
+        f"{sum(r.retrain for r in rows)} retraining(s). Report: {out_dir}/timeline.png, "
         f"{out_dir}/latest_drift_report.html"
     )
     rel = os.path.relpath(state, Path.cwd())
