@@ -89,6 +89,8 @@ def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
+    from driftloop.registry import model_spec_tag
+
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
@@ -114,16 +116,16 @@ def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
             ),
         )
     version = str(info.registered_model_version)
-    tags = {
-        "task": "classification",
-        "target": "employed",
-        "numeric": json.dumps(NUMERIC),
-        "categorical": json.dumps(CATEGORICAL),
-        "not_null": json.dumps(NUMERIC),
-        "classes": json.dumps([int(c) for c in pipeline.classes_]),
-    }
+    tags = model_spec_tag(
+        task="classification",
+        target="employed",
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        not_null=NUMERIC,
+        classes=[int(c) for c in pipeline.classes_],
+    )
     for key, value in tags.items():
-        client.set_model_version_tag(MODEL, version, f"driftloop.{key}", value)
+        client.set_model_version_tag(MODEL, version, key, value)
     client.set_registered_model_alias(MODEL, "champion", version)
     return uri, holdout
 

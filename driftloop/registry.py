@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,10 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG = "driftloop."
 HISTORY_TAG = TAG + "champion_history"
+#: One JSON tag holds what serving and monitoring need to read a version back (task, target,
+#: features, classes): one line in the MLflow versions table instead of six.
+SPEC_TAG = TAG + "model_spec"
+_SPEC_REQUIRED = ("task", "target", "numeric", "categorical")
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 MODEL_ARTIFACT = "model"
 _HISTORY_KEEP = 50
@@ -111,10 +116,7 @@ def set_champion(
     client.set_registered_model_alias(model_name, CHAMPION, target.version)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(model_name, target.version, TAG + "role", "champion")
-    client.set_model_version_tag(model_name, target.version, TAG + "promoted_at", now)
-    client.set_model_version_tag(
-        model_name, target.version, TAG + "promotion_reason", reason[:4000]
-    )
+    client.set_model_version_tag(model_name, target.version, TAG + "decision", reason[:4000])
     if previous is not None and previous.version != target.version:
         client.set_model_version_tag(model_name, previous.version, TAG + "role", "former_champion")
     challenger = get_alias(client, model_name, CHALLENGER)
@@ -132,7 +134,7 @@ def mark_challenger(
     """Record a refused candidate: alias `challenger` and the refusal reason as tags."""
     client.set_registered_model_alias(model_name, CHALLENGER, str(version))
     client.set_model_version_tag(model_name, str(version), TAG + "role", "challenger")
-    client.set_model_version_tag(model_name, str(version), TAG + "decision_reason", reason[:4000])
+    client.set_model_version_tag(model_name, str(version), TAG + "decision", reason[:4000])
 
 
 def rollback_target(history: list[dict[str, Any]], current: int | None) -> int | None:
@@ -170,6 +172,49 @@ def load_model(model_name: str, version: int | str) -> Any:
     return mlflow.sklearn.load_model(model_uri(model_name, version))
 
 
+def model_spec_tag(
+    *,
+    task: str,
+    target: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    not_null: Sequence[str] = (),
+    classes: Sequence[Any] = (),
+) -> dict[str, str]:
+    """The version tag that records how to read the model's inputs and outputs."""
+    spec = {
+        "task": task,
+        "target": target,
+        "numeric": list(numeric),
+        "categorical": list(categorical),
+        "not_null": list(not_null),
+        "classes": list(classes),
+    }
+    return {SPEC_TAG: json.dumps(spec)}
+
+
+def read_model_spec(tags: Mapping[str, str]) -> dict[str, Any]:
+    """The model spec recorded on a version's tags.
+
+    Raises:
+        KeyError: the tag (or a required key in it) is missing: not a driftloop model.
+        ValueError: the tag is not a JSON object.
+    """
+    raw = tags.get(SPEC_TAG)
+    if raw is None:
+        raise KeyError(SPEC_TAG)
+    try:
+        spec = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"tag {SPEC_TAG} is not valid JSON: {raw[:80]!r}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"tag {SPEC_TAG} must hold a JSON object, got {raw[:80]!r}")
+    missing = [k for k in _SPEC_REQUIRED if k not in spec]
+    if missing:
+        raise KeyError(f"{SPEC_TAG} keys {missing}")
+    return {"not_null": [], "classes": [], **spec}
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """What driftloop recorded on a model version, read back from its tags."""
@@ -185,25 +230,25 @@ class VersionInfo:
 
     @classmethod
     def from_version(cls, mv: ModelVersion) -> VersionInfo:
-        tags = mv.tags
         try:
-            return cls(
-                model_name=mv.name,
-                version=int(mv.version),
-                run_id=mv.run_id,
-                task=tags[TAG + "task"],
-                target=tags[TAG + "target"],
-                spec=FeatureSpec(
-                    numeric=tuple(json.loads(tags[TAG + "numeric"])),
-                    categorical=tuple(json.loads(tags[TAG + "categorical"])),
-                ),
-                not_null=tuple(json.loads(tags.get(TAG + "not_null", "[]"))),
-                classes=tuple(json.loads(tags.get(TAG + "classes", "[]"))),
-            )
-        except KeyError as exc:
+            spec = read_model_spec(mv.tags)
+        except (KeyError, ValueError) as exc:
             raise ModelNotFoundError(
-                f"model {mv.name!r} version {mv.version} was not registered by driftloop (missing tag {exc})"
+                f"model {mv.name!r} version {mv.version} was not registered by driftloop "
+                f"(tag problem: {exc})"
             ) from None
+        return cls(
+            model_name=mv.name,
+            version=int(mv.version),
+            run_id=mv.run_id,
+            task=spec["task"],
+            target=spec["target"],
+            spec=FeatureSpec(
+                numeric=tuple(spec["numeric"]), categorical=tuple(spec["categorical"])
+            ),
+            not_null=tuple(spec["not_null"]),
+            classes=tuple(spec["classes"]),
+        )
 
 
 def load_reference(client: MlflowClient, run_id: str) -> pd.DataFrame:

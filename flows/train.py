@@ -271,18 +271,21 @@ def register(
         version = str(info.registered_model_version)
     lineage = {**lineage, "data_digest": train_data.digest}
     tags = {
-        **lineage,
-        "task": config.task,
-        "target": config.target,
-        "numeric": json.dumps(list(spec.numeric)),
-        "categorical": json.dumps(list(spec.categorical)),
-        "not_null": json.dumps(list(config.features.not_null)),
-        "classes": json.dumps(_classes(result.pipeline)),
-        "family": result.family,
-        f"holdout_{config.promotion.metric}": f"{metrics[config.promotion.metric]:.6f}",
+        **{registry.TAG + k: str(v) for k, v in lineage.items()},
+        registry.TAG + "family": result.family,
+        registry.TAG
+        + f"holdout_{config.promotion.metric}": f"{metrics[config.promotion.metric]:.6f}",
+        **registry.model_spec_tag(
+            task=config.task,
+            target=config.target,
+            numeric=spec.numeric,
+            categorical=spec.categorical,
+            not_null=config.features.not_null,
+            classes=_classes(result.pipeline),
+        ),
     }
     for key, value in tags.items():
-        client.set_model_version_tag(config.model_name, version, registry.TAG + key, str(value))
+        client.set_model_version_tag(config.model_name, version, key, value)
     client.update_model_version(
         config.model_name,
         version,
@@ -385,9 +388,6 @@ def train_and_gate(
         )
     else:
         registry.mark_challenger(client, config.model_name, version, reason=decision.reason)
-    client.set_model_version_tag(
-        config.model_name, str(version), registry.TAG + "decision", decision.reason[:4000]
-    )
     outcome = TrainOutcome(
         model_name=config.model_name,
         version=version,

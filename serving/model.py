@@ -7,7 +7,6 @@ column-wise inputs without per-request DataFrame work beyond one frame per micro
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftloop.registry import SPEC_TAG, read_model_spec
 from serving.fastpath import (
     FastPipeline,
     UnsupportedPipeline,
@@ -27,7 +27,6 @@ from serving.fastpath import (
     verify,
 )
 
-TAG = "driftloop."
 CHAMPION = "champion"
 #: The training snapshot the training flow stores with a version's run (driftloop.registry).
 REFERENCE_ARTIFACT = "reference/reference.parquet"
@@ -259,16 +258,6 @@ def _reference_frame(client: Any, run_id: str, dst: str) -> pd.DataFrame | None:
         return None
 
 
-def _json_tag(tags: Mapping[str, str], key: str, default: Any = None) -> Any:
-    raw = tags.get(TAG + key)
-    if raw is None:
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ModelLoadError(f"tag {TAG + key} is not valid JSON: {raw[:80]!r}") from None
-
-
 def load_version(
     client: Any, name: str, version: int | str, *, alias: str | None = None
 ) -> ServedModel:
@@ -281,19 +270,19 @@ def load_version(
         mv = client.get_model_version(name, str(version))
     except MlflowException as exc:
         raise ModelLoadError(f"model {name!r} has no version {version}: {exc.message}") from None
-    tags = dict(mv.tags or {})
-    missing = [t for t in ("task", "target", "numeric", "categorical") if TAG + t not in tags]
-    if missing:
+    try:
+        spec = read_model_spec(dict(mv.tags or {}))
+    except (KeyError, ValueError) as exc:
         raise ModelLoadError(
             f"model {name!r} version {mv.version} was not registered by driftloop "
-            f"(missing tags {[TAG + t for t in missing]}); register it with `driftloop train`"
-        )
+            f"(tag problem: {exc}); register it with `driftloop train`"
+        ) from None
     with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
         local = _download(client, name, mv.version, tmp)
         pipeline = mlflow.sklearn.load_model(local)
         signature = Model.load(local).signature
         reference = _reference_frame(client, mv.run_id, tmp)
-    task = tags[TAG + "task"]
+    task = spec["task"]
     classes: tuple[Any, ...] = ()
     if task == "classification":
         fitted = getattr(pipeline, "classes_", None)
@@ -302,14 +291,14 @@ def load_version(
                 f"model {name!r} version {mv.version} is a classifier without classes_"
             )
         classes = tuple(_plain(c) for c in fitted)
-        tagged = _json_tag(tags, "classes")
+        tagged = spec["classes"]
         if tagged and [str(c) for c in tagged] != [str(c) for c in classes]:
             raise ModelLoadError(
-                f"model {name!r} version {mv.version}: tag {TAG}classes {tagged} does not match "
-                f"the pipeline's classes {list(classes)}"
+                f"model {name!r} version {mv.version}: the classes {tagged} in tag {SPEC_TAG} "
+                f"do not match the pipeline's classes {list(classes)}"
             )
-    numeric = tuple(_json_tag(tags, "numeric", []))
-    categorical = tuple(_json_tag(tags, "categorical", []))
+    numeric = tuple(spec["numeric"])
+    categorical = tuple(spec["categorical"])
     check_rows = None
     if reference is not None and set(numeric + categorical) <= set(reference.columns):
         check_rows = reference_columns(reference, numeric, categorical, MAX_CHECK_ROWS)
@@ -318,10 +307,10 @@ def load_version(
         version=int(mv.version),
         run_id=mv.run_id,
         task=task,
-        target=tags[TAG + "target"],
+        target=spec["target"],
         numeric=numeric,
         categorical=categorical,
-        not_null=frozenset(_json_tag(tags, "not_null", [])),
+        not_null=frozenset(spec["not_null"]),
         classes=classes,
         pipeline=pipeline,
         signature=signature.to_dict() if signature is not None else None,

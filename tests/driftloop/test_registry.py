@@ -21,3 +21,20 @@ from driftloop.registry import rollback_target
 )
 def test_rollback_target(history: list[int], current: int, expected: int | None) -> None:
     assert rollback_target([{"version": v} for v in history], current) == expected
+
+
+def test_model_spec_tag_round_trips_and_bad_tags_are_named() -> None:
+    from driftloop.registry import SPEC_TAG, model_spec_tag, read_model_spec
+
+    tags = model_spec_tag(
+        task="classification", target="y", numeric=["a"], categorical=["b"], classes=[0, 1]
+    )
+    assert list(tags) == [SPEC_TAG]
+    spec = read_model_spec(tags)
+    assert spec["numeric"] == ["a"] and spec["classes"] == [0, 1] and spec["not_null"] == []
+    with pytest.raises(KeyError, match="model_spec"):
+        read_model_spec({})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_model_spec({SPEC_TAG: "{oops"})
+    with pytest.raises(KeyError, match="target"):
+        read_model_spec({SPEC_TAG: '{"task": "regression", "numeric": [], "categorical": []}'})

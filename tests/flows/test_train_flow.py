@@ -36,12 +36,15 @@ def test_first_training_registers_a_browsable_champion(
         "git_commit",
         "prefect_flow_run_id",
         "trigger",
-        "task",
+        "decision",
     ):
         assert tags[f"driftloop.{key}"], key
     assert tags["driftloop.trigger"] == "manual"
-    assert json.loads(tags["driftloop.numeric"]) == ["AGEP"]
-    assert "prediction" not in json.loads(tags["driftloop.categorical"])
+    spec = json.loads(tags["driftloop.model_spec"])
+    assert spec["task"] == "classification" and spec["target"] == "employed"
+    assert spec["numeric"] == ["AGEP"] and "prediction" not in spec["categorical"]
+    assert spec["classes"] == [0, 1] or spec["classes"] == [False, True]
+    assert len(tags) <= 14, sorted(tags)  # the MLflow versions table stays readable
     assert champion.description and "holdout metric" in champion.description
 
     run = client.get_run(champion.run_id)
@@ -98,7 +101,7 @@ def test_a_worse_model_does_not_take_champion(
     challenger = client.get_model_version_by_alias("employment", "challenger")
     assert str(challenger.version) == str(second["version"])
     assert challenger.tags["driftloop.role"] == "challenger"
-    assert challenger.tags["driftloop.decision_reason"] == second["reason"]
+    assert challenger.tags["driftloop.decision"] == second["reason"]
 
 
 def test_bad_data_registers_nothing(

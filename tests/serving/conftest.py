@@ -7,7 +7,6 @@ moving an alias in one test never leaks into another.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from driftloop.registry import model_spec_tag
 from tests.conftest import DATA, REPO
 
 MODEL = "employment"
@@ -98,16 +98,18 @@ def register(client: Any, experiment_id: str, family: str, X: pd.DataFrame, y: p
         )
     version = str(info.registered_model_version)
     tags = {
-        "task": "classification",
-        "target": TARGET,
-        "numeric": json.dumps(NUMERIC),
-        "categorical": json.dumps(CATEGORICAL),
-        "not_null": json.dumps(NOT_NULL),
-        "classes": json.dumps([int(c) for c in pipeline.classes_]),
-        "family": family,
+        **model_spec_tag(
+            task="classification",
+            target=TARGET,
+            numeric=NUMERIC,
+            categorical=CATEGORICAL,
+            not_null=NOT_NULL,
+            classes=[int(c) for c in pipeline.classes_],
+        ),
+        "driftloop.family": family,
     }
     for key, value in tags.items():
-        client.set_model_version_tag(MODEL, version, f"driftloop.{key}", value)
+        client.set_model_version_tag(MODEL, version, key, value)
     return int(version)
 
 

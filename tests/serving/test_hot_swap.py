@@ -65,11 +65,11 @@ def test_a_broken_new_champion_is_not_swapped_in(
     server = make_server(serving={"poll_interval_seconds": 3600})
     forest = registry_template.versions["forest"]
     client.delete_model_version_tag(
-        MODEL, str(forest), "driftloop.numeric"
+        MODEL, str(forest), "driftloop.model_spec"
     )  # not a driftloop model
     client.set_registered_model_alias(MODEL, "champion", str(forest))
     response = httpx.post(f"{server.url}/reload", timeout=60)
-    assert response.status_code == 503 and "driftloop.numeric" in response.json()["error"]
+    assert response.status_code == 503 and "driftloop.model_spec" in response.json()["error"]
     body = httpx.post(f"{server.url}/predict", json=records(registry_template.holdout, 1)[0]).json()
     assert (
         body["model_version"] == registry_template.versions["logistic"]
