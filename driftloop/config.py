@@ -110,6 +110,11 @@ class ModelConfig(_Section):
         ge=100,
         description="subsample the training rows for the search (speed); the final fit uses all",
     )
+    native_categorical: bool = Field(
+        False,
+        description="gradient boosting splits on category codes instead of one-hot columns "
+        "(about 3x faster to train on the shipped data; other families are unaffected)",
+    )
 
 
 class PromotionConfig(_Section):

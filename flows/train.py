@@ -115,6 +115,7 @@ def fit(config: ProjectConfig, train_frame: pd.DataFrame, spec: FeatureSpec) -> 
         cv_metric=config.promotion.metric,
         time_order=order,
         max_search_rows=config.model.max_train_rows,
+        native_categorical=config.model.native_categorical,
     )
 
 

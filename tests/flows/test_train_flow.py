@@ -120,3 +120,24 @@ def test_bad_data_registers_nothing(
     message = str(err.value)
     assert "SCHL" in message and "employed" in message
     assert _client(mlflow_env).search_registered_models() == []
+
+
+def test_native_categorical_gradient_boosting_registers_and_loads(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
+    config = write_config(
+        tmp_path,
+        small_employment,
+        model={
+            "candidates": [{"family": "hist_gradient_boosting", "params": {"max_iter": 20}}],
+            "cv_folds": 2,
+            "search_iterations": 1,
+            "native_categorical": True,
+        },
+    )
+    outcome = train(config_path=str(config), trigger="manual")
+    assert outcome["promoted"] is True
+    pipeline = registry.load_model("employment", outcome["version"])  # skops trusts its types
+    model = pipeline.named_steps["model"]
+    assert model.is_categorical_ is not None and model.is_categorical_.sum() == 15
+    assert pipeline.predict_proba(small_employment.head(5)).shape == (5, 2)
