@@ -18,7 +18,6 @@ error common to both cancels out. Pure functions on frames.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+
+from pipelines.evaluation import safe_metric
 
 Task = Literal["classification", "regression"]
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
@@ -176,16 +177,6 @@ def probability_matrix(
     return out
 
 
-def _sk(fn: Any) -> float:
-    """An sklearn metric, NaN where it is undefined on these labels (e.g. one class present)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(fn())
-    except ValueError:
-        return float("nan")
-
-
 def multiclass_metric(
     metric: str,
     y_true: np.ndarray,
@@ -210,7 +201,9 @@ def multiclass_metric(
     if metric == "accuracy":
         return float(np.mean(y_true == y_pred))
     if metric == "f1":
-        return _sk(lambda: skm.f1_score(y_true, y_pred, average="weighted", zero_division=0.0))
+        return safe_metric(
+            lambda: skm.f1_score(y_true, y_pred, average="weighted", zero_division=0.0)
+        )
     if proba is None:
         raise PerformanceInputError(
             f"metric {metric!r} of a multiclass model needs the per-class probabilities"
@@ -221,12 +214,12 @@ def multiclass_metric(
         return float("nan")
     labels = list(range(n_classes))
     if metric == "roc_auc":
-        return _sk(
+        return safe_metric(
             lambda: skm.roc_auc_score(y, p, multi_class="ovr", average="weighted", labels=labels)
         )
     if metric == "log_loss":
-        return _sk(lambda: skm.log_loss(y, p, labels=labels))
-    return _sk(lambda: skm.brier_score_loss(y, p, labels=labels))
+        return safe_metric(lambda: skm.log_loss(y, p, labels=labels))
+    return safe_metric(lambda: skm.brier_score_loss(y, p, labels=labels))
 
 
 def multiclass_breakdown(
@@ -245,7 +238,9 @@ def multiclass_breakdown(
         return {}
     out = {
         "accuracy": float(np.mean(y_true == y_pred)),
-        "f1_macro": _sk(lambda: skm.f1_score(y_true, y_pred, average="macro", zero_division=0.0)),
+        "f1_macro": safe_metric(
+            lambda: skm.f1_score(y_true, y_pred, average="macro", zero_division=0.0)
+        ),
         "f1_weighted": multiclass_metric("f1", y_true, y_pred, None, n_classes=len(classes)),
         "unknown_label_share": float(np.mean(y_true < 0)),
     }

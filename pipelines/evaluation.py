@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 CALIBRATION_BINS = 10
 
 
-def _safe(fn: Callable[[], float]) -> float:
+def safe_metric(fn: Callable[[], float]) -> float:
     """A metric's value, or NaN where it is undefined on this data (e.g. one class present)."""
     try:
         with warnings.catch_warnings():
@@ -76,9 +76,9 @@ def evaluate(
     if task == "regression":
         pred = np.asarray(pipeline.predict(X), dtype=float)
         return {
-            "rmse": _safe(lambda: root_mean_squared_error(y_true, pred)),
-            "mae": _safe(lambda: mean_absolute_error(y_true, pred)),
-            "r2": _safe(lambda: r2_score(y_true, pred)) if len(y_true) > 1 else float("nan"),
+            "rmse": safe_metric(lambda: root_mean_squared_error(y_true, pred)),
+            "mae": safe_metric(lambda: mean_absolute_error(y_true, pred)),
+            "r2": safe_metric(lambda: r2_score(y_true, pred)) if len(y_true) > 1 else float("nan"),
         }
     if task != "classification":
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -90,25 +90,25 @@ def evaluate(
         p = proba[:, 1]
         is_pos = (y_true == positive).astype(float)
         return {
-            "roc_auc": _safe(lambda: roc_auc_score(is_pos, p)),
-            "log_loss": _safe(lambda: log_loss(y_true, proba, labels=classes)),
-            "accuracy": _safe(lambda: accuracy_score(y_true, pred)),
-            "f1": _safe(
+            "roc_auc": safe_metric(lambda: roc_auc_score(is_pos, p)),
+            "log_loss": safe_metric(lambda: log_loss(y_true, proba, labels=classes)),
+            "accuracy": safe_metric(lambda: accuracy_score(y_true, pred)),
+            "f1": safe_metric(
                 lambda: f1_score(is_pos, (pred == positive).astype(float), zero_division=0.0)
             ),
-            "brier": _safe(lambda: brier_score_loss(is_pos, p, pos_label=1.0)),
+            "brier": safe_metric(lambda: brier_score_loss(is_pos, p, pos_label=1.0)),
             "ece": expected_calibration_error(p, is_pos),
         }
     return {
-        "roc_auc": _safe(
+        "roc_auc": safe_metric(
             lambda: roc_auc_score(
                 y_true, proba, multi_class="ovr", average="weighted", labels=classes
             )
         ),
-        "log_loss": _safe(lambda: log_loss(y_true, proba, labels=classes)),
-        "accuracy": _safe(lambda: accuracy_score(y_true, pred)),
-        "f1": _safe(lambda: f1_score(y_true, pred, average="weighted", zero_division=0.0)),
-        "brier": _safe(lambda: brier_score_loss(y_true, proba, labels=classes)),
+        "log_loss": safe_metric(lambda: log_loss(y_true, proba, labels=classes)),
+        "accuracy": safe_metric(lambda: accuracy_score(y_true, pred)),
+        "f1": safe_metric(lambda: f1_score(y_true, pred, average="weighted", zero_division=0.0)),
+        "brier": safe_metric(lambda: brier_score_loss(y_true, proba, labels=classes)),
         "ece": expected_calibration_error(proba.max(axis=1), (pred == y_true).astype(float)),
     }
 
