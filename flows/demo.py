@@ -215,22 +215,25 @@ def plot_timeline(rows: list[Row], path: Path, scenario: str, change_at: int) ->
     top.plot(
         x, [r.frozen_accuracy for r in rows], marker="x", linestyle="--", label="frozen first model"
     )
-    for r in rows:
-        if r.retrain:
-            top.axvline(r.rows_sent, color="tab:green", alpha=0.4)
+    for ax in (top, bottom):
+        ax.axvline(change_at, color="grey", linestyle=":", label="scenario starts")
+    for i, r in enumerate(r for r in rows if r.retrain):
+        top.axvline(
+            r.rows_sent, color="tab:green", alpha=0.4, label="retraining" if i == 0 else None
+        )
     top.set_ylabel("accuracy on labeled window")
     top.legend(loc="lower left")
-    top.set_title(f"driftloop demo, scenario '{scenario}' (green: retraining)")
-    bottom.bar(
-        x,
-        [r.drift_share or 0 for r in rows],
-        width=(x[1] - x[0]) * 0.6 if len(x) > 1 else 1000,
-        color=["tab:red" if r.alert else "tab:blue" for r in rows],
-    )
+    top.set_title(f"driftloop demo, scenario '{scenario}'")
+    width = (x[1] - x[0]) * 0.6 if len(x) > 1 else 1000
+    shares = [r.drift_share or 0 for r in rows]
+    alerted = [r.alert for r in rows]
+    for flag, color, label in ((True, "tab:red", "alert"), (False, "tab:blue", "no alert")):
+        picked = [(xi, si) for xi, si, a in zip(x, shares, alerted, strict=True) if a is flag]
+        if picked:
+            bottom.bar(*zip(*picked, strict=True), width=width, color=color, label=label)
     bottom.set_ylabel("share of drifted features")
     bottom.set_xlabel("live rows sent")
-    for ax in (top, bottom):
-        ax.axvline(change_at, color="grey", linestyle=":")
+    bottom.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
