@@ -23,9 +23,13 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="path to driftlo
 
 @app.callback()
 def _quiet_offline_defaults() -> None:
-    """Prefect's ephemeral server would log an ERROR for every telemetry ping it cannot send
-    (no network here); an explicit PREFECT_SERVER_ANALYTICS_ENABLED still wins."""
+    """Quieter defaults for a terminal; a variable the user set explicitly still wins.
+
+    Prefect's ephemeral server would log an ERROR for every telemetry ping it cannot send
+    offline, and MLflow draws a progress bar for every reference snapshot it downloads.
+    """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 T = TypeVar("T")
