@@ -31,7 +31,8 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest tests
 
-# Every benchmark prints a table against a peer measured in the same run (slow: about an hour).
+# Every benchmark prints a table against a peer measured in the same run (slow: 1-2 hours,
+# most of it Evidently in bench/detection.py; pass --evidently-trials 50 by hand for less).
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/detection.py
