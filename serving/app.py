@@ -63,9 +63,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def _problem(status: int, message: str, detail: Any = None) -> Response:
-    body: dict[str, Any] = {"error": message}
-    if detail is not None:
-        body["detail"] = detail
+    status, body = _error(status, message, detail)
     return json_response(body, status)
 
 
@@ -306,29 +304,30 @@ class _Gate:
                 )
                 return
             if path == "/predict" and scope["method"] == "POST":
-                if not await _answer_predict(service, receive, send_status, start):
+                reply = await _predict_reply(service, receive, start)
+                if reply is None:
                     status = 499  # the client left before sending its body (nginx's code)
+                else:
+                    await _send_json(send_status, *reply)
                 return
             await self.app(scope, receive, send_status)
         finally:
             service.metrics.observe(path, status, time.perf_counter() - start)
 
 
-async def _answer_predict(service: Service, receive: Any, send: Any, start: float) -> bool:
-    """POST /predict without the framework's routing layers (the hot path); False: no client."""
+async def _predict_reply(service: Service, receive: Any, start: float) -> tuple[int, Any] | None:
+    """Status and JSON body answering POST /predict from raw ASGI messages; None: no client."""
     limit = service.config.max_body_bytes
     try:
         body = await _receive_body(receive, limit)
         if body is None:
-            return False
-        status, answer = await predict_answer(service, body, start)
+            return None
+        return await predict_answer(service, body, start)
     except _BodyTooLarge:
-        status, answer = _too_large(limit)
+        return _too_large(limit)
     except Exception:
         logger.exception("unhandled error on /predict")
-        status, answer = _error(500, "internal error; see the service log")
-    await _send_json(send, status, answer)
-    return True
+        return _error(500, "internal error; see the service log")
 
 
 def _declared_length(scope: dict[str, Any]) -> int:
@@ -368,24 +367,6 @@ async def _send_json(
 
 class _BodyTooLarge(Exception):
     pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise _BodyTooLarge
-        except ValueError:
-            raise _BodyTooLarge from None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _record_schema(model: ServedModel | None) -> dict[str, Any]:
@@ -655,14 +636,11 @@ def create_app(
         openapi_extra={"requestBody": _PREDICT_BODY},
     )
     async def predict(request: Request) -> Response:
-        # _Gate answers POST /predict itself (see predict_answer); this route documents it in
-        # the OpenAPI schema and serves it when the app runs without the gate.
-        try:
-            body = await _read_body(request, config.max_body_bytes)
-        except _BodyTooLarge:
-            status, answer = _too_large(config.max_body_bytes)
-            return json_response(answer, status)
-        status, answer = await predict_answer(svc(), body, time.perf_counter())
+        # _Gate answers POST /predict before routing; this route puts it in the OpenAPI schema.
+        reply = await _predict_reply(svc(), request.receive, time.perf_counter())
+        if reply is None:
+            return Response(status_code=499)
+        status, answer = reply
         return json_response(answer, status)
 
     @app.post(

@@ -76,8 +76,6 @@ class _Trees:
     baseline: np.ndarray  # (n_outputs,)
     feature: np.ndarray
     threshold: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
     missing_left: np.ndarray
     is_leaf: np.ndarray
     value: np.ndarray
@@ -462,7 +460,7 @@ def _compile_trees(estimator: Any, width: int) -> _Trees:
     baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).ravel()
     empty = np.zeros((0, 256), dtype=bool)
     order, recode = _native_recoding(estimator)
-    left, right = np.concatenate(fields["left"]), np.concatenate(fields["right"])
+    left, right = np.concatenate(fields.pop("left")), np.concatenate(fields.pop("right"))
     is_leaf = np.concatenate(fields["is_leaf"])
     itself = np.arange(left.size)
     children = np.column_stack(
@@ -517,13 +515,10 @@ def _expand_bitset(words: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- verification
 
 
-def probe_columns(
-    fast: FastPipeline, numeric_samples: Mapping[str, Sequence[float]] | None = None
-) -> dict[str, list[Any]]:
+def probe_columns(fast: FastPipeline) -> dict[str, list[Any]]:
     """Synthetic rows that visit every known category, an unseen one and missing values.
 
-    Numeric columns cycle through their imputation value, a spread around it, NaN (None) and the
-    given samples.
+    Numeric columns cycle through their imputation value, a spread around it and NaN (None).
     """
     cat_values: dict[str, list[Any]] = {}
     for part in fast.categorical:
@@ -535,7 +530,7 @@ def probe_columns(
         for j, name in enumerate(part.names):
             centre, spread = float(part.fill[j]), float(part.scale[j])
             values: list[Any] = [centre + spread * k for k in (-3, -1, -0.5, 0, 0.5, 1, 3)]
-            values += [None] + list((numeric_samples or {}).get(name, []))
+            values.append(None)
             num_values[name] = values
     n = max([len(v) for v in [*cat_values.values(), *num_values.values()]] or [1])
     columns: dict[str, list[Any]] = {}

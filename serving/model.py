@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.registry import SPEC_TAG, read_model_spec
+from driftloop.registry import SPEC_TAG, ModelNotFoundError, load_reference, read_model_spec
 from serving.fastpath import (
     FastPipeline,
     UnsupportedPipeline,
@@ -28,8 +28,6 @@ from serving.fastpath import (
 )
 
 CHAMPION = "champion"
-#: The training snapshot the training flow stores with a version's run (driftloop.registry).
-REFERENCE_ARTIFACT = "reference/reference.parquet"
 #: Reference rows the fast path is checked on at load time, at most.
 MAX_CHECK_ROWS = 5000
 logger = logging.getLogger("driftloop.serving")
@@ -248,12 +246,11 @@ def reference_columns(
     return columns
 
 
-def _reference_frame(client: Any, run_id: str, dst: str) -> pd.DataFrame | None:
+def _reference_frame(client: Any, run_id: str) -> pd.DataFrame | None:
     """The run's reference snapshot, or None when it has none (models registered by hand)."""
     try:
-        local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, dst)
-        return pd.read_parquet(local)
-    except Exception as exc:  # a missing artifact only means fewer check rows
+        return load_reference(client, run_id)
+    except (ModelNotFoundError, OSError, ValueError) as exc:  # only fewer check rows
         logger.info("run %s has no readable reference snapshot: %s", run_id, exc)
         return None
 
@@ -281,7 +278,7 @@ def load_version(
         local = _download(client, name, mv.version, tmp)
         pipeline = mlflow.sklearn.load_model(local)
         signature = Model.load(local).signature
-        reference = _reference_frame(client, mv.run_id, tmp)
+    reference = _reference_frame(client, mv.run_id)
     task = spec["task"]
     classes: tuple[Any, ...] = ()
     if task == "classification":
