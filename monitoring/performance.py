@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from pipelines.evaluation import safe_metric
+from pipelines.evaluation import multiclass_metrics, safe_metric
 
 Task = Literal["classification", "regression"]
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
@@ -198,28 +198,17 @@ def multiclass_metric(
         )
     if y_true.size == 0:
         return float("nan")
-    if metric == "accuracy":
-        return float(np.mean(y_true == y_pred))
-    if metric == "f1":
-        return safe_metric(
-            lambda: skm.f1_score(y_true, y_pred, average="weighted", zero_division=0.0)
-        )
+    labels = list(range(n_classes))
+    if metric in ("accuracy", "f1"):
+        return multiclass_metrics(y_true, y_pred, None, labels=labels)[metric]
     if proba is None:
         raise PerformanceInputError(
             f"metric {metric!r} of a multiclass model needs the per-class probabilities"
         )
     usable = np.isfinite(proba).all(axis=1) & (y_true >= 0)
-    y, p = y_true[usable], proba[usable]
-    if y.size == 0:
+    if not usable.any():
         return float("nan")
-    labels = list(range(n_classes))
-    if metric == "roc_auc":
-        return safe_metric(
-            lambda: skm.roc_auc_score(y, p, multi_class="ovr", average="weighted", labels=labels)
-        )
-    if metric == "log_loss":
-        return safe_metric(lambda: skm.log_loss(y, p, labels=labels))
-    return safe_metric(lambda: skm.brier_score_loss(y, p, labels=labels))
+    return multiclass_metrics(y_true[usable], y_pred[usable], proba[usable], labels=labels)[metric]
 
 
 def multiclass_breakdown(

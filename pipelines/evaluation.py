@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -100,17 +100,35 @@ def evaluate(
             "ece": expected_calibration_error(p, is_pos),
         }
     return {
-        "roc_auc": safe_metric(
-            lambda: roc_auc_score(
-                y_true, proba, multi_class="ovr", average="weighted", labels=classes
-            )
-        ),
-        "log_loss": safe_metric(lambda: log_loss(y_true, proba, labels=classes)),
-        "accuracy": safe_metric(lambda: accuracy_score(y_true, pred)),
-        "f1": safe_metric(lambda: f1_score(y_true, pred, average="weighted", zero_division=0.0)),
-        "brier": safe_metric(lambda: brier_score_loss(y_true, proba, labels=classes)),
+        **multiclass_metrics(y_true, pred, proba, labels=classes),
         "ece": expected_calibration_error(proba.max(axis=1), (pred == y_true).astype(float)),
     }
+
+
+def multiclass_metrics(
+    y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, *, labels: Sequence[Any]
+) -> dict[str, float]:
+    """Multiclass accuracy, weighted f1, weighted one-vs-rest roc_auc, log_loss and brier.
+
+    ``labels`` are the classes in the column order of ``proba``; without ``proba`` the
+    probability metrics are NaN. Training's holdout and the monitor's windows both use this.
+    """
+    out = {
+        "accuracy": safe_metric(lambda: accuracy_score(y_true, pred)),
+        "f1": safe_metric(lambda: f1_score(y_true, pred, average="weighted", zero_division=0.0)),
+        "roc_auc": float("nan"),
+        "log_loss": float("nan"),
+        "brier": float("nan"),
+    }
+    if proba is not None:
+        out["roc_auc"] = safe_metric(
+            lambda: roc_auc_score(
+                y_true, proba, multi_class="ovr", average="weighted", labels=labels
+            )
+        )
+        out["log_loss"] = safe_metric(lambda: log_loss(y_true, proba, labels=labels))
+        out["brier"] = safe_metric(lambda: brier_score_loss(y_true, proba, labels=labels))
+    return out
 
 
 def overfit_gap(
