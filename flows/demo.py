@@ -164,7 +164,8 @@ def in_time_order(live: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
     """Rows by year, in a seeded random order within each year (pure).
 
     The year is the data's only time. Within a year the files list people by household serial,
-    which puts everyone in group quarters (RELP 16/17) in one block at the end of 2017 and 2018:
+    which puts everyone in group quarters (RELP 16/17) of 2017 and 2018 in one block at the turn
+    of those years (in 2016 they are spread evenly, about 7% of every window):
     sent in file order, that block looks like a sudden sub-population shift that never happened.
     """
     return live.sample(frac=1.0, random_state=seed).sort_values("year", kind="stable")
