@@ -42,6 +42,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from driftloop.scenarios import ScenarioError
     from pipelines.training import ModelSpecError
     from pipelines.validation import DataValidationError
+    from serving.model import ModelLoadError
 
     return (
         ConfigError,
@@ -49,6 +50,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ModelNotFoundError,
         DataValidationError,
         ModelSpecError,
+        ModelLoadError,
         ScenarioError,
         FileNotFoundError,
     )

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,10 +252,12 @@ def run_demo(
     sample_every: int,
     out_dir: Path,
     state: Path,
-    echo: Any = print,
+    echo: Callable[[str], None] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> list[Row]:
-    """The whole loop; returns the timeline. ``overrides`` go on top of the demo config (tests)."""
+    """The whole loop; returns the timeline. ``overrides`` go on top of the demo config (tests);
+    ``echo`` prints progress lines (default: print)."""
+    echo = echo or print
     from rich.progress import Progress
 
     from driftloop import registry

@@ -96,8 +96,8 @@ def batch_score(
     config = load_config(config_path)
     settings = Settings()
     client = registry.make_client(settings.mlflow_tracking_uri)
+    frame = read_input(source, query, config.base_dir)  # a bad source fails before any model I/O
     model = load_alias(client, config.model_name)
-    frame = read_input(source, query, config.base_dir)
     store.upgrade_database(settings.database_url)
     engine = store.make_engine(settings.database_url)
     try:

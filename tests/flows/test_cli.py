@@ -85,3 +85,17 @@ def test_a_bad_model_parameter_is_one_clear_line(
     result = runner.invoke(app, ["train", "--config", str(config)])
     assert result.exit_code == 2, result.output
     assert "depth" in result.output and "Traceback" not in result.output
+
+
+def test_score_errors_are_one_clear_line(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
+    config = write_config(tmp_path, small_employment)
+    missing = runner.invoke(app, ["score", str(tmp_path / "nope.parquet"), "--config", str(config)])
+    assert missing.exit_code == 2, missing.output
+    assert "data file not found" in missing.output
+    batch = tmp_path / "batch.parquet"
+    small_employment.head(10).to_parquet(batch)
+    untrained = runner.invoke(app, ["score", str(batch), "--config", str(config)])
+    assert untrained.exit_code == 2, untrained.output
+    assert "no `champion` alias" in untrained.output
