@@ -144,8 +144,27 @@ class PolicyConfig(_Section):
     )
     drift_share: float = Field(0.5, gt=0, le=1, description="for drift_rule=share")
     weighted_drift: float = Field(0.3, gt=0, le=1, description="for drift_rule=weighted")
-    max_performance_drop: float = Field(
-        0.02, ge=0, description="tolerated absolute drop in the primary metric (labels or estimate)"
+    drop_alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="a performance drop (measured or estimated) counts only when sampling noise "
+        "for the window's size would exceed it with at most this probability (the noise is "
+        "measured on the version's holdout)",
+    )
+    min_relative_drop: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="a drop must also be at least this share of the reference value (so huge "
+        "windows do not flag trivial drops); replaces the absolute max_performance_drop",
+    )
+    resolve_after_runs: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="clean runs in a row that resolve an incident (or calm a critical one down "
+        "to a warning when drift remains)",
     )
     min_labeled_rows: int = Field(
         200, ge=1, description="labeled rows in the window before a measured drop counts"
@@ -166,17 +185,55 @@ class PolicyConfig(_Section):
         "further retraining waits this factor times longer (1 = a fixed cooldown)",
     )
     max_retrains_per_day: int = Field(2, ge=0, description="retrainings allowed in any 24 hours")
+    max_retrains_per_incident: int = Field(
+        2,
+        ge=0,
+        description="retrainings one incident may start; after a refused challenger none "
+        "(retraining did not help: waiting for the incident to resolve)",
+    )
+    refresh_factor: float = Field(
+        4.0,
+        ge=0,
+        description="after a retraining learned from the rows since a change, retrain once more "
+        "when this many times as many labeled rows have arrived since it (0: never)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, raw: object) -> object:
+        if isinstance(raw, dict) and "max_performance_drop" in raw:
+            raise ValueError(
+                "max_performance_drop was replaced: a drop now counts when it exceeds sampling "
+                "noise (drop_alpha) and a share of the reference value (min_relative_drop)"
+            )
+        return raw
 
 
 class RetrainConfig(_Section):
-    """Which data a drift-triggered retraining uses."""
+    """Which data a retraining learns from and which rows judge it."""
 
-    data_policy: Literal["sliding", "expanding"] = Field(
-        "sliding", description="sliding: the most recent labeled rows; expanding: all of them"
+    data_policy: Literal["adaptive", "sliding", "expanding"] = Field(
+        "adaptive",
+        description="adaptive: candidates on several windows (since the detected change, the "
+        "last N rows, with and without the reference), the best on the newest rows wins; "
+        "sliding: the most recent labeled rows; expanding: all of them",
     )
-    max_live_rows: int = Field(50_000, ge=1, description="cap on live rows for sliding")
-    include_reference: bool = Field(True, description="train on reference plus live rows")
+    max_live_rows: int = Field(
+        50_000, ge=1, description="cap on live rows a challenger learns from"
+    )
+    include_reference: bool = Field(
+        True,
+        description="sliding/expanding: train on reference plus live rows; adaptive: also try "
+        "windows with the reference",
+    )
     min_labeled_rows: int = Field(500, ge=1, description="labeled live rows needed to retrain")
+    gate_rows: int | None = Field(
+        None,
+        ge=50,
+        description="newest labeled rows champion and challenger are judged on (never trained "
+        "on); default: the monitor window's size, at most half the labeled rows and, after a "
+        "detected change, at most half the rows since it",
+    )
 
 
 class MonitoringConfig(_Section):

@@ -59,6 +59,18 @@ class PerformanceResult:
     labeled_rows: int
     estimated: bool
     breakdown: Mapping[str, float] = field(default_factory=dict)
+    #: rows the figure covers (estimates: the window; 0 when not recorded)
+    rows: int = 0
+    #: the band of an estimate: where the realized value lies (at the band's level)
+    low: float = math.nan
+    high: float = math.nan
+
+    @property
+    def unlabeled_share(self) -> float:
+        """Share of the covered rows whose value is estimated (1 for a pure estimate)."""
+        if not self.estimated:
+            return 0.0
+        return 1.0 - self.labeled_rows / self.rows if self.rows else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +81,9 @@ class PerformanceResult:
             "labeled_rows": self.labeled_rows,
             "estimated": self.estimated,
             "breakdown": {k: _json_float(v) for k, v in self.breakdown.items()},
+            "rows": self.rows,
+            "low": _json_float(self.low),
+            "high": _json_float(self.high),
         }
 
 

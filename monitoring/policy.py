@@ -1,9 +1,11 @@
 """Decisions as pure functions: should this monitor run alert, should it start a retraining?
 
-The flow builds a :class:`MonitorResult` (with :func:`make_result`), asks :func:`should_alert`
-and :func:`should_retrain` with the history of earlier runs, then acts (sends the alert, emits
-the event) and stores a :class:`RunRecord` of what it did. Nothing here does I/O or reads the
-clock: ``now`` is passed in (use timezone-aware UTC datetimes throughout).
+The flow builds a :class:`MonitorResult` (with :func:`make_result`, which judges each check: a
+performance drop counts only when it exceeds sampling noise, see :mod:`monitoring.significance`),
+asks :func:`should_alert` (severity and incidents, :mod:`monitoring.incidents`) and
+:func:`should_retrain` with the history of earlier runs, then acts (sends the alert, emits the
+event) and stores a :class:`RunRecord` of what it did. Nothing here does I/O or reads the clock:
+``now`` is passed in (use timezone-aware UTC datetimes throughout).
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from monitoring import incidents
 from monitoring.config import Check, PolicyConfig
 from monitoring.drift import DriftResult, weighted_drift
+from monitoring.incidents import Incident, Severity
 from monitoring.performance import PerformanceResult
 from monitoring.quality import QualityResult
+from monitoring.significance import DropVerdict, MetricNoise, judge_drop
 
 Status = Literal["ok", "drift", "not_enough_data"]
 _DAY = timedelta(hours=24)
@@ -33,6 +38,23 @@ class Decision:
 
     def __bool__(self) -> bool:
         return self.yes
+
+
+@dataclass(frozen=True)
+class AlertDecision(Decision):
+    """``yes`` when the run raises an alert (an incident opened or escalated to ``severity``);
+    ``step`` is the incident after this run and the event to tell people (a resolution too)."""
+
+    severity: Severity = "none"
+    step: incidents.Step | None = None
+
+    @property
+    def event(self) -> str | None:
+        return self.step.event if self.step else None
+
+    @property
+    def incident(self) -> Incident | None:
+        return self.step.incident if self.step else None
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,12 @@ class MonitorResult:
     failed: tuple[Check, ...] = ()
     condition: str | None = None
     details: Mapping[str, str] = field(default_factory=dict)
+    #: how each performance figure was judged (``performance`` / ``estimated_performance``)
+    verdicts: Mapping[str, DropVerdict] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> Severity:
+        return incidents.severity_of(self.failed)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -68,9 +96,14 @@ class MonitorResult:
             if self.estimated_performance is None
             else self.estimated_performance.to_dict(),
             "failed": list(self.failed),
+            "severity": self.severity,
             "condition": self.condition,
             "details": dict(self.details),
         }
+
+
+#: What became of a retraining a run started (the retrain flow records it).
+RetrainOutcome = Literal["promoted", "refused", "deferred", "failed"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +115,10 @@ class RunRecord:
     condition: str | None
     alerted: bool = False
     retrained: bool = False
+    severity: Severity = "none"
+    #: the open incident after this run (None: no incident)
+    incident: Incident | None = None
+    retrain_outcome: RetrainOutcome | None = None
 
 
 def make_result(
@@ -94,8 +131,13 @@ def make_result(
     performance: PerformanceResult | None = None,
     estimated_performance: PerformanceResult | None = None,
     feature_importances: Mapping[str, float] | None = None,
+    noise: MetricNoise | None = None,
 ) -> MonitorResult:
-    """Assemble a run's result and judge each check the policy counts."""
+    """Assemble a run's result and judge each check the policy counts.
+
+    ``noise`` is the primary metric's sampling spread on the version's holdout; without it a
+    drop counts by the relative rule alone.
+    """
     base = MonitorResult(
         status="ok",
         window_rows=window_rows,
@@ -108,7 +150,8 @@ def make_result(
     )
     if window_rows < min_window_rows:
         return _replace(base, status="not_enough_data")
-    details = _failures(base, policy)
+    verdicts = _verdicts(base, policy, noise)
+    details = _failures(base, policy, verdicts)
     failed = tuple(details)
     return _replace(
         base,
@@ -116,6 +159,7 @@ def make_result(
         failed=failed,
         condition=_condition_key(base, failed) if failed else None,
         details=details,
+        verdicts=verdicts,
     )
 
 
@@ -123,7 +167,35 @@ def _replace(result: MonitorResult, **changes: Any) -> MonitorResult:
     return replace(result, **changes)
 
 
-def _failures(result: MonitorResult, policy: PolicyConfig) -> dict[Check, str]:
+def _verdicts(
+    result: MonitorResult, policy: PolicyConfig, noise: MetricNoise | None
+) -> dict[str, DropVerdict]:
+    """Each performance figure's drop judged against noise for its number of rows."""
+    out: dict[str, DropVerdict] = {}
+    measured = _counted_performance(result, policy)
+    for name, perf in (
+        ("performance", measured),
+        ("estimated_performance", result.estimated_performance),
+    ):
+        if perf is None:
+            continue
+        rows = perf.labeled_rows if not perf.estimated else result.window_rows
+        matching = noise if noise is not None and noise.metric == perf.metric else None
+        out[name] = judge_drop(
+            perf.drop,
+            reference_value=perf.reference_value,
+            rows=max(rows, 1),
+            noise=matching,
+            alpha=policy.drop_alpha,
+            min_relative_drop=policy.min_relative_drop,
+            shrink=perf.unlabeled_share**0.5 if perf.estimated else 1.0,
+        )
+    return out
+
+
+def _failures(
+    result: MonitorResult, policy: PolicyConfig, verdicts: Mapping[str, DropVerdict]
+) -> dict[Check, str]:
     """Counted checks that failed, each with a sentence giving its numbers."""
     out: dict[Check, str] = {}
     checks = set(policy.checks)
@@ -141,17 +213,13 @@ def _failures(result: MonitorResult, policy: PolicyConfig) -> dict[Check, str]:
         listed = "; ".join(i.message for i in errors[:_MAX_NAMED])
         more = f"; and {len(errors) - _MAX_NAMED} more" if len(errors) > _MAX_NAMED else ""
         out["data_quality"] = f"{len(errors)} data quality error(s): {listed}{more}"
-    perf = _counted_performance(result, policy)
-    if "performance" in checks and perf is not None and perf.drop > policy.max_performance_drop:
-        out["performance"] = _perf_sentence(perf, policy)
-    est = result.estimated_performance
-    if (
-        "estimated_performance" in checks
-        and est is not None
-        and _finite(est.drop)
-        and est.drop > policy.max_performance_drop
+    for check, perf in (
+        ("performance", result.performance),
+        ("estimated_performance", result.estimated_performance),
     ):
-        out["estimated_performance"] = _perf_sentence(est, policy)
+        verdict = verdicts.get(check)
+        if check in checks and perf is not None and verdict is not None and verdict.significant:
+            out[check] = _perf_sentence(perf, verdict)  # type: ignore[index]
     return out
 
 
@@ -167,11 +235,16 @@ def _counted_performance(result: MonitorResult, policy: PolicyConfig) -> Perform
     return perf
 
 
-def _perf_sentence(perf: PerformanceResult, policy: PolicyConfig) -> str:
-    how = "estimated without labels" if perf.estimated else f"on {perf.labeled_rows} labeled rows"
+def _perf_sentence(perf: PerformanceResult, verdict: DropVerdict) -> str:
+    if not perf.estimated:
+        how = f"on {perf.labeled_rows} labeled rows"
+    elif perf.labeled_rows:
+        how = f"estimated ({perf.labeled_rows} labeled rows measured, the rest without labels)"
+    else:
+        how = "estimated without labels"
     return (
         f"{perf.metric} {how} is {perf.value:.4f} against {perf.reference_value:.4f} on the "
-        f"reference, a drop of {perf.drop:.4f} (tolerated {policy.max_performance_drop:.4f})"
+        f"reference, a drop of {perf.drop:.4f}, which {verdict.reason}"
     )
 
 
@@ -221,38 +294,74 @@ def _condition_key(result: MonitorResult, failed: Sequence[Check]) -> str:
 
 
 def record_of(
-    result: MonitorResult, *, time: datetime, alerted: bool, retrained: bool
+    result: MonitorResult,
+    *,
+    time: datetime,
+    alerted: bool,
+    retrained: bool,
+    incident: Incident | None = None,
 ) -> RunRecord:
     """The history item the flow stores after acting on a result."""
-    return RunRecord(time, result.status, result.condition, alerted, retrained)
+    return RunRecord(
+        time, result.status, result.condition, alerted, retrained, result.severity, incident
+    )
+
+
+def current_incident(history: Sequence[RunRecord], now: datetime) -> Incident | None:
+    """The incident open after the newest earlier run with a verdict (None: none open)."""
+    for record in sorted(history, key=lambda r: r.time, reverse=True):
+        if record.time > now or record.status == "not_enough_data":
+            continue
+        return record.incident
+    return None
 
 
 def should_alert(
-    result: MonitorResult, history: Sequence[RunRecord], policy: PolicyConfig, now: datetime
-) -> Decision:
-    """Alert when a counted check failed, once per condition while it persists.
+    result: MonitorResult,
+    history: Sequence[RunRecord],
+    policy: PolicyConfig,
+    now: datetime,
+    *,
+    new_incident_id: str = "incident",
+) -> AlertDecision:
+    """Alert once per incident: when it opens, and when it escalates from drift to harm.
 
-    A run with the same condition key as an alerted run, with nothing but that same condition
-    (or not-enough-data runs) since, does not alert again. ``policy`` and ``now`` are accepted
-    for symmetry with :func:`should_retrain`; the checks were judged by :func:`make_result`.
+    The run's severity (:func:`monitoring.incidents.severity_of`) advances the open incident
+    (:func:`monitoring.incidents.step`); an incident that persists never alerts again, whatever
+    columns drift from one window to the next. The decision's ``step`` also carries the events
+    that are not alerts (an incident calmed down or resolved) so the flow can tell people.
     """
-    del policy, now
     if result.status == "not_enough_data":
-        return Decision(False, _not_enough(result))
+        return AlertDecision(False, _not_enough(result))
+    open_incident = current_incident(history, now)
+    severity = result.severity
+    step = incidents.step(
+        open_incident,
+        severity,
+        now=now,
+        new_id=new_incident_id,
+        resolve_after=policy.resolve_after_runs,
+    )
+    what = "; ".join(result.details[c] for c in result.failed)
+    if step.event in ("opened", "escalated"):
+        label = "harm" if severity == "critical" else "drift without harm"
+        return AlertDecision(True, f"{severity} ({label}): {what}", severity, step)
+    if step.event == "resolved":
+        reason = f"no alert: incident {step.incident_id} resolved after {policy.resolve_after_runs} clean run(s)"
+        return AlertDecision(False, reason, "none", step)
+    if step.event == "calmed":
+        reason = (
+            f"no alert: the harm of incident {step.incident_id} cleared; drift remains ({what})"
+        )
+        return AlertDecision(False, reason, "warning", step)
     if not result.failed:
-        return Decision(False, "no alert: every counted check passed")
-    for record in sorted(history, key=lambda r: r.time, reverse=True):
-        if record.status == "not_enough_data":
-            continue
-        if record.condition != result.condition:
-            break
-        if record.alerted:
-            return Decision(
-                False,
-                f"no new alert: the same condition ({result.condition}) was alerted at "
-                f"{record.time.isoformat()} and persists",
-            )
-    return Decision(True, "; ".join(result.details[c] for c in result.failed))
+        return AlertDecision(False, "no alert: every counted check passed", "none", step)
+    since = open_incident.opened_at.isoformat() if open_incident else "earlier"
+    reason = (
+        f"no new alert: incident {step.incident_id} ({step.incident.severity if step.incident else severity}) "
+        f"open since {since} persists: {what}"
+    )
+    return AlertDecision(False, reason, severity, step)
 
 
 def _not_enough(result: MonitorResult) -> str:
@@ -272,45 +381,71 @@ def _unresolved(history: Sequence[RunRecord], now: datetime) -> int:
     return count
 
 
-def should_retrain(
-    result: MonitorResult, history: Sequence[RunRecord], policy: PolicyConfig, now: datetime
-) -> Decision:
-    """Retrain on drift that matters, within the cooldown and the daily limit.
+@dataclass(frozen=True)
+class Refresh:
+    """What the champion learned from, for the follow-up retraining after a change: it trained
+    on ``trained_rows`` labeled rows since a detected change at ``since``; ``available_rows``
+    are labeled now. ``done`` when the champion is itself a follow-up (never twice)."""
 
-    Drift that matters: data or prediction drift (counted checks) together with a measured
-    performance drop, or an estimated one when labels are too few, or ``drift_alone_retrains``;
-    or a measured drop alone when ``performance_alone_retrains``. Never on not_enough_data.
+    since: datetime
+    trained_rows: int
+    available_rows: int
+    done: bool = False
+
+
+def refresh_reason(refresh: Refresh | None, policy: PolicyConfig, *, max_rows: int) -> str | None:
+    """Why a follow-up retraining is due, or None (pure)."""
+    if refresh is None or refresh.done or policy.refresh_factor <= 0:
+        return None
+    if refresh.trained_rows >= max_rows:
+        return None
+    needed = min(max_rows, int(policy.refresh_factor * refresh.trained_rows))
+    if refresh.available_rows < needed:
+        return None
+    return (
+        f"follow-up after the change at {refresh.since.isoformat()}: the champion learned from "
+        f"{refresh.trained_rows} rows since it, {refresh.available_rows} are labeled now "
+        f"(refresh_factor {policy.refresh_factor:g})"
+    )
+
+
+def should_retrain(
+    result: MonitorResult,
+    history: Sequence[RunRecord],
+    policy: PolicyConfig,
+    now: datetime,
+    *,
+    incident: Incident | None = None,
+    refresh: Refresh | None = None,
+    max_live_rows: int = 50_000,
+) -> Decision:
+    """Retrain on harm a new model may fix, once or twice per incident, within the limits.
+
+    Harm: data or prediction drift together with a significant measured performance drop, or
+    an estimated one when labels are too few, or ``drift_alone_retrains``; or a measured drop
+    alone when ``performance_alone_retrains``. ``incident`` is the incident after this run
+    (``AlertDecision.incident``): within one incident at most ``max_retrains_per_incident``
+    retrainings start, and none after a refused challenger (retraining did not help; a
+    retraining deferred for lack of rows since the change does not count). Without harm, a
+    follow-up ``refresh`` may be due. Cooldown (backed off while the problem persists) and the
+    daily limit apply to all. Never on not_enough_data.
     """
     if result.status == "not_enough_data":
         return Decision(False, _not_enough(result))
-    failed = set(result.failed)
-    drift_checks = [c for c in ("data_drift", "prediction_drift") if c in failed]
-    measured = _counted_performance(result, policy) is not None
-    perf_bad = "performance" in failed
-    est_bad = "estimated_performance" in failed and not measured
-    why = [
-        result.details[c]
-        for c in (*drift_checks, "performance", "estimated_performance")
-        if c in failed
+    reason = _harm_reason(result, policy)
+    if reason is None:
+        follow_up = refresh_reason(refresh, policy, max_rows=max_live_rows)
+        if follow_up is None:
+            return Decision(False, _no_harm(result, policy))
+        reason = follow_up
+    elif incident is not None:
+        blocked = _incident_budget(history, incident, policy, now)
+        if blocked is not None:
+            return Decision(False, f"{blocked}; {reason}")
+    started = [
+        r for r in history if r.retrained and r.time <= now and r.retrain_outcome != "deferred"
     ]
-    if drift_checks and (perf_bad or est_bad):
-        reason = "drift that hurts: " + "; ".join(why)
-    elif drift_checks and policy.drift_alone_retrains:
-        reason = "drift (the policy retrains on drift alone): " + "; ".join(why)
-    elif perf_bad and policy.performance_alone_retrains:
-        reason = "measured performance drop: " + result.details["performance"]
-    elif drift_checks:
-        perf = result.performance if measured else result.estimated_performance
-        tail = (
-            f"{perf.metric} drop {perf.drop:.4f} is within the tolerated "
-            f"{policy.max_performance_drop:.4f}"
-            if perf is not None and _finite(perf.drop)
-            else "no performance figure (labels or probabilities) to show it hurts"
-        )
-        return Decision(False, f"no retraining: drift without harm ({tail}); " + "; ".join(why))
-    else:
-        return Decision(False, "no retraining: no drift or performance drop that counts")
-    retrains = sorted((r.time for r in history if r.retrained and r.time <= now), reverse=True)
+    retrains = sorted((r.time for r in started), reverse=True)
     cooldown = policy.cooldown_hours * policy.retry_backoff ** max(0, _unresolved(history, now) - 1)
     if retrains and now - retrains[0] < timedelta(hours=cooldown):
         hours = (now - retrains[0]).total_seconds() / 3600
@@ -328,3 +463,68 @@ def should_retrain(
             f"{policy.max_retrains_per_day}; {reason}",
         )
     return Decision(True, reason)
+
+
+def _harm_reason(result: MonitorResult, policy: PolicyConfig) -> str | None:
+    failed = set(result.failed)
+    drift_checks = [c for c in ("data_drift", "prediction_drift") if c in failed]
+    measured = _counted_performance(result, policy) is not None
+    perf_bad = "performance" in failed
+    est_bad = "estimated_performance" in failed and not measured
+    why = [
+        result.details[c]
+        for c in (*drift_checks, "performance", "estimated_performance")
+        if c in failed
+    ]
+    if drift_checks and (perf_bad or est_bad):
+        return "drift that hurts: " + "; ".join(why)
+    if drift_checks and policy.drift_alone_retrains:
+        return "drift (the policy retrains on drift alone): " + "; ".join(why)
+    if perf_bad and policy.performance_alone_retrains:
+        return "measured performance drop: " + result.details["performance"]
+    return None
+
+
+def _no_harm(result: MonitorResult, policy: PolicyConfig) -> str:
+    failed = set(result.failed)
+    drift_checks = [c for c in ("data_drift", "prediction_drift") if c in failed]
+    if not drift_checks:
+        return "no retraining: no drift or performance drop that counts"
+    measured = _counted_performance(result, policy) is not None
+    key = "performance" if measured else "estimated_performance"
+    verdict = result.verdicts.get(key)
+    perf = result.performance if measured else result.estimated_performance
+    if perf is not None and verdict is not None and _finite(perf.drop):
+        tail = f"{perf.metric} drop {perf.drop:.4f} {verdict.reason}"
+    else:
+        tail = "no performance figure (labels or probabilities) to show it hurts"
+    why = "; ".join(result.details[c] for c in drift_checks)
+    return f"no retraining: drift without harm ({tail}); {why}"
+
+
+def _incident_budget(
+    history: Sequence[RunRecord], incident: Incident, policy: PolicyConfig, now: datetime
+) -> str | None:
+    """Why the incident may start no more retrainings, or None."""
+    attempts = [
+        r
+        for r in history
+        if r.retrained
+        and r.time <= now
+        and r.incident is not None
+        and r.incident.id == incident.id
+        and r.retrain_outcome != "deferred"
+    ]
+    refused = [r for r in attempts if r.retrain_outcome == "refused"]
+    if refused:
+        return (
+            f"no retraining: in incident {incident.id} the challenger trained at "
+            f"{refused[-1].time.isoformat()} did not beat the champion (retraining did not "
+            "help); none more until the incident resolves"
+        )
+    if len(attempts) >= policy.max_retrains_per_incident:
+        return (
+            f"no retraining: incident {incident.id} already started {len(attempts)} "
+            f"(max_retrains_per_incident {policy.max_retrains_per_incident})"
+        )
+    return None

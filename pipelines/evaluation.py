@@ -18,7 +18,9 @@ from sklearn.metrics import (
     log_loss,
     mean_absolute_error,
     precision_recall_curve,
+    precision_score,
     r2_score,
+    recall_score,
     roc_auc_score,
     roc_curve,
     root_mean_squared_error,
@@ -314,3 +316,70 @@ def evaluation_figures(
         "pr_curve": _pr(y_true, proba, classes),
         "calibration": _calibration(y_true, proba, classes),
     }
+
+
+def score_metric(
+    name: str,
+    y_true: np.ndarray | pd.Series,
+    y_pred: np.ndarray | None,
+    proba: np.ndarray | None,
+    *,
+    classes: Sequence[Any] = (),
+) -> float:
+    """Any metric of the registry (``core.metrics``) from labels, predictions and probabilities.
+
+    Classifiers: ``proba`` is n x k in the order of ``classes`` (binary: positive class
+    ``classes[-1]``) and ``y_pred`` defaults to the top class. Regressors: ``y_pred`` values.
+    NaN where the metric is undefined on these rows.
+    """
+    y = np.asarray(y_true)
+    if not len(classes):
+        pred = np.asarray(y_pred, dtype=float)
+        yf = y.astype(float)
+        return {
+            "rmse": lambda: safe_metric(lambda: root_mean_squared_error(yf, pred)),
+            "mae": lambda: safe_metric(lambda: mean_absolute_error(yf, pred)),
+            "r2": lambda: safe_metric(lambda: r2_score(yf, pred)) if len(yf) > 1 else math.nan,
+        }[name]()
+    labels = np.asarray(classes)
+    if y_pred is None:
+        y_pred = labels[np.argmax(proba, axis=1)]
+    pred = np.asarray(y_pred)
+    if len(labels) == 2:
+        positive = labels[1]
+        is_pos = (y == positive).astype(float)
+        p = None if proba is None else np.asarray(proba, dtype=float)[:, 1]
+        binary = {
+            "roc_auc": lambda: roc_auc_score(is_pos, p),
+            "roc_auc_macro": lambda: roc_auc_score(is_pos, p),
+            "accuracy": lambda: accuracy_score(y, pred),
+            "f1": lambda: f1_score(is_pos, (pred == positive).astype(float), zero_division=0.0),
+            "f1_macro": lambda: f1_score(
+                y, pred, average="macro", labels=labels, zero_division=0.0
+            ),
+            "precision": lambda: precision_score(
+                is_pos, (pred == positive).astype(float), zero_division=0.0
+            ),
+            "recall": lambda: recall_score(
+                is_pos, (pred == positive).astype(float), zero_division=0.0
+            ),
+            "log_loss": lambda: log_loss(y, proba, labels=labels),
+            "brier": lambda: brier_score_loss(is_pos, p, pos_label=1.0),
+        }
+        return safe_metric(binary[name])
+    multi = {
+        "roc_auc": lambda: roc_auc_score(
+            y, proba, multi_class="ovr", average="weighted", labels=labels
+        ),
+        "roc_auc_macro": lambda: roc_auc_score(
+            y, proba, multi_class="ovr", average="macro", labels=labels
+        ),
+        "accuracy": lambda: accuracy_score(y, pred),
+        "f1": lambda: f1_score(y, pred, average="weighted", zero_division=0.0),
+        "f1_macro": lambda: f1_score(y, pred, average="macro", labels=labels, zero_division=0.0),
+        "precision": lambda: precision_score(y, pred, average="weighted", zero_division=0.0),
+        "recall": lambda: recall_score(y, pred, average="weighted", zero_division=0.0),
+        "log_loss": lambda: log_loss(y, proba, labels=labels),
+        "brier": lambda: brier_score_loss(y, proba, labels=labels),
+    }
+    return safe_metric(multi[name])

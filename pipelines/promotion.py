@@ -1,10 +1,17 @@
-"""The promotion decision: does a candidate take the `champion` alias? Pure, with its reason."""
+"""The promotion decision: does a candidate take the `champion` alias? Pure, with its reason.
+
+Candidate and champion are scored on the same rows. With the rows' per-model scores, the
+improvement comes with a paired bootstrap interval (:func:`paired_difference`): a candidate
+whose advantage sampling noise could explain is not promoted.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 #: Slack for float rounding when comparing an improvement with min_improvement.
 _EPSILON = 1e-12
@@ -32,6 +39,24 @@ class PromotionPolicy:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """The candidate's improvement over the champion on the same rows (positive = better,
+    whatever the metric's direction) and its bootstrap interval at ``level``."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+    rows: int
+
+    def text(self) -> str:
+        return (
+            f"improvement {_fmt(self.value)}, {self.level:.0%} interval "
+            f"[{_fmt(self.low)}, {_fmt(self.high)}] over {self.rows} rows"
+        )
+
+
+@dataclass(frozen=True)
 class PromotionDecision:
     """Whether to promote, and a sentence saying why (with the numbers)."""
 
@@ -40,6 +65,39 @@ class PromotionDecision:
     metric: str
     candidate: float
     champion: float | None
+    difference: Difference | None = None
+
+
+def paired_difference(
+    score: Callable[[str, np.ndarray], float],
+    rows: int,
+    *,
+    higher_is_better: bool,
+    level: float = 0.9,
+    resamples: int = 200,
+    seed: int = 0,
+) -> Difference:
+    """Candidate minus champion on the same rows, with a paired percentile-bootstrap interval.
+
+    ``score(model, positions)`` is the metric of ``"candidate"`` or ``"champion"`` on those row
+    positions; both are scored on each resample of the rows, so the interval reflects only what
+    differs between the two models. Resamples where the metric is undefined are left out.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    everything = np.arange(rows)
+    value = sign * (score("candidate", everything) - score("champion", everything))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        positions = rng.integers(0, rows, size=rows)
+        diff = sign * (score("candidate", positions) - score("champion", positions))
+        if math.isfinite(diff):
+            draws.append(diff)
+    tail = (1.0 - level) / 2.0
+    if len(draws) < 10:
+        return Difference(value, math.nan, math.nan, level, rows)
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return Difference(float(value), float(low), float(high), level, rows)
 
 
 def _fmt(value: float) -> str:
@@ -60,12 +118,15 @@ def should_promote(
     candidate: Mapping[str, float],
     champion: Mapping[str, float] | None,
     policy: PromotionPolicy,
+    difference: Difference | None = None,
 ) -> PromotionDecision:
     """Decide whether the candidate replaces the champion.
 
     With no champion the candidate is promoted iff it meets the floor (always, when no floor is
     configured). With a champion it must beat it by at least ``min_improvement`` (a tie never
-    promotes) and still meet the floor. A missing or non-finite metric refuses promotion.
+    promotes) and still meet the floor; with a ``difference`` measured on the same rows, the
+    lower end of its interval must also be above zero (the advantage is more than noise). A
+    missing or non-finite metric refuses promotion.
     """
     name = policy.metric
     better = "higher" if policy.higher_is_better else "lower"
@@ -102,23 +163,33 @@ def should_promote(
     improvement = value - current if policy.higher_is_better else current - value
     needed = policy.min_improvement
     beats = improvement > 0 and improvement >= needed - _EPSILON
+    noise = ""
+    if difference is not None:
+        noise = f"; {difference.text()}"
+        if beats and not difference.low > 0:
+            reason = (
+                f"candidate {name} {_fmt(value)} beats champion {_fmt(current)} by "
+                f"{_fmt(improvement)}, but not by more than noise ({difference.text()}); "
+                "champion kept"
+            )
+            return PromotionDecision(False, reason, name, value, current, difference)
     if beats and meets_floor:
         reason = (
             f"candidate {name} {_fmt(value)} beats champion {_fmt(current)} by {_fmt(improvement)} "
-            f">= {_fmt(needed)} ({better} is better)"
+            f">= {_fmt(needed)} ({better} is better){noise}"
         )
-        return PromotionDecision(True, reason, name, value, current)
+        return PromotionDecision(True, reason, name, value, current, difference)
     if beats:
         reason = (
             f"candidate {name} {_fmt(value)} beats champion {_fmt(current)} by {_fmt(improvement)} "
             f"but misses the {floor_text}; champion kept"
         )
-        return PromotionDecision(False, reason, name, value, current)
+        return PromotionDecision(False, reason, name, value, current, difference)
     if improvement > 0:
         why = f"improves on champion {_fmt(current)} by only {_fmt(improvement)} < {_fmt(needed)}"
     elif improvement == 0:
         why = f"ties champion {_fmt(current)}"
     else:
         why = f"is worse than champion {_fmt(current)} by {_fmt(-improvement)}"
-    reason = f"candidate {name} {_fmt(value)} {why} ({better} is better); champion kept"
-    return PromotionDecision(False, reason, name, value, current)
+    reason = f"candidate {name} {_fmt(value)} {why} ({better} is better){noise}; champion kept"
+    return PromotionDecision(False, reason, name, value, current, difference)

@@ -1,0 +1,207 @@
+"""A retraining's challengers: the champion's configuration fitted on each candidate window and
+judged on the newest labeled rows, which none of them learned from (pure: pandas, scikit-learn).
+
+:func:`plan_retraining` decides the judged rows and the windows from the champion's per-row
+losses (:mod:`pipelines.windows`); :func:`fit_candidates` fits an unfitted copy of the champion's
+Pipeline (same preprocessing, family and hyperparameters) on each window and scores it; the best
+window's rule, refitted through the judged rows, is the challenger (:func:`refit`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from core.metrics import higher_is_better
+from pipelines.evaluation import score_metric
+from pipelines.windows import ChangePoint, Window, candidate_windows, change_point, gate_size
+
+#: Multiples of the judged rows tried as "last N rows" windows (besides the change and all rows).
+WINDOW_MULTIPLES = (2, 8)
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """What a retraining trains on and is judged on, among ``labeled`` rows (oldest first):
+    live rows ``[0, train_rows)`` feed the windows, the newest ``gate_rows`` judge."""
+
+    labeled: int
+    train_rows: int
+    gate_rows: int
+    change: ChangePoint | None
+    windows: tuple[Window, ...]
+
+    @property
+    def rows_since_change(self) -> int | None:
+        return None if self.change is None else self.labeled - self.change.index
+
+    def describe(self) -> str:
+        where = (
+            f"a change detected {self.rows_since_change} labeled rows ago"
+            if self.change is not None
+            else "no change detected in the champion's losses"
+        )
+        return (
+            f"{self.labeled} labeled live rows, {where}; the newest {self.gate_rows} judge, "
+            f"{len(self.windows)} windows tried"
+        )
+
+
+def plan_retraining(
+    losses: np.ndarray,
+    *,
+    window_rows: int,
+    gate_rows: int | None = None,
+    min_rows: int = 200,
+    reference: bool = True,
+    sizes: Sequence[int] | None = None,
+) -> RetrainPlan:
+    """The judged rows and candidate windows for ``losses``, the champion's per-row losses on
+    the labeled live rows in time order (pure)."""
+    n = len(losses)
+    change = change_point(losses, min_segment=max(50, min_rows // 2))
+    since = None if change is None else n - change.index
+    gate = (
+        gate_rows
+        if gate_rows is not None
+        else gate_size(n, window_rows=window_rows, rows_since_change=since, min_rows=min_rows)
+    )
+    gate = max(1, min(gate, n - 1))
+    train_rows = n - gate
+    multiples = sizes if sizes is not None else [m * gate for m in WINDOW_MULTIPLES]
+    windows = candidate_windows(
+        train_rows,
+        change=None if change is None or change.index >= train_rows else change.index,
+        sizes=multiples,
+        min_rows=min(min_rows, train_rows),
+        reference=reference,
+    )
+    return RetrainPlan(n, train_rows, gate, change, tuple(windows))
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Feature frame and target of some rows, aligned by position."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def slice(self, start: int, stop: int) -> Rows:
+        return Rows(self.X.iloc[start:stop].reset_index(drop=True), self.y[start:stop])
+
+
+def _window_rows(window: Window, live: Rows, stop: int, reference: Rows | None) -> Rows:
+    part = live.slice(window.start, stop)
+    if window.with_reference and reference is not None and len(reference):
+        return Rows(
+            pd.concat([reference.X, part.X], ignore_index=True),
+            np.concatenate([reference.y, part.y]),
+        )
+    return part
+
+
+def outputs(pipeline: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, probabilities or None) of a fitted Pipeline."""
+    if task == "regression":
+        return np.asarray(pipeline.predict(X), dtype=float), None
+    proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+    classes = np.asarray(pipeline.classes_)
+    return classes[np.argmax(proba, axis=1)], proba
+
+
+def aligned_proba(proba: np.ndarray, fitted: Sequence[Any], classes: Sequence[Any]) -> np.ndarray:
+    """Probabilities re-ordered to ``classes`` (a window may lack a class: its column is 0)."""
+    out = np.zeros((proba.shape[0], len(classes)))
+    index = {c: i for i, c in enumerate(fitted)}
+    for j, c in enumerate(classes):
+        if c in index:
+            out[:, j] = proba[:, index[c]]
+    return out
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A fitted model's outputs on the judged rows and its primary metric there."""
+
+    name: str
+    pipeline: Any
+    prediction: np.ndarray
+    proba: np.ndarray | None
+    score: float
+    train_rows: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Judge:
+    """How the judged rows are scored: the task, metric and the model's classes."""
+
+    task: str
+    metric: str
+    classes: tuple[Any, ...] = ()
+    gate: Rows = field(default_factory=lambda: Rows(pd.DataFrame(), np.array([])))
+
+    def score(self, prediction: np.ndarray, proba: np.ndarray | None, rows: np.ndarray) -> float:
+        return score_metric(
+            self.metric,
+            self.gate.y[rows],
+            prediction[rows],
+            None if proba is None else proba[rows],
+            classes=self.classes,
+        )
+
+    def scored(self, name: str, pipeline: Any, train_rows: int) -> Scored:
+        prediction, proba = outputs(pipeline, self.gate.X, self.task)
+        if proba is not None:
+            proba = aligned_proba(proba, list(pipeline.classes_), self.classes)
+        everything = np.arange(len(self.gate))
+        return Scored(
+            name, pipeline, prediction, proba, self.score(prediction, proba, everything), train_rows
+        )
+
+
+def fit_candidates(
+    template: Any,
+    plan: RetrainPlan,
+    *,
+    live: Rows,
+    reference: Rows | None,
+    judge: Judge,
+) -> list[Scored]:
+    """The champion's configuration (an unfitted clone of ``template``) fitted on each window of
+    ``plan`` and scored on the judged rows. A window the estimator cannot fit (e.g. one class
+    only) is kept with its error and a NaN score."""
+    out = []
+    for window in plan.windows:
+        rows = _window_rows(window, live, plan.train_rows, reference)
+        try:
+            pipeline = clone(template).fit(rows.X, rows.y)
+            out.append(judge.scored(window.name, pipeline, len(rows)))
+        except ValueError as exc:
+            out.append(Scored(window.name, None, np.array([]), None, math.nan, len(rows), str(exc)))
+    return out
+
+
+def best(candidates: Sequence[Scored], metric: str) -> Scored | None:
+    """The candidate with the best finite score (None when none has one)."""
+    usable = [c for c in candidates if math.isfinite(c.score)]
+    if not usable:
+        return None
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    return max(usable, key=lambda c: sign * c.score)
+
+
+def refit(template: Any, window: Window, *, live: Rows, reference: Rows | None) -> tuple[Any, int]:
+    """The chosen window's rule fitted through the judged rows (all live rows from the window's
+    start); returns the pipeline and the rows it learned from."""
+    rows = _window_rows(window, live, len(live), reference)
+    return clone(template).fit(rows.X, rows.y), len(rows)
