@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -22,47 +23,58 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="path to driftlo
 
 
 @app.callback()
-def _quiet_offline_defaults() -> None:
-    """Quieter defaults for a terminal; a variable the user set explicitly still wins.
+def _front_door(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="show Prefect's and MLflow's logs in the terminal")
+    ] = False,
+) -> None:
+    """Quiet, offline-friendly defaults for a terminal; a variable the user set explicitly wins.
 
-    Prefect's ephemeral server would log an ERROR for every telemetry ping it cannot send
-    offline, and MLflow draws a progress bar for every reference snapshot it downloads.
+    Prefect's and MLflow's logs go to a file under the state directory (``--verbose`` keeps
+    them in the terminal); Prefect's ephemeral server would log an ERROR for every telemetry
+    ping it cannot send offline, and MLflow draws a progress bar for every artifact download.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not verbose:
+        from driftloop.logs import log_file, send_logs_to_file
+        from driftloop.settings import Settings
 
+        _LOG["path"] = send_logs_to_file(log_file(Settings().state_dir))
+
+
+#: The log file of this command (set by the callback unless --verbose).
+_LOG: dict[str, Path] = {}
 
 T = TypeVar("T")
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from driftloop.config import ConfigError
-    from driftloop.io import DataSourceError
-    from driftloop.registry import ModelNotFoundError
-    from driftloop.scenarios import ScenarioError
-    from pipelines.training import ModelSpecError
-    from pipelines.validation import DataValidationError
-    from serving.model import ModelLoadError
-
-    return (
-        ConfigError,
-        DataSourceError,
-        ModelNotFoundError,
-        DataValidationError,
-        ModelSpecError,
-        ModelLoadError,
-        ScenarioError,
-        FileNotFoundError,
-    )
+def fail(message: str) -> NoReturn:
+    """Print one ``error:`` line and exit with code 2."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
 
 
 def run_or_exit(action: Callable[[], T]) -> T:
-    """Run a command body; print a known error as one message (exit code 2)."""
+    """Run a command body; a user-fixable error is one ``error:`` line (exit 2), a bug one line
+    naming the log file that holds its traceback (exit 1)."""
+    from driftloop.errors import DriftloopError
+
     try:
         return action()
-    except _user_errors() as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
+    except DriftloopError as exc:
+        fail(str(exc))
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        logging.getLogger("driftloop.cli").exception("unexpected failure")
+        where = f"; the traceback is in {_LOG['path']}" if "path" in _LOG else ""
+        typer.secho(
+            f"error: unexpected {type(exc).__name__}: {str(exc)[:300]}{where}",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=1) from None
 
 
 def _actor() -> str:
@@ -167,7 +179,7 @@ def serve(
     from serving.server import load_serving_config, run
 
     run_or_exit(lambda: load_serving_config(config))
-    run(config, host=host, port=port, workers=workers)
+    run_or_exit(lambda: run(config, host=host, port=port, workers=workers))
 
 
 @app.command()
@@ -194,14 +206,9 @@ def retrain(
     from driftloop.config import load_config
 
     run_or_exit(lambda: load_config(config))
-    from flows.retrain import RetrainRefused
     from flows.retrain import retrain as retrain_flow
 
-    try:
-        outcome = run_or_exit(lambda: retrain_flow(config_path=str(config), reason=reason))
-    except RetrainRefused as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
+    outcome = run_or_exit(lambda: retrain_flow(config_path=str(config), reason=reason))
     verdict = "promoted to champion" if outcome["promoted"] else "registered as challenger"
     typer.echo(
         f"{outcome['model_name']} version {outcome['version']} {verdict}: {outcome['reason']}"
@@ -256,35 +263,31 @@ def backtest(
     from driftloop.config import load_config
 
     cfg = run_or_exit(lambda: load_config(config))
-    from flows.backtest import BacktestError, check_arguments, write_summary
     from flows.backtest import backtest as backtest_flow
+    from flows.backtest import check_arguments, write_summary
 
     work = workdir or Path(tempfile.mkdtemp(prefix="driftloop-backtest-"))
-    try:
-        run_or_exit(
-            lambda: check_arguments(
-                cfg,
-                live,
-                labels,
-                batch_rows=batch_rows,
-                label_delay_batches=label_delay_batches,
-                workdir=work,
-            )
+    run_or_exit(
+        lambda: check_arguments(
+            cfg,
+            live,
+            labels,
+            batch_rows=batch_rows,
+            label_delay_batches=label_delay_batches,
+            workdir=work,
         )
-        summary = run_or_exit(
-            lambda: backtest_flow(
-                cfg,
-                live,
-                labels,
-                batch_rows=batch_rows,
-                label_delay_batches=label_delay_batches,
-                workdir=work,
-                batch_hours=batch_hours,
-            )
+    )
+    summary = run_or_exit(
+        lambda: backtest_flow(
+            cfg,
+            live,
+            labels,
+            batch_rows=batch_rows,
+            label_delay_batches=label_delay_batches,
+            workdir=work,
+            batch_hours=batch_hours,
         )
-    except BacktestError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
+    )
     write_summary(summary, out)
     typer.echo(
         f"{len(summary['batches'])} batches: {summary['alerts']} alerts, {summary['retrains']} retrains, "
@@ -312,29 +315,20 @@ def demo(
 ) -> None:
     """The whole loop on the shipped data: train, serve, traffic with drift, monitor, retrain, hot swap."""
     from driftloop.scenarios import SCENARIOS
-    from flows.demo import DemoError, run_demo
+    from flows.demo import run_demo
 
     if scenario not in SCENARIOS:
-        typer.secho(
-            f"error: unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}",
-            err=True,
-            fg=typer.colors.RED,
+        fail(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    run_or_exit(
+        lambda: run_demo(
+            scenario,
+            monitor_every=monitor_every,
+            sample_every=sample_every,
+            out_dir=out,
+            state=state,
+            echo=typer.echo,
         )
-        raise typer.Exit(code=2)
-    try:
-        run_or_exit(
-            lambda: run_demo(
-                scenario,
-                monitor_every=monitor_every,
-                sample_every=sample_every,
-                out_dir=out,
-                state=state,
-                echo=typer.echo,
-            )
-        )
-    except DemoError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
+    )
 
 
 @app.command()
@@ -350,13 +344,11 @@ def stack(
 
     root = root.resolve()
     if action == "up":
-        try:
-            state = stack_mod.start_stack(
+        state = run_or_exit(
+            lambda: stack_mod.start_stack(
                 root, db_url=_os.environ.get("DRIFTLOOP_STACK_DB") or None, echo=typer.echo
             )
-        except stack_mod.StackError as exc:
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(code=2) from None
+        )
         for name, url in state.urls().items():
             typer.echo(f"  {name:<10} {url}")
     elif action == "down":
@@ -365,12 +357,7 @@ def stack(
     elif action == "status":
         typer.echo(_json.dumps(stack_mod.stack_status(root), indent=2, default=str))
     else:
-        typer.secho(
-            f"error: unknown action {action!r}; use up, down or status",
-            err=True,
-            fg=typer.colors.RED,
-        )
-        raise typer.Exit(code=2)
+        fail(f"unknown action {action!r}; use up, down or status")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from driftloop.errors import DriftloopError
 from monitoring.alerts import AlertConfig
 from monitoring.config import MonitoringConfig
 from pipelines.training import ModelSpecError, check_candidate
@@ -31,7 +32,7 @@ CLASSIFICATION_METRICS = frozenset(ClassificationMetric.__args__)  # type: ignor
 REGRESSION_METRICS = frozenset(RegressionMetric.__args__)  # type: ignore[attr-defined]
 
 
-class ConfigError(ValueError):
+class ConfigError(DriftloopError, ValueError):
     """The config file is missing, unreadable or invalid; the message lists every problem."""
 
 
@@ -186,7 +187,7 @@ class ProjectConfig(_Section):
             raise ValueError(f"target/id/time columns cannot also be features: {sorted(clash)}")
         for index, candidate in enumerate(self.model.candidates):
             try:
-                check_candidate(self.task, candidate.family, [*candidate.search, *candidate.params])
+                check_candidate(self.task, candidate.family, candidate.params, candidate.search)
             except ModelSpecError as exc:
                 raise ValueError(f"model.candidates[{index}]: {exc}") from None
         return self
@@ -243,7 +244,15 @@ def load_config(path: str | Path) -> ProjectConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass --config PATH to a driftloop.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     return parse_config(raw, base_dir=path.resolve().parent, source=str(path))

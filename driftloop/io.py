@@ -8,9 +8,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from driftloop.config import SqlSource
+from driftloop.errors import DriftloopError
 
 
-class DataSourceError(ValueError):
+class DataSourceError(DriftloopError, ValueError):
     """A data file or query cannot be read; the message names it."""
 
 
@@ -37,9 +38,11 @@ def read_sql(source: SqlSource) -> pd.DataFrame:
         with engine.connect() as conn:
             return pd.read_sql_query(sa.text(source.query), conn)
     except sa.exc.SQLAlchemyError as exc:
-        raise DataSourceError(
+        error = DataSourceError(
             f"query on {engine.url.render_as_string(hide_password=True)} failed: {exc}"
-        ) from None
+        )
+        error.transient = isinstance(exc, sa.exc.OperationalError)  # the server may come back
+        raise error from None
     finally:
         engine.dispose()
 

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from driftloop.errors import DriftloopError
 from pipelines.schema import FeatureSpec
 
 CHAMPION = "champion"
@@ -36,7 +37,7 @@ MODEL_ARTIFACT = "model"
 _HISTORY_KEEP = 50
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(DriftloopError, LookupError):
     """The registered model, version or alias does not exist."""
 
 

@@ -26,13 +26,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from driftloop.errors import DriftloopError
+
 Scenario = Literal["none", "gradual", "sudden", "broken-feature"]
 SCENARIOS: tuple[str, ...] = ("none", "gradual", "sudden", "broken-feature")
 #: In ``sudden``, the share of rows aged 30 or more that stay after the change point.
 OLDER_KEPT = 0.25
 
 
-class ScenarioError(ValueError):
+class ScenarioError(DriftloopError, ValueError):
     """The scenario cannot be applied to this data."""
 
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="where people open the MLflow UI (used for links in Prefect artifacts)",
     )
 
+    state_dir: Path = Field(
+        Path(".driftloop"),
+        validation_alias="DRIFTLOOP_STATE_DIR",
+        description="driftloop's own state: the command log (logs/driftloop.log), demo, stack",
+    )
+
     def artifact_location(self) -> str:
         """Artifact root as a URI MLflow accepts (absolute file path or a remote URI)."""
         text = str(self.artifact_root)

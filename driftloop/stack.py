@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from driftloop.errors import DriftloopError
+
 STATE_DIR = Path(".driftloop") / "stack"
 STATE_FILE = "state.json"
 PID_FILE = "stack.pids"
@@ -45,7 +47,7 @@ HOST = "127.0.0.1"
 ALL_SERVICES = ("prefect", "worker", "deploy", "mlflow", "train", "serve", "evidently")
 
 
-class StackError(RuntimeError):
+class StackError(DriftloopError, RuntimeError):
     """A stack component failed to start or stop; the message names it and shows its log tail."""
 
 

@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from driftloop import registry
 from driftloop.config import ProjectConfig
+from driftloop.errors import DriftloopError
 from driftloop.io import read_table
 from driftloop.settings import Settings
 from flows.ingest import ingest_config
@@ -48,7 +49,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 BACKTEST_THREADS = 1
 
 
-class BacktestError(ValueError):
+class BacktestError(DriftloopError, ValueError):
     """The backtest inputs do not fit together; the message names the mismatch."""
 
 

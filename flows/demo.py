@@ -29,6 +29,7 @@ import yaml
 from prefect import flow
 
 from driftloop.config import ProjectConfig, parse_config
+from driftloop.errors import DriftloopError
 from driftloop.scenarios import apply_scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
 }
 
 
-class DemoError(RuntimeError):
+class DemoError(DriftloopError, RuntimeError):
     """The demo could not run; the message says what to do."""
 
 

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from driftloop.config import ProjectConfig, load_config
 from driftloop.io import read_source
+from flows.retry import transient
 from pipelines.schema import FeatureSpec, infer_features
 from pipelines.validation import ValidationReport, validate_training_data
 
@@ -45,7 +46,7 @@ def source_name(config: ProjectConfig) -> str:
     return str(path) if path is not None else f"sql:{config.data.train.query[:200]}"  # type: ignore[union-attr]
 
 
-@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def read_training_data(config: ProjectConfig) -> pd.DataFrame:
     """Read `data.train` (file or SQL); retried because it is I/O."""
     return read_source(config.data.train, base_dir=config.base_dir)

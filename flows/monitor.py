@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 from driftloop import registry
 from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
+from flows.retry import transient
 from monitoring import runs, store
 from monitoring.alerts import Alert, deliver
 from monitoring.drift import ReferenceStats, compute_drift, reference_stats
@@ -310,7 +311,7 @@ def reference_statistics(info: registry.VersionInfo, reference: pd.DataFrame) ->
     )
 
 
-@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def load_reference(
     client: MlflowClient, model_name: str, version: int, metric: str
 ) -> VersionReference:

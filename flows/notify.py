@@ -14,10 +14,11 @@ from prefect import task
 from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 
+from driftloop.errors import DriftloopError
 from monitoring.alerts import Alert
 
 
-class NotifyError(RuntimeError):
+class NotifyError(DriftloopError, RuntimeError):
     """A notification block is missing, of the wrong type, or failed to send."""
 
 

@@ -18,18 +18,20 @@ from pydantic import Field
 
 from driftloop import registry
 from driftloop.config import ProjectConfig, load_config
+from driftloop.errors import DriftloopError
 from driftloop.settings import Settings
 from flows.ingest import ingest_config
 from flows.train import train_and_gate
 from monitoring import store
 from monitoring.config import RetrainConfig
 from pipelines.schema import FeatureSpec
+from pipelines.validation import usable_numbers
 
 #: Share of the labeled live rows (the newest) held out to compare challenger and champion.
 HOLDOUT_SHARE = 0.25
 
 
-class RetrainRefused(RuntimeError):
+class RetrainRefused(DriftloopError, RuntimeError):
     """Retraining cannot start (no champion, too few labeled rows); the message says why."""
 
 
@@ -38,6 +40,8 @@ class RetrainData:
     train: pd.DataFrame
     holdout: pd.DataFrame
     live_rows: int
+    #: labeled live rows left out because a numeric value cannot be trained on
+    unusable_rows: int = 0
 
 
 def retrain_data(
@@ -51,12 +55,18 @@ def retrain_data(
 ) -> RetrainData:
     """Split labeled live rows (oldest first) into train and the newest holdout slice (pure).
 
-    Raises RetrainRefused when there are fewer labeled rows than the policy's minimum.
+    Rows with a numeric value training cannot use (infinite, or beyond
+    ``pipelines.validation.MAX_ABS_NUMBER``; older logs may hold them) are left out and counted.
+    Raises RetrainRefused when there are fewer usable labeled rows than the policy's minimum.
     """
+    usable = usable_numbers(labeled, spec.numeric)
+    unusable = int((~usable).sum())
+    labeled = labeled.loc[usable]
     if len(labeled) < policy.min_labeled_rows:
         raise RetrainRefused(
-            f"only {len(labeled)} labeled live rows, {policy.min_labeled_rows} needed "
+            f"only {len(labeled)} usable labeled live rows, {policy.min_labeled_rows} needed "
             "(monitoring.retrain.min_labeled_rows); post labels to /feedback"
+            + (f" ({unusable} rows left out: numbers too large to train on)" if unusable else "")
         )
     columns = [*spec.columns, target]
     live = labeled.sort_values("ts", kind="stable")[columns].reset_index(drop=True)
@@ -66,7 +76,7 @@ def retrain_data(
     holdout, recent = live.iloc[cut:].reset_index(drop=True), live.iloc[:cut]
     parts = [reference[columns]] if policy.include_reference else []
     train = pd.concat([*parts, recent], ignore_index=True)
-    return RetrainData(train=train, holdout=holdout, live_rows=len(live))
+    return RetrainData(train=train, holdout=holdout, live_rows=len(live), unusable_rows=unusable)
 
 
 def retrain_config(config: ProjectConfig, spec: FeatureSpec) -> ProjectConfig:
@@ -120,7 +130,8 @@ def retrain_once(
             "trigger": trigger,
             "drift_run_id": drift_run_id or "none",
             "retrain_reason": reason[:500],
-            "window": f"{data.live_rows} labeled live rows ({config.monitoring.retrain.data_policy}), newest {len(data.holdout)} held out",
+            "window": f"{data.live_rows} labeled live rows ({config.monitoring.retrain.data_policy}), newest {len(data.holdout)} held out"
+            + (f", {data.unusable_rows} unusable rows left out" if data.unusable_rows else ""),
             "parent_version": str(info.version),
         },
     )

@@ -21,6 +21,7 @@ from driftloop import registry
 from driftloop.config import SqlSource, load_config
 from driftloop.io import read_source
 from driftloop.settings import Settings
+from flows.retry import transient
 from monitoring import store
 from pipelines.schema import FeatureSpec, prepare_features
 from serving.model import ServedModel, load_alias
@@ -76,7 +77,7 @@ def score_and_log(
     )
 
 
-@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def read_input(source: str, query: str | None, base_dir: Path) -> pd.DataFrame:
     return read_source(SqlSource(url=source, query=query) if query else source, base_dir=base_dir)
 

@@ -28,6 +28,7 @@ from driftloop import registry
 from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
 from flows.ingest import Ingested, ingest_config
+from flows.retry import transient
 from pipelines.evaluation import evaluate, evaluation_figures, overfit_gap
 from pipelines.promotion import PromotionDecision, PromotionPolicy, should_promote
 from pipelines.reference import build_reference
@@ -128,7 +129,7 @@ def score(
     return evaluate(pipeline, X, y, task=config.task)
 
 
-@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def champion_scores(
     config: ProjectConfig, client: MlflowClient, holdout: pd.DataFrame
 ) -> tuple[int | None, dict[str, float] | None, str | None]:
@@ -178,7 +179,7 @@ def version_description(
     )
 
 
-@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def register(
     config: ProjectConfig,
     settings: Settings,

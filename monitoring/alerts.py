@@ -25,6 +25,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from driftloop.errors import DriftloopError
+
 Severity = Literal["info", "warning", "critical"]
 
 SIGNATURE_HEADER = "X-Driftloop-Signature"
@@ -36,7 +38,7 @@ PAYLOAD_VERSION = 1
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class AlertError(RuntimeError):
+class AlertError(DriftloopError, RuntimeError):
     """An alert could not be delivered; the message names the sink, the status and the fix."""
 
     def __init__(self, message: str, *, attempts: int = 0, status_code: int | None = None) -> None:

@@ -27,6 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from driftloop.errors import DriftloopError
+
 INFERENCE_LOG = "inference_log"
 #: Columns every query frame carries besides the features and the label.
 META_COLUMNS = ("request_id", "ts", "model_version", "prediction", "probability")
@@ -40,8 +42,10 @@ _INSERT_CHUNK = 2_000
 _LOOKUP_CHUNK = 500
 
 
-class StoreError(RuntimeError):
+class StoreError(DriftloopError, RuntimeError):
     """The inference log cannot be read or written (unreachable database, missing schema, ...)."""
+
+    transient = True
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):

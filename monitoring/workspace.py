@@ -8,12 +8,15 @@ and leaves any tab or panel a person added in the UI alone. ``driftloop ui`` run
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import shutil
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -23,6 +26,7 @@ from evidently.sdk.models import DashboardModel, DashboardPanelPlot, DashboardTa
 from evidently.sdk.panels import counter_panel, line_plot_panel
 from evidently.ui.workspace import Project, SnapshotRef, Workspace
 
+from driftloop.errors import DriftloopError
 from monitoring.reports import with_timestamp
 
 Task = Literal["classification", "regression"]
@@ -45,8 +49,44 @@ QUALITY_METRICS: dict[str, list[tuple[str, str, dict[str, str]]]] = {
 }
 
 
-class WorkspaceError(ValueError):
+#: The lock file that serializes publishing into one workspace directory.
+LOCK_FILE = ".driftloop-publish.lock"
+#: Seconds a publisher waits for another one before giving up.
+LOCK_TIMEOUT_SECONDS = 120.0
+
+
+class WorkspaceError(DriftloopError, ValueError):
     """A workspace operation cannot proceed; the message names the project or setting."""
+
+
+@contextlib.contextmanager
+def publishing_lock(path: str | Path, *, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Exclusive right to change the workspace at ``path`` (one publisher at a time, across
+    processes on this host). Evidently's local workspace rewrites its JSON files in place, so a
+    second monitor publishing at the same moment would read a half-written file.
+
+    Raises:
+        WorkspaceError: another publisher held the lock for ``timeout`` seconds.
+    """
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a+b") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WorkspaceError(
+                        f"another monitor has been publishing to {directory} for {timeout:g} s; "
+                        f"if none runs, delete {directory / LOCK_FILE}"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def open_workspace(path: str | Path) -> Workspace:
@@ -270,6 +310,8 @@ def configure_dashboard(
         tabs=[tab, *others],
         panels=panels + [p for p in current.panels if p.id not in ours],
     )
+    if dashboard.dict() == current.dict():
+        return current  # unchanged: no rewrite of the project's file
     ws.save_dashboard(project.id, dashboard)
     return ws.get_dashboard(project.id)
 
@@ -308,19 +350,28 @@ def publish_run(
     driftloop_feature_scores: bool = False,
     name: str | None = None,
 ) -> SnapshotRef:
-    """Project, dashboard and snapshot in one call: what a monitor run does after its report."""
-    ws = _workspace(workspace)
-    project = ensure_project(ws, model_name)
-    configure_dashboard(
-        project,
-        workspace=ws,
-        features=features,
-        task=task,
-        prediction=prediction,
-        driftloop_values=driftloop_values,
-        driftloop_feature_scores=driftloop_feature_scores,
-    )
-    return add_snapshot(ws, model_name, snapshot, timestamp, name=name)
+    """Project, dashboard and snapshot in one call: what a monitor run does after its report.
+
+    With a workspace path, concurrent publishers (several monitors) take turns
+    (:func:`publishing_lock`), so each run's snapshot lands and no one reads a half-written file.
+    """
+    if isinstance(workspace, Workspace):
+        lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    else:
+        lock = publishing_lock(workspace)
+    with lock:
+        ws = _workspace(workspace)
+        project = ensure_project(ws, model_name)
+        configure_dashboard(
+            project,
+            workspace=ws,
+            features=features,
+            task=task,
+            prediction=prediction,
+            driftloop_values=driftloop_values,
+            driftloop_feature_scores=driftloop_feature_scores,
+        )
+        return add_snapshot(ws, model_name, snapshot, timestamp, name=name)
 
 
 def list_snapshots(workspace: Workspace | str | Path, model_name: str) -> list[uuid.UUID]:

@@ -200,7 +200,11 @@ def prepare_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             )
         if infinite.any():
             problems.append(
-                Problem(column, f"{int(infinite.sum())} infinite value(s)", example_rows(infinite))
+                Problem(
+                    column,
+                    f"{int(infinite.sum())} infinite value(s) or value(s) too large to use",
+                    example_rows(infinite),
+                )
             )
     if problems:
         raise DataValidationError(problems, what="feature data")

@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from driftloop.errors import DriftloopError
 from pipelines.schema import FeatureSpec
 from pipelines.validation import DataValidationError, Problem
 
@@ -55,7 +56,7 @@ ORDINAL_MAX_CATEGORIES = 255
 SPARSE_ONEHOT, DENSE_ONEHOT, NATIVE = "sparse one-hot", "dense one-hot", "native categorical"
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(DriftloopError, ValueError):
     """A model family, parameter or metric that does not fit the task; the message names it."""
 
 
@@ -149,15 +150,44 @@ def _check_params(pipeline: Pipeline, keys: Sequence[str], family: str) -> None:
         )
 
 
-def check_candidate(task: str, family: str, param_names: Sequence[str]) -> None:
-    """Fail early on a family that does not fit the task or a parameter its Pipeline lacks.
+def check_candidate(
+    task: str,
+    family: str,
+    params: Mapping[str, Any] | None = None,
+    search: Mapping[str, Sequence[Any]] | None = None,
+) -> None:
+    """Fail early on a family that does not fit the task, a parameter its Pipeline lacks, or a
+    value the estimator refuses (each fixed value and each searched value is checked).
 
     Raises:
-        ModelSpecError: naming the family or the unknown parameters and the accepted ones.
+        ModelSpecError: naming the family, the parameter and the value, with what is accepted.
     """
     probe = FeatureSpec(numeric=("x",), categorical=("c",))
     pipeline = build_pipeline(probe, task=task, family=family)
-    _check_params(pipeline, list(param_names), family)
+    fixed = dict(params or {})
+    grid = dict(search or {})
+    _check_params(pipeline, [*grid, *fixed], family)
+    for key, values in [*((k, [v]) for k, v in fixed.items()), *grid.items()]:
+        for value in values:
+            _check_value(pipeline, key, value, family)
+
+
+def _check_value(pipeline: Pipeline, key: str, value: Any, family: str) -> None:
+    """The estimator's own parameter validation of one value (scikit-learn's constraints)."""
+    path = _step_key(key)
+    owner_path, _, name = path.rpartition("__")
+    trial = clone(pipeline)
+    try:
+        trial.set_params(**{path: value})
+        owner = trial.get_params(deep=True)[owner_path]
+        validate = getattr(owner, "_validate_params", None)
+        if validate is not None:
+            validate()
+    except (TypeError, ValueError) as exc:
+        message = str(exc).split("\n")[0]
+        raise ModelSpecError(
+            f"family {family!r}: value {value!r} of parameter {key!r} is refused: {message}"
+        ) from None
 
 
 def build_pipeline(

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from driftloop.errors import DriftloopError
+
 if TYPE_CHECKING:
     from pipelines.schema import FeatureSpec
 
@@ -22,6 +24,9 @@ MAX_EXAMPLE_ROWS = 5
 MISSING_WARN_SHARE = 0.5
 #: A float classification target with more distinct values than this looks continuous.
 MAX_FLOAT_CLASSES = 20
+#: The largest magnitude a number may have to be trained on: squares and sums of squares of
+#: such values stay finite in float64 (scaling, variance, gradients), so nothing becomes NaN.
+MAX_ABS_NUMBER = 1e150
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Problem:
         return f"{where}{self.problem}{rows}"
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DriftloopError, ValueError):
     """The data cannot be used; ``problems`` lists every problem and the message names them all."""
 
     def __init__(self, problems: Sequence[Problem], *, what: str = "training data") -> None:
@@ -63,7 +68,8 @@ def example_rows(mask: np.ndarray | pd.Series) -> tuple[int, ...]:
 
 
 def numeric_failures(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of values that are present but not numbers, and of infinite values."""
+    """Masks of values that are present but not numbers, and of unusable numbers: infinite or
+    larger in magnitude than :data:`MAX_ABS_NUMBER`."""
     values = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
     if pd.api.types.is_bool_dtype(values.dtype):
         values = values.astype(float)
@@ -78,8 +84,20 @@ def numeric_failures(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
             converted = pd.Series(np.nan, index=values.index)
     as_float = converted.to_numpy(dtype=float, na_value=np.nan)
     bad = present & np.isnan(as_float)
-    infinite = np.isinf(as_float)
-    return bad, infinite
+    with np.errstate(invalid="ignore"):
+        unusable = np.abs(as_float) > MAX_ABS_NUMBER
+    return bad, unusable
+
+
+def usable_numbers(df: pd.DataFrame, numeric: Sequence[str]) -> np.ndarray:
+    """Mask of rows whose numeric features are all missing or usable numbers (finite, at most
+    :data:`MAX_ABS_NUMBER` in magnitude): the rows training can use."""
+    keep = np.ones(len(df), dtype=bool)
+    for column in numeric:
+        if column in df.columns:
+            bad, unusable = numeric_failures(df[column])
+            keep &= ~(bad | unusable)
+    return keep
 
 
 def _unbool(value: Any) -> Any:
@@ -176,7 +194,8 @@ def validate_training_data(
                 problems.append(
                     Problem(
                         column,
-                        f"numeric feature has {int(infinite.sum())} infinite value(s)",
+                        f"numeric feature has {int(infinite.sum())} infinite value(s) or "
+                        f"value(s) larger in magnitude than {MAX_ABS_NUMBER:g}",
                         example_rows(infinite),
                     )
                 )
@@ -268,10 +287,16 @@ def _check_target(y: pd.Series, *, target: str, task: str) -> list[Problem]:
                 )
             )
         else:
-            infinite = np.isinf(y.to_numpy(dtype=float, na_value=np.nan))
+            with np.errstate(invalid="ignore"):
+                infinite = np.abs(y.to_numpy(dtype=float, na_value=np.nan)) > MAX_ABS_NUMBER
             if infinite.any():
                 problems.append(
-                    Problem(target, "target has infinite values", example_rows(infinite))
+                    Problem(
+                        target,
+                        f"target has infinite values or values larger in magnitude than "
+                        f"{MAX_ABS_NUMBER:g}",
+                        example_rows(infinite),
+                    )
                 )
         return problems
 

@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import gc
 import hashlib
-import hmac
 import itertools
 import logging
 import math
 import os
+import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -26,16 +26,23 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftloop.settings import Settings
 from monitoring import store
 from monitoring.spool import Spool
 from serving.batching import MicroBatcher
 from serving.config import ServingConfig
+from serving.gate import (
+    AuthThrottle,
+    Gate,
+    GateLimits,
+    error_body,
+)
 from serving.logwriter import LogWriteError, LogWriter
 from serving.metrics import ServiceMetrics
 from serving.model import (
@@ -46,11 +53,23 @@ from serving.model import (
     alias_version,
     load_version,
 )
-from serving.validation import InputSpec, PayloadError, validate_payload
+from serving.openapi import complete_schema
+from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from serving.validation import (
+    MAX_REPORTED_ERRORS,
+    InputSpec,
+    PayloadError,
+    clip,
+    numeric_limits,
+    short,
+    validate_payload,
+)
 
 logger = logging.getLogger("driftloop.serving")
-API_KEY_HEADER = "X-API-Key"
-_OPEN_PATHS = frozenset({"/health"})
+#: Longest error sentence an HTTP body carries.
+_MAX_ERROR_CHARS = 300
+#: Absolute file paths and file URIs in messages from libraries (never sent to clients).
+_PATH = re.compile(r"(?:file://)?(?:[A-Za-z]:)?(?:/[\w.@%+~-]+){2,}/?")
 
 
 # --------------------------------------------------------------------------- responses
@@ -63,52 +82,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def _problem(status: int, message: str, detail: Any = None) -> Response:
-    status, body = _error(status, message, detail)
-    return json_response(body, status)
+    return json_response(error_body(message, detail), status)
 
 
-class PredictionRow(BaseModel):
-    request_id: str = Field(
-        description="id of this row in the inference log; send it back to /feedback"
-    )
-    prediction: Any = Field(description="predicted class label or value")
-    probability: float | None = Field(
-        None,
-        description="positive-class probability (binary) or top-class probability (multiclass)",
-    )
-    probabilities: dict[str, float] | None = Field(None, description="probability of every class")
-
-
-class PredictResponse(BaseModel):
-    model_name: str
-    model_version: int
-    predictions: list[PredictionRow]
-
-
-class ErrorItem(BaseModel):
-    loc: list[Any]
-    row: int | None
-    field: str | None
-    msg: str
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    detail: list[ErrorItem] | str | None = None
-
-
-class LabelItem(BaseModel):
-    request_id: str = Field(max_length=64)
-    label: bool | int | float | str
-
-
-class FeedbackRequest(BaseModel):
-    labels: list[LabelItem] = Field(min_length=1, description="true labels of logged requests")
-
-
-class FeedbackResponse(BaseModel):
-    updated: int
-    unknown_request_ids: list[str]
+def redact(text: str) -> str:
+    """A library's error message fit for a client: no file paths, bounded length."""
+    return clip(_PATH.sub("<path>", text), _MAX_ERROR_CHARS)
 
 
 # --------------------------------------------------------------------------- the model holder
@@ -162,26 +141,6 @@ class ModelHolder:
             return True
 
 
-def _spec(model: ServedModel) -> InputSpec:
-    return _SPECS(model)
-
-
-class _SpecCache:
-    def __init__(self) -> None:
-        self._by_model: dict[int, tuple[ServedModel, InputSpec]] = {}
-
-    def __call__(self, model: ServedModel) -> InputSpec:
-        hit = self._by_model.get(id(model))
-        if hit is not None and hit[0] is model:
-            return hit[1]
-        spec = InputSpec(model.numeric, model.categorical, model.not_null)
-        self._by_model = {id(model): (model, spec)}  # only the current model is ever needed
-        return spec
-
-
-_SPECS = _SpecCache()
-
-
 # --------------------------------------------------------------------------- the service
 
 
@@ -213,8 +172,38 @@ class Service:
         )
         self.batcher = MicroBatcher(max_rows=config.microbatch_rows)
         self.metrics = ServiceMetrics(self.live_state)
+        self.limits = GateLimits(config.max_body_bytes, config.body_timeout_seconds)
+        self.throttle = AuthThrottle(free=config.auth_free_failures)
         self._id_prefix = os.urandom(8).hex()
         self._id_counter = itertools.count()
+        self._spec: tuple[ServedModel, InputSpec] | None = None
+
+    def input_spec(self, model: ServedModel) -> InputSpec:
+        """What /predict accepts for this model (built once per loaded model)."""
+        cached = self._spec
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        spec = InputSpec(
+            model.numeric,
+            model.categorical,
+            model.not_null,
+            limits=numeric_limits(model.magnitudes, max_abs_value=self.config.max_abs_value),
+            max_string_length=self.config.max_string_length,
+        )
+        self._spec = (model, spec)
+        return spec
+
+    def unavailable(self) -> str:
+        """Why no model is loaded, fit for a client."""
+        return redact(self.holder.last_error or "loading the model")
+
+    async def predict(self, body: bytes, start: float) -> tuple[int, Any]:
+        """The answer to one POST /predict body (unexpected failures become a plain 500)."""
+        try:
+            return await predict_answer(self, body, start)
+        except Exception:
+            logger.exception("unhandled error on /predict")
+            return 500, error_body("internal error; see the service log")
 
     def request_ids(self, n: int) -> list[str]:
         """n new request ids: 32 hex digits, a random per-process prefix and a counter.
@@ -257,195 +246,28 @@ def spool_directory(base: Path, database_url: str) -> Path:
     return base / digest
 
 
-class _Gate:
-    """Pure ASGI middleware: API-key check, request metrics, and POST /predict itself.
-
-    Answering /predict here skips the framework's routing, exception and response layers,
-    a large share of a single-row request's CPU time; the route stays for the OpenAPI schema.
-    """
-
-    def __init__(self, app: Any, holder: dict[str, Service]) -> None:
-        self.app = app
-        self.holder = holder
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        service = self.holder.get("service")
-        if service is None:
-            await _send_json(send, 503, {"error": "the service is starting"})
-            return
-        start = time.perf_counter()
-        path = scope["path"]
-        status = 500
-        key = service.api_key
-
-        async def send_status(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            if key is not None and path not in _OPEN_PATHS and not _authorized(scope, key):
-                await _send_json(
-                    send_status,
-                    401,
-                    {"error": f"missing or wrong API key: send it in the {API_KEY_HEADER} header"},
-                    extra=[(b"www-authenticate", b"ApiKey")],
-                )
-                return
-            if _declared_length(scope) > service.config.max_body_bytes:
-                await _send_json(
-                    send_status,
-                    413,
-                    {"error": f"request body larger than {service.config.max_body_bytes} bytes"},
-                )
-                return
-            if path == "/predict" and scope["method"] == "POST":
-                reply = await _predict_reply(service, receive, start)
-                if reply is None:
-                    status = 499  # the client left before sending its body (nginx's code)
-                else:
-                    await _send_json(send_status, *reply)
-                return
-            await self.app(scope, receive, send_status)
-        finally:
-            service.metrics.observe(path, status, time.perf_counter() - start)
-
-
-async def _predict_reply(service: Service, receive: Any, start: float) -> tuple[int, Any] | None:
-    """Status and JSON body answering POST /predict from raw ASGI messages; None: no client."""
-    limit = service.config.max_body_bytes
-    try:
-        body = await _receive_body(receive, limit)
-        if body is None:
-            return None
-        return await predict_answer(service, body, start)
-    except _BodyTooLarge:
-        return _too_large(limit)
-    except Exception:
-        logger.exception("unhandled error on /predict")
-        return _error(500, "internal error; see the service log")
-
-
-def _declared_length(scope: dict[str, Any]) -> int:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 1 << 62
-    return 0
-
-
-def _authorized(scope: dict[str, Any], key: bytes) -> bool:
-    offered = b""
-    for name, value in scope["headers"]:
-        if name == b"x-api-key":
-            offered = value
-            break
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            offered = value[7:]
-    return hmac.compare_digest(offered, key)
-
-
-async def _send_json(
-    send: Any, status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    payload = orjson.dumps(body)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-    ]
-    await send(
-        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _record_schema(model: ServedModel | None) -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "title": "Record",
-        "description": "feature values of one row; GET /model lists the features of the served version",
-        "additionalProperties": model is None,
-    }
-    if model is not None:
-        props: dict[str, Any] = {}
-        for name in model.numeric:
-            props[name] = {"type": ["number", "null"] if name not in model.not_null else "number"}
-        for name in model.categorical:
-            props[name] = {"type": ["string", "null"] if name not in model.not_null else "string"}
-        schema["properties"] = props
-        schema["required"] = list(model.features)
-    return schema
-
-
-_PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "oneOf": [
-                    {"$ref": "#/components/schemas/Record"},
-                    {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
-                    {
-                        "type": "object",
-                        "properties": {
-                            "records": {
-                                "type": "array",
-                                "items": {"$ref": "#/components/schemas/Record"},
-                            }
-                        },
-                        "required": ["records"],
-                    },
-                ]
-            },
-            "example": {"AGEP": 35.0, "SCHL": "21", "SEX": "1"},
-        }
-    },
-}
-
-
-def _error(status: int, message: str, detail: Any = None) -> tuple[int, dict[str, Any]]:
-    body: dict[str, Any] = {"error": message}
-    if detail is not None:
-        body["detail"] = detail
-    return status, body
-
-
-def _too_large(limit: int) -> tuple[int, dict[str, Any]]:
-    return _error(413, f"request body larger than {limit} bytes; split the batch")
-
-
 async def predict_answer(service: Service, body: bytes, start: float) -> tuple[int, Any]:
     """Validate, score and durably log one /predict body; the status and JSON body to answer."""
     model = service.holder.current
     if model is None:
-        return _error(503, f"no model loaded: {service.holder.last_error or 'loading'}")
+        return 503, error_body(f"no model loaded: {service.unavailable()}")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return _error(
-            422,
+        return 422, error_body(
             "the body is not valid JSON",
-            [{"loc": ["body"], "row": None, "field": None, "msg": str(exc)}],
+            [{"loc": ["body"], "row": None, "field": None, "msg": clip(str(exc), 200)}],
         )
+    spec = service.input_spec(model)
     try:
-        records = validate_payload(payload, _spec(model), max_rows=service.config.max_batch_rows)
+        records = validate_payload(payload, spec, max_rows=service.config.max_batch_rows)
     except PayloadError as exc:
-        return _error(422, str(exc), exc.detail())
+        return 422, error_body(str(exc), exc.detail())
     n = len(records)
     try:
         scores = await service.batcher.score(model, records.columns, n)
     except ModelScoringError as exc:
-        return _error(422, str(exc))
+        return 422, error_body(redact(str(exc)))
     latency_ms = (time.perf_counter() - start) * 1000.0
     now = datetime.now(UTC)
     ids = service.request_ids(n)
@@ -481,26 +303,11 @@ async def predict_answer(service: Service, body: bytes, start: float) -> tuple[i
         await service.writer.write(rows)
     except LogWriteError as exc:
         logger.error("%s", exc)
-        return _error(503, "the prediction could not be logged, so it is not returned; retry later")
+        return 503, error_body(
+            "the prediction could not be logged, so it is not returned; retry later"
+        )
     service.metrics.rows_predicted.inc(n)
     return 200, {"model_name": model.name, "model_version": model.version, "predictions": out}
-
-
-async def _receive_body(receive: Any, limit: int) -> bytes | None:
-    """The request body from raw ASGI messages; None when the client went away."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def create_app(
@@ -583,7 +390,7 @@ def create_app(
         summary=f"Serves models:/{model_name}@champion and logs every prediction.",
         lifespan=lifespan,
     )
-    app.add_middleware(_Gate, holder=holder)
+    app.add_middleware(Gate, services=holder)
 
     def svc() -> Service:
         return holder["service"]
@@ -592,6 +399,19 @@ def create_app(
     async def _internal(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s", request.url.path)
         return _problem(500, "internal error; see the service log")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        items = [_error_item(e) for e in exc.errors()]
+        first = items[0] if items else {"msg": "invalid request"}
+        message = f"{len(items)} problem(s) in the request; first: {first['msg']}"
+        return _problem(422, message, items[:MAX_REPORTED_ERRORS])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8 / JSON)
+            return _problem(422, "the body is not valid JSON (UTF-8)")
+        return json_response(error_body(str(exc.detail)), exc.status_code, exc.headers)
 
     @app.get("/health", summary="liveness (never needs the API key)")
     async def health() -> Response:
@@ -603,45 +423,27 @@ def create_app(
     async def ready() -> Response:
         model = svc().holder.current
         if model is None:
-            return _problem(503, f"not ready: {svc().holder.last_error or 'loading the model'}")
+            return _problem(503, f"not ready: {svc().unavailable()}")
         return json_response(
             {"ready": True, "model_name": model.name, "model_version": model.version}
         )
 
-    @app.get("/model", summary="the served model: name, version, alias, features, signature")
+    @app.get(
+        "/model",
+        summary="the served model: name, version, alias, features, signature",
+        responses={503: {"model": ErrorResponse}},
+    )
     async def model_info() -> Response:
         model = svc().holder.current
         if model is None:
-            return _problem(503, f"no model loaded: {svc().holder.last_error or 'loading'}")
+            return _problem(503, f"no model loaded: {svc().unavailable()}")
         return json_response(model.describe())
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
-        return Response(
+        return PlainTextResponse(
             svc().metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
-
-    @app.post(
-        "/predict",
-        summary="score one record or a batch; every row is logged before the answer",
-        response_model=PredictResponse,
-        responses={
-            413: {"model": ErrorResponse, "description": "body larger than serving.max_body_bytes"},
-            422: {"model": ErrorResponse, "description": "each offending row and field"},
-            503: {
-                "model": ErrorResponse,
-                "description": "no model loaded, or the log cannot store the rows",
-            },
-        },
-        openapi_extra={"requestBody": _PREDICT_BODY},
-    )
-    async def predict(request: Request) -> Response:
-        # _Gate answers POST /predict before routing; this route puts it in the OpenAPI schema.
-        reply = await _predict_reply(svc(), request.receive, time.perf_counter())
-        if reply is None:
-            return Response(status_code=499)
-        status, answer = reply
-        return json_response(answer, status)
 
     @app.post(
         "/feedback",
@@ -661,7 +463,7 @@ def create_app(
         errors = []
         for index, item in enumerate(body.labels):
             value, problem = _check_label(item.label, model)
-            if problem is not None:
+            if problem is not None and len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(
                     {
                         "loc": ["body", "labels", index, "label"],
@@ -686,13 +488,19 @@ def create_app(
         unknown = [rid for rid in labels if rid not in known]
         return json_response({"updated": updated, "unknown_request_ids": unknown})
 
-    @app.post("/reload", summary="check the champion alias now and swap in a new version")
+    @app.post(
+        "/reload",
+        summary="check the champion alias now and swap in a new version",
+        responses={503: {"model": ErrorResponse}},
+    )
     async def reload() -> Response:
         service = svc()
         try:
             changed = await asyncio.to_thread(service.holder.refresh)
         except Exception as exc:
-            return _problem(503, f"reload failed, still serving the loaded version: {exc}")
+            return _problem(
+                503, f"reload failed, still serving the loaded version: {redact(str(exc))}"
+            )
         model = service.holder.current
         return json_response(
             {
@@ -708,13 +516,20 @@ def create_app(
         )
         service = holder.get("service")
         current = service.holder.current if service is not None else None
-        schema.setdefault("components", {}).setdefault("schemas", {})["Record"] = _record_schema(
-            current
-        )
-        return schema
+        spec = service.input_spec(current) if service is not None and current else None
+        protected = settings.api_key is not None and bool(settings.api_key.get_secret_value())
+        return complete_schema(schema, model=current, spec=spec, config=config, protected=protected)
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _error_item(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One of FastAPI's validation errors in driftloop's error shape (no echo of the input)."""
+    loc = [clip(str(p), 60) if isinstance(p, str) else p for p in error.get("loc", ())]
+    row = next((p for p in loc[2:3] if isinstance(p, int)), None)
+    field = next((p for p in reversed(loc) if isinstance(p, str) and p != "body"), None)
+    return {"loc": loc, "row": row, "field": field, "msg": clip(str(error.get("msg", "")), 200)}
 
 
 def _check_label(label: Any, model: ServedModel | None) -> tuple[Any, str | None]:
@@ -727,7 +542,8 @@ def _check_label(label: Any, model: ServedModel | None) -> tuple[Any, str | None
         for cls in model.classes:
             if str(cls) == str(label) and not isinstance(label, bool):
                 return cls, None
-        return label, f"{label!r} is not one of the model's classes {list(model.classes)}"
+        classes = clip(str(list(model.classes)), 200)
+        return label, f"{short(label)} is not one of the model's classes {classes}"
     if (
         isinstance(label, bool)
         or not isinstance(label, (int, float))

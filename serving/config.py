@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,14 +54,34 @@ class ServingConfig(BaseModel):
         "relative paths resolve against the config file's directory",
     )
 
+    max_abs_value: float | None = Field(
+        None,
+        gt=0,
+        le=1e150,
+        description="largest magnitude a numeric feature may have at /predict (422 above); "
+        "default: a million times the largest magnitude in the training data (at least 1e6), "
+        "never above 1e150",
+    )
+    max_string_length: int = Field(
+        256, ge=1, le=100_000, description="longest category string /predict accepts (422 above)"
+    )
+    auth_free_failures: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="failed API-key attempts a client address may make before each further one "
+        "locks it out for a doubling delay (1 s up to 60 s; 429 with Retry-After)",
+    )
+    body_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a request body not received completely within this time gets a 408",
+    )
+
     def resolved_spool_dir(self, base_dir: Path) -> Path:
         return (
             self.spool_dir
             if self.spool_dir.is_absolute()
             else (base_dir / self.spool_dir).resolve()
         )
-
-
-def serving_section(raw: dict[str, Any] | None) -> ServingConfig:
-    """Validate a raw `serving:` mapping (None gives the defaults)."""
-    return ServingConfig.model_validate(raw or {})

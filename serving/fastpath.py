@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 #: Largest absolute difference of a probability (or a regression value) the fast path may show.
 TOLERANCE = 1e-6
@@ -413,7 +414,7 @@ def _check_width(fitted: int, width: int, kind: str) -> None:
 
 
 def _binary_proba(raw: np.ndarray) -> np.ndarray:
-    p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+    p = expit(raw[:, 0])  # as scikit-learn: no overflow for large margins
     return np.column_stack([1.0 - p, p])
 
 

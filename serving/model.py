@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftloop.errors import DriftloopError
 from driftloop.registry import SPEC_TAG, ModelNotFoundError, load_reference, read_model_spec
 from serving.fastpath import (
     FastPipeline,
@@ -33,7 +34,7 @@ MAX_CHECK_ROWS = 5000
 logger = logging.getLogger("driftloop.serving")
 
 
-class ModelLoadError(LookupError):
+class ModelLoadError(DriftloopError, LookupError):
     """The registered model, alias or version is missing, or was not registered by driftloop."""
 
 
@@ -73,6 +74,8 @@ class ServedModel:
     fast: FastPipeline | None = None
     #: why the fast path is or is not used (GET /model shows it)
     scorer_note: str = "scikit-learn pipeline (fast path not tried)"
+    #: largest finite magnitude of each numeric feature in the reference snapshot (NaN: unknown)
+    magnitudes: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def scorer(self) -> str:
@@ -232,6 +235,19 @@ def _keep_pipeline(model: ServedModel, reason: str) -> ServedModel:
     return replace(model, fast=None, scorer_note=reason)
 
 
+def training_magnitudes(frame: pd.DataFrame | None, numeric: Sequence[str]) -> dict[str, float]:
+    """The largest finite absolute value of each numeric feature in a snapshot (NaN: unknown)."""
+    out: dict[str, float] = {}
+    for name in numeric:
+        if frame is None or name not in frame.columns:
+            out[name] = math.nan
+            continue
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+        finite = np.abs(values[np.isfinite(values)])
+        out[name] = float(finite.max()) if finite.size else math.nan
+    return out
+
+
 def reference_columns(
     frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], limit: int
 ) -> dict[str, list[Any]]:
@@ -312,6 +328,7 @@ def load_version(
         pipeline=pipeline,
         signature=signature.to_dict() if signature is not None else None,
         alias=alias,
+        magnitudes=training_magnitudes(reference, numeric),
     )
     return with_fast_path(model, check_rows)
 

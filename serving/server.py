@@ -13,39 +13,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import FastAPI
 
-from serving.config import ServingConfig, serving_section
+from serving.config import ServingConfig
 
 _CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
 _MIGRATED_ENV = "DRIFTLOOP_SERVE_MIGRATED"
 
 
 def load_serving_config(config_path: str | Path) -> tuple[Any, ServingConfig]:
-    """The project config and its `serving:` section (defaults when the section is absent).
+    """The project config and its `serving:` section (defaults when the section is absent)."""
+    from driftloop.config import load_config
 
-    Works whether or not ProjectConfig declares `serving` yet: the section is validated here.
-    """
-    from driftloop.config import ConfigError, ProjectConfig, load_config, parse_config
-
-    path = Path(config_path)
-    if "serving" in ProjectConfig.model_fields:
-        project = load_config(path)
-        section = getattr(project, "serving", None)
-        return project, section if isinstance(section, ServingConfig) else serving_section(None)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass --config PATH to a driftloop.yaml)")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    section_raw = raw.pop("serving", None)
-    project = parse_config(raw, base_dir=path.resolve().parent, source=str(path))
-    try:
-        section = serving_section(section_raw)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: serving section is invalid: {exc}") from None
-    return project, section
+    project = load_config(config_path)
+    return project, project.serving
 
 
 def build_app(config_path: str | Path, *, migrate: bool = True) -> FastAPI:

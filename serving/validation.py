@@ -9,24 +9,91 @@ A payload is one record (a JSON object of feature values), a JSON array of recor
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.validation import MAX_ABS_NUMBER
+
 MAX_REPORTED_ERRORS = 50
+#: Default longest category string accepted (characters).
+MAX_STRING_LENGTH = 256
+#: Without an explicit bound, a numeric feature accepts magnitudes up to this many times the
+#: largest magnitude seen in training (and never above MAX_ABS_NUMBER).
+RANGE_FACTOR = 1e6
+#: C0 and C1 control characters (NUL included): a database may refuse them and no category
+#: a person types contains them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Characters of a refused value echoed back in an error message.
+_ECHO_CHARS = 40
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a record must contain: numeric (JSON numbers) and categorical (JSON strings) features."""
+    """What a record must contain: numeric (JSON numbers) and categorical (JSON strings) features.
+
+    ``limits`` bounds each numeric feature's magnitude (absent: :data:`MAX_ABS_NUMBER`);
+    ``max_string_length`` bounds every category string.
+    """
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     not_null: frozenset[str] = frozenset()
+    limits: Mapping[str, float] = field(default_factory=dict)
+    max_string_length: int = MAX_STRING_LENGTH
 
     @property
     def features(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
+
+    def limit(self, name: str) -> float:
+        return self.limits.get(name, MAX_ABS_NUMBER)
+
+
+def numeric_limits(
+    magnitudes: Mapping[str, float], *, max_abs_value: float | None = None
+) -> dict[str, float]:
+    """The magnitude each numeric feature may reach at serving time (pure).
+
+    ``magnitudes`` is the largest absolute finite value of each feature in the training data
+    (NaN or absent when unknown). An explicit ``max_abs_value`` applies to every feature;
+    otherwise a feature accepts :data:`RANGE_FACTOR` times its training magnitude (at least
+    ``RANGE_FACTOR``), capped at :data:`MAX_ABS_NUMBER` so training on logged rows stays finite.
+    """
+    if max_abs_value is not None:
+        bound = min(float(max_abs_value), MAX_ABS_NUMBER)
+        return {name: bound for name in magnitudes}
+    out = {}
+    for name, magnitude in magnitudes.items():
+        known = magnitude if magnitude == magnitude and math.isfinite(magnitude) else 0.0
+        out[name] = min(MAX_ABS_NUMBER, RANGE_FACTOR * max(1.0, abs(known)))
+    return out
+
+
+def clip(text: str, limit: int = _ECHO_CHARS) -> str:
+    """A client's text bounded for error messages (never echoes unbounded input)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def short(value: Any, limit: int = _ECHO_CHARS) -> str:
+    """A bounded repr of a client's value for error messages."""
+    return clip(repr(value), limit)
+
+
+def string_problem(value: str, max_length: int) -> str | None:
+    """Why a category string cannot be stored or used, or None."""
+    if len(value) > max_length:
+        return (
+            f"category string of {len(value)} characters is longer than the limit of {max_length}"
+        )
+    match = _CONTROL.search(value)
+    if match is not None:
+        return (
+            f"category string contains control character U+{ord(match.group()):04X} at "
+            f"position {match.start()}; send printable text"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -109,8 +176,10 @@ def split_payload(payload: Any, *, max_rows: int) -> tuple[list[Any], bool]:
         if extra:
             raise PayloadError(
                 [
-                    FieldError(None, k, "unexpected key next to 'records'; send the records only")
-                    for k in extra
+                    FieldError(
+                        None, clip(k), "unexpected key next to 'records'; send the records only"
+                    )
+                    for k in extra[:MAX_REPORTED_ERRORS]
                 ]
             )
         rows, single = payload["records"], False
@@ -156,9 +225,11 @@ def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records
     """Check a parsed JSON payload and return its rows typed for the model.
 
     Rules: every feature present (nullable ones may be null), no unknown fields, numeric features
-    finite JSON numbers (not booleans or strings), categorical features strings, features in
-    `spec.not_null` never null, at most `max_rows` records. Raises PayloadError listing every
-    problem (the first MAX_REPORTED_ERRORS in detail).
+    finite JSON numbers (not booleans or strings) within their magnitude limit, categorical
+    features strings without control characters and no longer than the spec's limit, features
+    in `spec.not_null` never null, at most `max_rows` records. Raises PayloadError listing every
+    problem (the first MAX_REPORTED_ERRORS in detail); messages quote at most a short prefix of
+    a refused value.
     """
     rows, single = split_payload(payload, max_rows=max_rows)
     numeric = spec.numeric
@@ -208,6 +279,15 @@ def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records
                 if not math.isfinite(number):
                     fail(index, name, "expected a finite number, got NaN or infinity")
                     ok = False
+                elif abs(number) > spec.limit(name):
+                    fail(
+                        index,
+                        name,
+                        f"{number:.4g} is outside the accepted range +-{spec.limit(name):.4g} "
+                        "(serving.max_abs_value; by default a million times the largest "
+                        "magnitude seen in training)",
+                    )
+                    ok = False
                 clean[name] = number
         for name in categorical:
             if name not in record:
@@ -221,6 +301,10 @@ def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records
                     ok = False
                 clean[name] = None
             elif isinstance(value, str):
+                problem = string_problem(value, spec.max_string_length)
+                if problem is not None:
+                    fail(index, name, problem)
+                    ok = False
                 clean[name] = value
             else:
                 fail(index, name, f"expected a string (a category), got {_type_name(value)}")
@@ -230,7 +314,7 @@ def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records
                 if name not in known:
                     fail(
                         index,
-                        str(name),
+                        clip(str(name)),
                         "unknown field; the model's features are listed at GET /model",
                     )
                     ok = False

@@ -228,3 +228,50 @@ def test_monitor_reuses_cached_references_with_the_same_verdicts(
     ref = cache[1]
     fresh = evaluate_window(config, ref.info, ref.frame, second.window, holdout_value=1.0)
     assert fresh.to_dict() == second.result.to_dict()
+
+
+def test_logged_numbers_too_large_to_train_on_do_not_block_retraining(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame, live: pd.DataFrame
+) -> None:
+    """Rows an older service logged with huge numbers are left out of the challenger's data."""
+    from flows.retrain import retrain
+
+    config = write_config(tmp_path, small_employment, monitoring=MONITORING)
+    train(config_path=str(config))
+    _serve(mlflow_env, live)
+    url = mlflow_env["DRIFTLOOP_DATABASE_URL"]
+    huge = {"huge0": 1.797e308, "huge1": 1e159, "huge2": -1e200}
+    engine = store.make_engine(url)
+    try:
+        client = registry.make_client(mlflow_env["MLFLOW_TRACKING_URI"])
+        score_and_log(
+            load_alias(client, "employment"), live.head(3), engine=engine, request_ids=list(huge)
+        )
+        store.record_labels(engine, {"huge0": 1, "huge1": 0, "huge2": 1})
+    finally:
+        engine.dispose()
+    _set_features(url, huge)
+    outcome = retrain(config_path=str(config), reason="test")
+    assert outcome["version"] == 2
+    assert "3 unusable rows left out" in outcome["lineage"]["window"]
+
+
+def _set_features(url: str, ages: dict[str, float]) -> None:
+    import sqlalchemy as sa
+
+    engine = store.make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for rid, age in ages.items():
+                features = conn.execute(
+                    sa.select(store.inference_log.c.features).where(
+                        store.inference_log.c.request_id == rid
+                    )
+                ).scalar_one()
+                conn.execute(
+                    store.inference_log.update()
+                    .where(store.inference_log.c.request_id == rid)
+                    .values(features={**features, "AGEP": age})
+                )
+    finally:
+        engine.dispose()

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -293,3 +293,42 @@ def test_evidently_ui_lists_project_dashboard_and_series(evidently_ui: str) -> N
     by_type = {s["metric_type"].rsplit(":", 1)[1]: s["values"] for s in series["series"]}
     assert by_type["DriftloopValue"] == [0.1, 0.6]
     assert by_type["DriftedColumnsCount"][1] > by_type["DriftedColumnsCount"][0]
+
+
+def _publish_many(workspace: str, start: int, count: int) -> int:
+    """A separate monitor process publishing `count` runs (returns how many succeeded)."""
+    snapshot = _snapshot(0.0, 0.1, seed=start)
+    done = 0
+    for n in range(count):
+        publish_run(
+            workspace,
+            "employment",
+            snapshot,
+            features=FEATURES,
+            task="classification",
+            timestamp=datetime(2024, 6, 1) + timedelta(minutes=start + n),
+            driftloop_values=VALUES,
+        )
+        done += 1
+    return done
+
+
+def test_concurrent_monitors_both_publish_every_run(tmp_path: Path) -> None:
+    import multiprocessing
+
+    workspace = str(tmp_path / "ws")
+    publish_run(  # the project exists, as after a first monitor run
+        workspace,
+        "employment",
+        _snapshot(0.0, 0.1, seed=9),
+        features=FEATURES,
+        task="classification",
+        driftloop_values=VALUES,
+    )
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        done = pool.starmap(_publish_many, [(workspace, 0, 15), (workspace, 100, 15)])
+    assert done == [15, 15]
+    assert len(list_snapshots(workspace, "employment")) == 31
+    project = find_project(open_workspace(workspace), "employment")
+    dashboard = open_workspace(workspace).get_dashboard(project.id)
+    assert len(dashboard.tabs) == 1 and len(dashboard.panels) == len(dashboard.tabs[0].panels)

@@ -88,6 +88,13 @@ CASES: list[
         (2, 5),
     ),
     ("infinite numeric", _set("income", [6], np.inf), "infinite", "income", (6,)),
+    (
+        "huge numeric",
+        _set("income", [3, 4], 1.797e308),
+        "larger in magnitude than 1e+150",
+        "income",
+        (3, 4),
+    ),
     ("all missing feature", lambda f: f.assign(plan=None), "missing in every row", "plan", ()),
     ("duplicate ids", _set("id", [8, 9], 0), "2 duplicate id(s)", "id", (8, 9)),
     ("missing ids", _set("id", [1], None), "id column has 1 missing", "id", (1,)),
@@ -119,6 +126,7 @@ def test_each_failure_is_named(
     [
         (["a", "b"] * 20, "must be numeric"),
         ([1.0, np.inf] * 20, "infinite"),
+        ([1.0, -1e200] * 20, "larger in magnitude"),
         ([True, False] * 20, "must be numeric"),
     ],
 )
@@ -296,3 +304,13 @@ def test_data_that_passes_validation_trains_and_predicts(frame: pd.DataFrame) ->
     X = prepare_features(frame, SPEC)
     pipeline = build_pipeline(SPEC, task="classification", family="logistic").fit(X, frame["y"])
     assert pipeline.predict_proba(X).shape == (len(frame), 2)
+
+
+def test_usable_numbers_marks_rows_training_can_use() -> None:
+    from pipelines.validation import usable_numbers
+
+    frame = pd.DataFrame(
+        {"a": [1.0, np.nan, 1e151, 2.0], "b": [1.0, 2.0, 3.0, -np.inf], "c": ["x"] * 4}
+    )
+    assert usable_numbers(frame, ["a", "b"]).tolist() == [True, True, False, False]
+    assert usable_numbers(frame, []).all()

@@ -12,7 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.validation import InputSpec, PayloadError, validate_payload
+from pipelines.validation import MAX_ABS_NUMBER
+from serving.validation import (
+    MAX_STRING_LENGTH,
+    InputSpec,
+    PayloadError,
+    numeric_limits,
+    string_problem,
+    validate_payload,
+)
 from tests.conftest import DATA
 from tests.serving.conftest import records
 
@@ -55,6 +63,12 @@ payloads = (
 )
 
 
+def _usable_number(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return math.isfinite(float(v)) and abs(float(v)) <= MAX_ABS_NUMBER
+
+
 def expected_ok(row: Any) -> bool:
     if not isinstance(row, dict) or set(row) != set(SPEC.features):
         return False
@@ -63,11 +77,15 @@ def expected_ok(row: Any) -> bool:
         if v is None:
             if name in SPEC.not_null:
                 return False
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        elif not _usable_number(v):
             return False
     for name in SPEC.categorical:
         v = row[name]
         if (v is None and name in SPEC.not_null) or (v is not None and not isinstance(v, str)):
+            return False
+        if isinstance(v, str) and (
+            len(v) > MAX_STRING_LENGTH or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in v)
+        ):
             return False
     return True
 
@@ -111,6 +129,12 @@ def test_every_bad_row_is_named_and_good_rows_are_not(rows: list[dict[str, Any]]
         (GOOD | {"age": True}, "age", "got boolean"),
         (GOOD | {"age": float("nan")}, "age", "finite"),
         (GOOD | {"age": 10**400}, "age", "finite"),
+        (GOOD | {"age": 1.797e308}, "age", "outside the accepted range"),
+        (GOOD | {"hours": -1e151}, "hours", "outside the accepted range"),
+        (GOOD | {"sex": "1\u0000"}, "sex", "control character U+0000 at position 1"),
+        (GOOD | {"sex": "a\nb"}, "sex", "control character U+000A"),
+        (GOOD | {"sex": "\x85"}, "sex", "control character U+0085"),
+        (GOOD | {"school": "x" * 257}, "school", "longer than the limit of 256"),
         (GOOD | {"age": None}, "age", "may not be null"),
         (GOOD | {"sex": None}, "sex", "may not be null"),
         (GOOD | {"sex": 1}, "sex", "expected a string"),
@@ -123,6 +147,36 @@ def test_each_rule_names_row_and_field(row: dict[str, Any], field: str, needle: 
         validate_payload([GOOD, row], SPEC, max_rows=10)
     (error,) = caught.value.errors
     assert (error.row, error.field) == (1, field) and needle in error.message
+
+
+def test_limits_come_from_the_training_magnitudes_or_an_explicit_bound() -> None:
+    limits = numeric_limits({"age": 95.0, "tiny": 0.001, "unknown": float("nan"), "big": 1e200})
+    assert limits == {"age": 9.5e7, "tiny": 1e6, "unknown": 1e6, "big": MAX_ABS_NUMBER}
+    assert numeric_limits({"age": 95.0}, max_abs_value=120.0) == {"age": 120.0}
+    assert numeric_limits({"age": 95.0}, max_abs_value=1e300) == {"age": MAX_ABS_NUMBER}
+
+
+def test_a_magnitude_limit_refuses_and_names_the_bound() -> None:
+    spec = InputSpec(("age", "hours"), ("sex", "school"), limits={"age": 9.5e7})
+    assert validate_payload(GOOD | {"age": 9.5e7}, spec, max_rows=1).columns["age"] == [9.5e7]
+    with pytest.raises(PayloadError) as caught:
+        validate_payload(GOOD | {"age": -9.6e7}, spec, max_rows=1)
+    assert "+-9.5e+07" in caught.value.errors[0].message
+
+
+def test_unicode_text_is_fine_and_long_strings_follow_the_spec() -> None:
+    assert string_problem("Zürich – 東京 🚀", 256) is None
+    spec = InputSpec(("age", "hours"), ("sex", "school"), max_string_length=3)
+    with pytest.raises(PayloadError) as caught:
+        validate_payload(GOOD | {"school": "1234"}, spec, max_rows=1)
+    assert "4 characters is longer than the limit of 3" in caught.value.errors[0].message
+
+
+def test_error_messages_never_echo_unbounded_input() -> None:
+    name = "k" * 100_000
+    with pytest.raises(PayloadError) as caught:
+        validate_payload(GOOD | {name: 1}, SPEC, max_rows=1)
+    assert len(str(caught.value)) < 300 and len(caught.value.errors[0].field or "") < 100
 
 
 def test_nullable_features_may_be_null_and_ints_become_floats() -> None:
