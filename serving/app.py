@@ -51,7 +51,7 @@ from serving.validation import InputSpec, PayloadError, validate_payload
 logger = logging.getLogger("driftloop.serving")
 API_KEY_HEADER = "X-API-Key"
 _OPEN_PATHS = frozenset({"/health"})
-#: /feedback database calls that may hang at once before /feedback answers 503 straight away
+#: /feedback database calls running at once; more wait for a slot within db_timeout_seconds
 _FEEDBACK_CALLS = 4
 
 

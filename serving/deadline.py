@@ -4,8 +4,9 @@ libpq has no query timeout, and a frozen network peer (one that accepts and answ
 never lets a server-side timeout fire, so a call that must answer in time runs on a helper
 thread and the caller stops waiting after `timeout` seconds. The helper thread is then
 abandoned: it finishes or fails on its own and cleans up after itself; no other thread ever
-touches its connection. The number of abandoned threads still running is capped, so a peer that
-stays frozen cannot pile them up: past the cap, calls fail at once.
+touches its connection. The number of threads a hung peer can hold is capped (by the log writer
+for its :class:`ConnectionThread` calls, by :class:`BoundedCalls` for its own), so a peer that
+stays frozen cannot pile them up.
 """
 
 from __future__ import annotations
@@ -92,50 +93,65 @@ def _close(connection: sa.Connection | None) -> None:
 
 
 class BoundedCalls:
-    """Blocking calls awaited from the event loop for at most `timeout` seconds each.
+    """Blocking calls awaited from the event loop, each answering within `timeout` seconds.
 
-    Each call runs on its own daemon thread (a hung one never holds up process exit); at most
-    `limit` may run at once, so calls that hang do not pile up threads: past the limit a call
-    fails at once with DeadlineExceeded.
+    Each call runs on its own daemon thread (a hung one never holds up process exit). At most
+    `limit` run at once: a further call waits for a free slot, within the same `timeout`, so a
+    burst against a healthy database queues briefly while calls that hang cannot pile up
+    threads. Raises DeadlineExceeded when the bound passes.
     """
 
     def __init__(self, *, timeout: float, limit: int, name: str) -> None:
         self.timeout = timeout
         self.limit = limit
         self.name = name
-        self._slots = threading.BoundedSemaphore(limit)
+        self._slots: asyncio.Semaphore | None = None  # made on first use, in the loop's thread
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if not self._slots.acquire(blocking=False):
-            raise DeadlineExceeded(
-                f"{self.limit} earlier database calls have not returned yet (the database hangs)"
-            )
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        slots = self._slots
+        try:
+            await asyncio.wait_for(slots.acquire(), self.timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{self.limit} earlier database calls have not returned within {self.timeout:g} s"
+            ) from None
         future: asyncio.Future[T] = loop.create_future()
-        threading.Thread(
-            target=self._target, args=(loop, future, fn, args), name=self.name, daemon=True
-        ).start()
-        done, _ = await asyncio.wait({future}, timeout=self.timeout)
+        try:
+            threading.Thread(
+                target=_call_and_settle,
+                args=(loop, future, slots, fn, args),
+                name=self.name,
+                daemon=True,
+            ).start()
+        except BaseException:
+            slots.release()
+            raise
+        done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - loop.time()))
         if not done:
             future.add_done_callback(_consume)  # the late outcome is nobody's: do not warn
             raise DeadlineExceeded(f"the database did not answer within {self.timeout:g} s")
         return future.result()
 
-    def _target(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[T],
-        fn: Callable[..., T],
-        args: tuple[Any, ...],
-    ) -> None:
-        try:
-            outcome: tuple[Any, BaseException | None] = (fn(*args), None)
-        except BaseException as exc:
-            outcome = (None, exc)
-        finally:
-            self._slots.release()
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_settle, future, *outcome)
+
+def _call_and_settle(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[T],
+    slots: asyncio.Semaphore,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+) -> None:
+    """The body of a BoundedCalls thread: run, hand the outcome to the loop, free the slot."""
+    try:
+        outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+    except BaseException as exc:
+        outcome = (None, exc)
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_settle, future, *outcome)
+        loop.call_soon_threadsafe(slots.release)
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
