@@ -8,9 +8,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from monitoring.spool import SpoolStatus
+    from monitoring.store import LogStatus
 
 app = typer.Typer(
     help="driftloop: train, register, serve, monitor and retrain a scikit-learn model.",
@@ -358,6 +362,59 @@ def stack(
         typer.echo(_json.dumps(stack_mod.stack_status(root), indent=2, default=str))
     else:
         fail(f"unknown action {action!r}; use up, down or status")
+
+
+#: `driftloop log status` waits this long for any one statement of the inference log
+_STATUS_STATEMENT_TIMEOUT_S = 30.0
+
+
+@app.command()
+def log(
+    action: Annotated[str, typer.Argument(help="status")],
+    config: ConfigOpt = Path("driftloop.yaml"),
+    newest: Annotated[int, typer.Option(help="how many of the newest dead letters to show")] = 5,
+) -> None:
+    """The inference log: rows per model version, labels, dead letters, records waiting in the spool."""
+    if action != "status":
+        fail(f"unknown action {action!r}; use status")
+    from driftloop.config import load_config
+    from driftloop.settings import Settings
+    from monitoring import spool, store
+
+    def body() -> None:
+        cfg = load_config(config)
+        url = Settings().database_url
+        engine = store.make_engine(url, statement_timeout_seconds=_STATUS_STATEMENT_TIMEOUT_S)
+        try:
+            status = store.read_log_status(engine, newest=newest)
+        finally:
+            engine.dispose()
+        base = cfg.serving.resolved_spool_dir(cfg.base_dir)
+        pending = spool.spool_status(spool.spool_directory(base, url))
+        safe_url = engine.url.render_as_string(hide_password=True)
+        for line in _log_status_lines(safe_url, status, pending):
+            typer.echo(line)
+
+    run_or_exit(body)
+
+
+def _log_status_lines(url: str, status: LogStatus, pending: SpoolStatus) -> list[str]:
+    """`driftloop log status` as text lines."""
+    lines = [f"inference log {url}"]
+    lines.append(f"  {'model':<24} {'version':>7} {'rows':>10} {'labeled':>10}")
+    for v in status.versions:
+        lines.append(f"  {v.model_name:<24} {v.model_version:>7} {v.rows:>10} {v.labeled:>10}")
+    if not status.versions:
+        lines.append("  (no rows logged yet)")
+    lines.append(f"dead letters: {status.dead_letters} in the table")
+    for d in status.newest_dead_letters:
+        when = d.created_at.isoformat(timespec="seconds")
+        lines.append(
+            f"  {when} request {d.request_id} {d.model_name} v{d.model_version}: {d.error}"
+        )
+    lines.append(f"spool {pending.directory}: {pending.files} files, {pending.rows} rows pending")
+    lines.append(f"dead-letter file {pending.dead_letter_file}: {pending.dead_letter_rows} records")
+    return lines
 
 
 @app.command()

@@ -3,31 +3,86 @@
 Records are written as JSON lines and fsync'ed before the caller may acknowledge them. Each
 process writes its own file (`spool-<time_ns>-<pid>.jsonl`) and holds an exclusive `flock` on it
 while alive, so a file that can be locked belongs to a process that died: it is replayed too.
-Replay inserts the files oldest first, each in one transaction with duplicates ignored (a replay
-interrupted after its commit is harmless), then deletes the file.
+Replay inserts the files oldest first, in chunks (each one transaction, duplicates ignored, so a
+replay interrupted after a commit is harmless), then deletes the file. A record the database
+refuses goes to the dead-letter table and the replay goes on; when even that table refuses it,
+it goes to `dead-letter.jsonl` in the spool directory. A file is deleted only once each of its
+records is in the log or kept as a dead letter.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy.engine import Engine
 
-from monitoring.store import dumps_record, insert_records, loads_record
+from monitoring.store import WriteOutcome, dumps_record, loads_record, write_log
 
 logger = logging.getLogger(__name__)
 _PREFIX = "spool-"
 _SUFFIX = ".jsonl"
+DEAD_LETTER_FILE = "dead-letter.jsonl"
+REPLAY_CHUNK_ROWS = 2_000
+
+#: Stores a chunk of replayed records (each its own group, duplicates ignored) in the log, the
+#: refused ones as dead letters, and keeps any dead letter the table refused; raises to stop.
+Sink = Callable[[list[dict[str, Any]]], WriteOutcome]
 
 
 class SpoolError(OSError):
     """The spool file cannot be written (disk full, permissions, ...)."""
+
+
+def spool_directory(base: Path, database_url: str) -> Path:
+    """One spool subdirectory per database, so records never replay into another database."""
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:12]
+    return base / digest
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    """What waits in a spool directory (for `driftloop log status`)."""
+
+    directory: Path
+    files: int
+    rows: int
+    dead_letter_file: Path
+    dead_letter_rows: int
+
+
+def spool_files(directory: Path) -> list[Path]:
+    """Every spool file in `directory` (live processes' and orphans), oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(directory.glob(f"{_PREFIX}*{_SUFFIX}"))
+
+
+def spool_status(directory: Path) -> SpoolStatus:
+    """Spool files and the complete records they hold, and the records of the dead-letter file."""
+    files = spool_files(directory)
+    dead_letters = directory / DEAD_LETTER_FILE
+    return SpoolStatus(
+        directory=directory,
+        files=len(files),
+        rows=sum(_count_lines(path) for path in files),
+        dead_letter_file=dead_letters,
+        dead_letter_rows=_count_lines(dead_letters),
+    )
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
+    except FileNotFoundError:
+        return 0
 
 
 def read_spool_file(path: Path) -> list[dict[str, Any]]:
@@ -97,10 +152,8 @@ class Spool:
 
     def orphans(self) -> list[Path]:
         """Spool files of dead processes (their lock is free), oldest first."""
-        if not self.directory.is_dir():
-            return []
         found = []
-        for path in sorted(self.directory.glob(f"{_PREFIX}*{_SUFFIX}")):
+        for path in spool_files(self.directory):
             if path == self._path:
                 continue
             try:
@@ -117,24 +170,69 @@ class Spool:
     def has_pending(self) -> bool:
         return self._rows > 0 or bool(self.orphans())
 
+    # ------------------------------------------------------------------ dead letters
+
+    def append_dead_letters(self, letters: Sequence[Mapping[str, Any]]) -> Path:
+        """Append dead letters the database would not keep to the dead-letter file, fsync'ed.
+
+        The file (`dead-letter.jsonl` in the spool directory) is shared by the processes of the
+        directory (appends under an exclusive lock). Raises SpoolError.
+        """
+        path = self.directory / DEAD_LETTER_FILE
+        if not letters:
+            return path
+        payload = b"".join(dumps_record(letter) + b"\n" for letter in letters)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise SpoolError(f"cannot write the dead-letter file {path}: {exc}") from exc
+        logger.error("%d refused inference-log records kept in %s", len(letters), path)
+        return path
+
+    def keep_dead_letters(self, outcome: WriteOutcome) -> None:
+        """Put the dead letters the dead-letter table refused into the file (raises SpoolError)."""
+        if outcome.dead_letters and not outcome.dead_letters_stored:
+            self.append_dead_letters(outcome.dead_letters)
+
     # ------------------------------------------------------------------ replay
 
-    def replay(self, engine: Engine) -> int:
-        """Insert every pending record (orphans first, then our own) into the database, in order.
+    def replay(self, target: Engine | Sink, *, chunk_rows: int = REPLAY_CHUNK_ROWS) -> int:
+        """Store every pending record (orphans first, then our own), in order, in chunks.
 
-        Returns the number of records replayed. A database error propagates and leaves the
-        remaining files in place (already replayed files are gone).
+        `target` is an engine, or a :data:`Sink` (the log writer's, which bounds each call in
+        time). Returns the number of records that reached the log (refused ones are dead
+        letters). An error propagates and leaves the current and later files in place (already
+        replayed files are gone; a replayed chunk is skipped as a duplicate next time).
         """
+        sink = self._engine_sink(target) if isinstance(target, Engine) else target
         total = 0
         for path in self.orphans():
-            total += self._replay_file(engine, path, locked_handle=None)
+            total += self._replay_file(sink, path, locked_handle=None, chunk_rows=chunk_rows)
         if self._file is not None and self._path is not None:
-            total += self._replay_file(engine, self._path, locked_handle=self._file)
+            total += self._replay_file(
+                sink, self._path, locked_handle=self._file, chunk_rows=chunk_rows
+            )
             self._file.close()
             self._file, self._path, self._rows = None, None, 0
         return total
 
-    def _replay_file(self, engine: Engine, path: Path, *, locked_handle: BinaryIO | None) -> int:
+    def _engine_sink(self, engine: Engine) -> Sink:
+        def sink(records: list[dict[str, Any]]) -> WriteOutcome:
+            with engine.connect() as connection:
+                outcome = write_log(connection, [[r] for r in records], ignore_duplicates=True)
+            self.keep_dead_letters(outcome)
+            return outcome
+
+        return sink
+
+    def _replay_file(
+        self, sink: Sink, path: Path, *, locked_handle: BinaryIO | None, chunk_rows: int
+    ) -> int:
         handle = locked_handle
         own = handle is not None
         if handle is None:
@@ -149,13 +247,19 @@ class Spool:
             if not path.exists():  # another process replayed it between listing and locking
                 return 0
             records = read_spool_file(path)
-            insert_records(engine, records, ignore_duplicates=True)
+            logged = 0
+            for start in range(0, len(records), chunk_rows):
+                chunk = records[start : start + chunk_rows]
+                logged += len(chunk) - len(sink(chunk).dead_letters)
             path.unlink()
             _fsync_dir(self.directory)
             logger.info(
-                "replayed %d spooled inference-log records from %s", len(records), path.name
+                "replayed %d spooled inference-log records from %s (%d dead letters)",
+                logged,
+                path.name,
+                len(records) - logged,
             )
-            return len(records)
+            return logged
         finally:
             if not own:
                 handle.close()

@@ -7,6 +7,10 @@ categorical features object str), so Evidently can compare them with the referen
 
 SQLite runs in WAL mode with a busy timeout and `synchronous=NORMAL` (a committed row survives a
 crash or kill of the process; FULL via DRIFTLOOP_SQLITE_SYNCHRONOUS also survives power loss); PostgreSQL is the production backend.
+
+A record the database refuses (a value it cannot store, not an outage) is never lost and never
+blocks the others: :func:`write_log` commits every group of records it accepts and keeps each
+refused record in the `inference_dead_letter` table, as escaped JSON text.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from driftloop.errors import DriftloopError
 
 INFERENCE_LOG = "inference_log"
+DEAD_LETTER = "inference_dead_letter"
 #: Columns every query frame carries besides the features and the label.
 META_COLUMNS = ("request_id", "ts", "model_version", "prediction", "probability")
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -40,12 +46,50 @@ _SQLITE_BUSY_TIMEOUT_MS = 10_000
 _SQLITE_SYNCHRONOUS_DEFAULT = "NORMAL"
 _INSERT_CHUNK = 2_000
 _LOOKUP_CHUNK = 500
+_REASON_CHARS = 300
+
+#: Errors that mean "the database is unreachable or busy", as opposed to a record it refuses.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+)
 
 
 class StoreError(DriftloopError, RuntimeError):
     """The inference log cannot be read or written (unreachable database, missing schema, ...)."""
 
     transient = True
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot take any record now, whatever the record.
+
+    Connection, timeout and lock errors, and PostgreSQL's SQLSTATE class 42 (a missing table or
+    column, no privilege: the statement cannot run whatever the values). Anything else (a value
+    the database cannot store, a violated constraint) is a refusal of the record itself.
+    """
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    code = getattr(getattr(exc, "orig", None), "pgcode", None)
+    return isinstance(code, str) and code.startswith("42")
+
+
+def describe_refusal(exc: BaseException) -> str:
+    """The database's reason in one short line, without the statement or its values."""
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    head = lines[0] if lines else type(original).__name__
+    detail = next(
+        (ln.removeprefix("DETAIL:").strip() for ln in lines if ln.startswith("DETAIL:")), ""
+    )
+    return _text(f"{head} ({detail})" if detail else head, _REASON_CHARS)
+
+
+def _text(value: Any, limit: int) -> str:
+    """`value` as text a TEXT column accepts: NUL escaped as in JSON, at most `limit` characters."""
+    return str(value).replace("\x00", "\\u0000")[:limit]
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -109,6 +153,30 @@ class InferenceLog(Base):
 
 inference_log: sa.Table = InferenceLog.__table__  # type: ignore[assignment]
 
+
+class InferenceDeadLetter(Base):
+    """A log record the database refused: who, when, why, and the record as escaped JSON text."""
+
+    __tablename__ = DEAD_LETTER
+    __table_args__ = (
+        sa.UniqueConstraint("request_id", name="uq_inference_dead_letter_request_id"),
+        sa.Index("ix_inference_dead_letter_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    model_name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    model_version: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+    ts: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error: Mapped[str] = mapped_column(sa.Text())
+    record: Mapped[str] = mapped_column(sa.Text())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+inference_dead_letter: sa.Table = InferenceDeadLetter.__table__  # type: ignore[assignment]
+
 #: The columns a log record (a plain dict) carries; `id` is assigned by the database.
 RECORD_KEYS = tuple(c.name for c in inference_log.columns if c.name != "id")
 
@@ -127,18 +195,24 @@ def _json_loads(text: str | bytes | float) -> Any:
     return orjson.loads(text)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, *, statement_timeout_seconds: float | None = None, **kwargs: Any
+) -> Engine:
     """An engine for the inference log; SQLite gets WAL mode, a busy timeout and full sync.
 
     PostgreSQL connections time out after a few seconds instead of hanging when the server is
-    unreachable, so the writer can fall back to its spool quickly.
+    unreachable, so the writer can fall back to its spool quickly. With
+    `statement_timeout_seconds`, the PostgreSQL server also cancels any statement, and ends any
+    session idle inside a transaction, after that long (server side: it cannot fire when the
+    network itself is frozen, which is why the service also bounds its calls on the client).
     """
     options: dict[str, Any] = {
         "json_serializer": _json_dumps,
         "json_deserializer": _json_loads,
         "pool_pre_ping": True,
     }
-    backend = sa.make_url(url).get_backend_name()
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
     if backend == "postgresql":
         options["connect_args"] = {
             "connect_timeout": 3,
@@ -147,11 +221,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "keepalives_interval": 2,
             "keepalives_count": 2,
         }
+        if statement_timeout_seconds is not None:
+            options["connect_args"]["options"] = _postgres_options(
+                parsed.query.get("options"), statement_timeout_seconds
+            )
     options.update(kwargs)
     engine = sa.create_engine(url, **options)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _postgres_options(existing: Any, timeout_seconds: float) -> str:
+    """libpq `options` with the server-side timeouts added to whatever the URL already sets."""
+    ms = max(1, round(timeout_seconds * 1000))
+    ours = f"-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+    given = existing if isinstance(existing, str) else " ".join(existing or ())
+    return f"{given} {ours}".strip()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -281,6 +367,149 @@ def _insert_rows(
     statement = _insert_statement(connection.dialect.name, ignore_duplicates=ignore_duplicates)
     for start in range(0, len(rows), _INSERT_CHUNK):
         connection.execute(statement, rows[start : start + _INSERT_CHUNK])
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What :func:`write_log` did with groups of records."""
+
+    #: index of each group the database refused -> its reason (the other groups are committed)
+    refused: Mapping[int, str] = field(default_factory=dict)
+    #: one dead letter per record of a refused group
+    dead_letters: tuple[dict[str, Any], ...] = ()
+    #: False when the dead-letter table refused them too: the caller must keep them elsewhere
+    dead_letters_stored: bool = True
+
+
+def write_log(
+    connection: sa.Connection,
+    groups: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    ignore_duplicates: bool = False,
+) -> WriteOutcome:
+    """Commit groups of log records (a group: one request's records, all or nothing).
+
+    The common path is one transaction for every group. When the database refuses it for a
+    reason other than being unavailable (:func:`is_unavailable`), a second transaction commits
+    every group it accepts, each in a SAVEPOINT (bisecting, so a run of good groups costs one),
+    together with a dead letter for each record of a refused group. Unavailable errors
+    propagate, with nothing committed.
+    """
+    rows = [_complete(r) for group in groups for r in group]
+    try:
+        with connection.begin():
+            _insert_rows(connection, rows, ignore_duplicates)
+        return WriteOutcome()
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise
+    at = datetime.now(UTC)
+    with connection.begin():
+        refused = _insert_isolated(connection, groups, ignore_duplicates)
+        letters = tuple(
+            dead_letter(record, reason, at=at)
+            for index, reason in refused.items()
+            for record in groups[index]
+        )
+        stored = _store_dead_letters(connection, letters)
+    return WriteOutcome(refused=refused, dead_letters=letters, dead_letters_stored=stored)
+
+
+def _insert_isolated(
+    connection: sa.Connection,
+    groups: Sequence[Sequence[Mapping[str, Any]]],
+    ignore_duplicates: bool,
+) -> dict[int, str]:
+    """Insert each group all or nothing in SAVEPOINTs, in order; the refused groups and why."""
+    refused: dict[int, str] = {}
+
+    def attempt(low: int, high: int) -> None:
+        rows = [_complete(r) for group in groups[low:high] for r in group]
+        try:
+            with connection.begin_nested():
+                _insert_rows(connection, rows, ignore_duplicates)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            if high - low == 1:
+                refused[low] = describe_refusal(exc)
+                return
+            middle = (low + high) // 2
+            attempt(low, middle)
+            attempt(middle, high)
+
+    if groups:
+        attempt(0, len(groups))
+    return refused
+
+
+def dead_letter(record: Mapping[str, Any], reason: str, *, at: datetime) -> dict[str, Any]:
+    """A row of `inference_dead_letter` for a refused record (every text field is storable)."""
+    version = record.get("model_version")
+    ts = record.get("ts")
+    request_id = record.get("request_id")
+    model_name = record.get("model_name")
+    return {
+        "request_id": None if request_id is None else _text(request_id, 64),
+        "model_name": None if model_name is None else _text(model_name, 200),
+        "model_version": version if _is_int32(version) else None,
+        "ts": ts if isinstance(ts, datetime) and ts.tzinfo is not None else None,
+        "error": _text(reason, _REASON_CHARS),
+        "record": _record_text(record),
+        "created_at": at,
+    }
+
+
+def _is_int32(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31
+
+
+def _record_text(record: Mapping[str, Any]) -> str:
+    """The record as JSON (orjson escapes NUL as \\u0000), or its repr when it is not JSON."""
+    try:
+        return dumps_record(record).decode()
+    except (TypeError, ValueError):
+        return _text(repr(dict(record)), 1_000_000)
+
+
+def _store_dead_letters(connection: sa.Connection, letters: Sequence[Mapping[str, Any]]) -> bool:
+    """Insert dead letters in a SAVEPOINT; False when the table refuses them (not an outage)."""
+    if not letters:
+        return True
+    try:
+        with connection.begin_nested():
+            insert_dead_letters(connection, letters)
+    except UNAVAILABLE_ERRORS:
+        raise
+    except Exception:
+        return False
+    return True
+
+
+def insert_dead_letters(
+    engine: Engine | sa.Connection, letters: Sequence[Mapping[str, Any]]
+) -> int:
+    """Insert dead letters (see :func:`dead_letter`); one already kept for a request id is skipped."""
+    if not letters:
+        return 0
+    if isinstance(engine, sa.Connection):
+        engine.execute(_dead_letter_insert(engine.dialect.name), list(letters))
+    else:
+        with engine.begin() as connection:
+            connection.execute(_dead_letter_insert(connection.dialect.name), list(letters))
+    return len(letters)
+
+
+def _dead_letter_insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(inference_dead_letter).on_conflict_do_nothing(
+            index_elements=["request_id"]
+        )
+    if dialect == "sqlite":
+        return sqlite.insert(inference_dead_letter).on_conflict_do_nothing(
+            index_elements=["request_id"]
+        )
+    return sa.insert(inference_dead_letter)
 
 
 def known_request_ids(engine: Engine, request_ids: Iterable[str]) -> set[str]:
@@ -496,6 +725,92 @@ def _label_series(values: list[Any]) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
+@dataclass(frozen=True)
+class VersionRows:
+    """Logged and labeled rows of one model version."""
+
+    model_name: str
+    model_version: int
+    rows: int
+    labeled: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-lettered record as `driftloop log status` shows it (the record text left out)."""
+
+    request_id: str | None
+    model_name: str | None
+    model_version: int | None
+    ts: datetime | None
+    error: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LogStatus:
+    """What the inference log holds: rows per model version, and the dead letters."""
+
+    versions: tuple[VersionRows, ...]
+    dead_letters: int
+    newest_dead_letters: tuple[DeadLetter, ...]
+
+
+def read_log_status(engine: Engine, *, newest: int = 5) -> LogStatus:
+    """Rows and labels per model version, the dead-letter count and the `newest` dead letters.
+
+    Raises StoreError (naming the database, password hidden) when it cannot be read.
+    """
+    url = engine.url.render_as_string(hide_password=True)
+    if _missing_sqlite_file(engine):
+        raise StoreError(f"no inference log at {url}: the file does not exist")
+    try:
+        with engine.connect() as connection:
+            return LogStatus(
+                versions=_version_rows(connection),
+                dead_letters=int(
+                    connection.scalar(sa.select(sa.func.count()).select_from(inference_dead_letter))
+                    or 0
+                ),
+                newest_dead_letters=_newest_dead_letters(connection, newest),
+            )
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot read the inference log at {url}: {describe_refusal(exc)}"
+        ) from None
+
+
+def _missing_sqlite_file(engine: Engine) -> bool:
+    """A SQLite URL whose file does not exist (connecting would create an empty one)."""
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    return not Path(database).is_file()
+
+
+def _version_rows(connection: sa.Connection) -> tuple[VersionRows, ...]:
+    c = inference_log.c
+    statement = (
+        sa.select(c.model_name, c.model_version, sa.func.count(), sa.func.count(c.label_ts))
+        .group_by(c.model_name, c.model_version)
+        .order_by(c.model_name, c.model_version)
+    )
+    return tuple(
+        VersionRows(name, int(version), int(rows), int(labeled))
+        for name, version, rows, labeled in connection.execute(statement)
+    )
+
+
+def _newest_dead_letters(connection: sa.Connection, n: int) -> tuple[DeadLetter, ...]:
+    c = inference_dead_letter.c
+    statement = (
+        sa.select(c.request_id, c.model_name, c.model_version, c.ts, c.error, c.created_at)
+        .order_by(c.created_at.desc(), c.id.desc())
+        .limit(max(0, n))
+    )
+    return tuple(DeadLetter(*row) for row in connection.execute(statement))
+
+
 def dumps_record(record: Mapping[str, Any]) -> bytes:
     """A log record as one JSON line (timestamps as ISO 8601 UTC); the spool's format."""
     return orjson.dumps(
@@ -514,19 +829,32 @@ def loads_record(line: bytes | str) -> dict[str, Any]:
 
 
 __all__ = [
+    "UNAVAILABLE_ERRORS",
     "Base",
+    "DeadLetter",
+    "InferenceDeadLetter",
     "InferenceLog",
+    "LogStatus",
     "StoreError",
+    "VersionRows",
+    "WriteOutcome",
     "count_rows",
     "current_revision",
+    "dead_letter",
+    "describe_refusal",
     "dumps_record",
+    "inference_dead_letter",
     "inference_log",
+    "insert_dead_letters",
     "insert_records",
+    "is_unavailable",
     "known_request_ids",
     "loads_record",
     "log_record",
     "make_engine",
+    "read_log_status",
     "read_window",
     "record_labels",
     "upgrade_database",
+    "write_log",
 ]

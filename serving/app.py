@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import itertools
 import logging
 import math
@@ -34,16 +33,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftloop.settings import Settings
 from monitoring import store
-from monitoring.spool import Spool
+from monitoring.spool import Spool, spool_directory, spool_files
 from serving.batching import MicroBatcher
 from serving.config import ServingConfig
+from serving.deadline import BoundedCalls, DeadlineExceeded
 from serving.gate import (
     AuthThrottle,
     Gate,
     GateLimits,
     error_body,
 )
-from serving.logwriter import LogWriteError, LogWriter
+from serving.logwriter import LogRecordRefused, LogWriteError, LogWriter
 from serving.metrics import ServiceMetrics
 from serving.model import (
     CHAMPION,
@@ -70,6 +70,8 @@ logger = logging.getLogger("driftloop.serving")
 _MAX_ERROR_CHARS = 300
 #: Absolute file paths and file URIs in messages from libraries (never sent to clients).
 _PATH = re.compile(r"(?:file://)?(?:[A-Za-z]:)?(?:/[\w.@%+~-]+){2,}/?")
+#: /feedback database calls running at once; more wait for a slot within db_timeout_seconds
+_FEEDBACK_CALLS = 4
 
 
 # --------------------------------------------------------------------------- responses
@@ -162,13 +164,18 @@ class Service:
         self.config = config
         self.engine = engine
         self.holder = ModelHolder(client, model_name)
+        self.spool_dir = spool_dir
         self.writer = LogWriter(
             engine,
             Spool(spool_dir),
             batch_rows=config.writer_batch_rows,
             queue_rows=config.writer_queue_rows,
             retry_seconds=config.db_retry_seconds,
+            db_timeout=config.db_timeout_seconds,
             observe_batch=self._observe_batch,
+        )
+        self.feedback_calls = BoundedCalls(
+            timeout=config.db_timeout_seconds, limit=_FEEDBACK_CALLS, name="driftloop-feedback"
         )
         self.batcher = MicroBatcher(max_rows=config.microbatch_rows)
         self.metrics = ServiceMetrics(self.live_state)
@@ -224,6 +231,10 @@ class Service:
             "rows_spooled": stats.rows_spooled,
             "rows_replayed": stats.rows_replayed,
             "rows_failed": stats.rows_failed,
+            "rows_dead_lettered": stats.rows_dead_lettered,
+            "rows_dead_lettered_file": stats.rows_dead_lettered_file,
+            "spool_rows": self.writer.spool_rows,
+            "spool_files": len(spool_files(self.spool_dir)),
             "queue": self.writer.queue_depth,
             "database_up": 1 if stats.database_up else 0,
             "model_name": self.model_name,
@@ -238,12 +249,6 @@ class Service:
         return (
             key.get_secret_value().encode() if key is not None and key.get_secret_value() else None
         )
-
-
-def spool_directory(base: Path, database_url: str) -> Path:
-    """One spool subdirectory per database, so records never replay into another database."""
-    digest = hashlib.sha256(database_url.encode()).hexdigest()[:12]
-    return base / digest
 
 
 async def predict_answer(service: Service, body: bytes, start: float) -> tuple[int, Any]:
@@ -301,6 +306,8 @@ async def predict_answer(service: Service, body: bytes, start: float) -> tuple[i
         )
     try:
         await service.writer.write(rows)
+    except LogRecordRefused as exc:  # bad data the validation let through: never its predictions
+        return 422, error_body(str(exc))
     except LogWriteError as exc:
         logger.error("%s", exc)
         return 503, error_body(
@@ -354,7 +361,13 @@ def create_app(
 
         if migrate:
             store.upgrade_database(settings.database_url)
-        db = engine if engine is not None else store.make_engine(settings.database_url)
+        db = (
+            engine
+            if engine is not None
+            else store.make_engine(
+                settings.database_url, statement_timeout_seconds=config.db_timeout_seconds
+            )
+        )
         registry = (
             client
             if client is not None
@@ -476,9 +489,14 @@ def create_app(
         if errors:
             return _problem(422, f"{len(errors)} label(s) do not fit the model", errors)
         try:
-            known = await asyncio.to_thread(store.known_request_ids, service.engine, labels)
-            updated = await asyncio.to_thread(
-                store.record_labels, service.engine, {k: v for k, v in labels.items() if k in known}
+            known, updated = await service.feedback_calls.run(_store_labels, service.engine, labels)
+        except DeadlineExceeded as exc:
+            logger.error("feedback not answered in time: %s", exc)
+            return _problem(
+                503,
+                f"the inference log did not answer within serving.db_timeout_seconds="
+                f"{config.db_timeout_seconds:g} s; the labels may not be stored: "
+                "post them again later (posting a label twice is harmless)",
             )
         except Exception as exc:
             logger.error("feedback not stored: %s", exc)
@@ -522,6 +540,13 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _store_labels(engine: Engine, labels: dict[str, Any]) -> tuple[set[str], int]:
+    """The logged request ids among the labels', and how many rows got their label."""
+    known = store.known_request_ids(engine, labels)
+    updated = store.record_labels(engine, {k: v for k, v in labels.items() if k in known})
+    return known, updated
 
 
 def _error_item(error: Mapping[str, Any]) -> dict[str, Any]:

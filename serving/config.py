@@ -34,7 +34,11 @@ class ServingConfig(BaseModel):
         description="most rows scored in one model call when requests arrive together",
     )
     writer_batch_rows: int = Field(
-        2000, ge=1, le=100_000, description="most log records committed in one transaction"
+        2000,
+        ge=1,
+        le=100_000,
+        description="most log records committed in one transaction (also per chunk of spool "
+        "replay)",
     )
     writer_queue_rows: int = Field(
         50_000,
@@ -47,6 +51,15 @@ class ServingConfig(BaseModel):
         gt=0,
         le=600,
         description="while the database is down, how often the writer tries it again",
+    )
+    db_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="longest wait for one inference-log database call (a write batch, a chunk "
+        "of spool replay, the lookups of one /feedback): then the writer spools the records and "
+        "/feedback answers 503; also the PostgreSQL statement and idle-in-transaction timeout "
+        "of the service's connections",
     )
     spool_dir: Path = Field(
         Path("inference-spool"),

@@ -6,9 +6,18 @@ spool when the database is unreachable. Whatever is queued while a batch commits
 batch, so the commit rate adapts to the load without a timer. The queue is bounded (in rows):
 when it is full, writers wait, which slows the request path instead of losing records.
 
-When the database fails, the writer spools and retries the database every `retry_seconds`; on
-success it first replays the spool (in order), then writes to the database again. Records never
-go to the database while older ones still sit in the spool.
+When the database refuses a record (a value it cannot store, not an outage), the batch is
+written again with each request all or nothing (`monitoring.store.write_log`): the others
+commit, the refused request's records become dead letters and that request alone gets
+:class:`LogRecordRefused`.
+
+When the database fails or does not answer within `db_timeout` seconds, the writer spools and
+retries the database every `retry_seconds`; on success it first replays the spool (in order),
+then writes to the database again. Records never go to the database while older ones still sit
+in the spool. Every database call runs on a :class:`~serving.deadline.ConnectionThread`, so a
+database that hangs costs a request at most about `db_timeout` (twice that when a replay attempt
+comes first); a call that timed out is abandoned, and every later write of its records skips
+any that it did commit in the end (request ids are unique).
 """
 
 from __future__ import annotations
@@ -22,24 +31,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from monitoring import store
 from monitoring.spool import Spool, SpoolError
-from monitoring.store import insert_records
+from serving.deadline import ConnectionThread, DeadlineExceeded
 
 logger = logging.getLogger(__name__)
 Destination = Literal["database", "spool"]
-
-#: Errors that mean "the database is unreachable or busy", as opposed to a bad record.
-_UNAVAILABLE = (
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    sa.exc.DisconnectionError,
-    sa.exc.TimeoutError,
-)
+T = TypeVar("T")
 
 
 class LogWriteError(RuntimeError):
@@ -50,6 +53,24 @@ class WriterClosedError(LogWriteError):
     """The writer is shut down and accepts no more records."""
 
 
+class LogRecordRefused(LogWriteError):
+    """The database refused a request's records (bad data, not an outage): none was logged."""
+
+    def __init__(self, reason: str, *, kept: bool) -> None:
+        self.reason = reason
+        self.kept = kept
+        where = (
+            "it was kept in the dead-letter store"
+            if kept
+            else "it could not be kept in the dead-letter store either (see the service log)"
+        )
+        super().__init__(f"the inference log refused this record: {reason}; {where}")
+
+
+#: What became of one request's records: where they are durable, or why they are not.
+Outcome = Destination | LogWriteError
+
+
 @dataclass
 class WriterStats:
     """Counters the /metrics endpoint exposes (read without locking: monotonic ints)."""
@@ -58,6 +79,8 @@ class WriterStats:
     rows_spooled: int = 0
     rows_replayed: int = 0
     rows_failed: int = 0
+    rows_dead_lettered: int = 0  # kept in the dead-letter table
+    rows_dead_lettered_file: int = 0  # kept in the dead-letter file (the table refused them)
     batches: int = 0
     database_errors: int = 0
     database_up: bool = True
@@ -81,15 +104,23 @@ class LogWriter:
         batch_rows: int = 2000,
         queue_rows: int = 50_000,
         retry_seconds: float = 2.0,
+        db_timeout: float = 5.0,
+        max_abandoned: int = 4,
         observe_batch: Callable[[int, float], None] | None = None,
     ) -> None:
-        """`observe_batch(rows, seconds)` is called from the writer thread after each batch."""
+        """`observe_batch(rows, seconds)` is called from the writer thread after each batch.
+
+        `db_timeout` bounds every database call; at most `max_abandoned` calls that timed out
+        may still be running before the writer stops trying the database until one returns.
+        """
         self.engine = engine
         self.observe_batch = observe_batch
         self.spool = spool
         self.batch_rows = batch_rows
         self.queue_rows = queue_rows
         self.retry_seconds = retry_seconds
+        self.db_timeout = db_timeout
+        self.max_abandoned = max_abandoned
         self.stats = WriterStats()
         self._items: deque[_Item] = deque()
         self._queued_rows = 0
@@ -99,9 +130,10 @@ class LogWriter:
         self._thread: threading.Thread | None = None
         self._next_db_attempt = 0.0
         self._spool_pending = True  # orphans of a previous run are checked on the first pass
-        #: the writer thread's own connection, kept between batches (no pool checkout and
-        #: pre-ping per batch); dropped on any error and opened again on the next batch
-        self._connection: sa.Connection | None = None
+        #: the thread holding the writer's connection, kept between batches (no pool checkout
+        #: and pre-ping per batch); replaced when a call on it times out
+        self._worker: ConnectionThread | None = None
+        self._abandoned: list[ConnectionThread] = []  # timed out, possibly still running
         self._idle = False  # the writer thread waits for records (guarded by _cond)
 
     # ------------------------------------------------------------------ lifecycle
@@ -129,12 +161,18 @@ class LogWriter:
         """Rows waiting to be written."""
         return self._queued_rows
 
+    @property
+    def spool_rows(self) -> int:
+        """Rows this process spooled that are not replayed yet."""
+        return self.spool.own_rows
+
     # ------------------------------------------------------------------ producers
 
     async def write(self, records: Sequence[Mapping[str, Any]]) -> Destination:
         """Queue records and wait until they are durable; returns where they went.
 
-        Raises LogWriteError when neither the database nor the spool could take them.
+        Raises LogRecordRefused when the database refused them (they are dead letters), and
+        LogWriteError when neither the database nor the spool could take them.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Destination] = loop.create_future()
@@ -193,12 +231,12 @@ class LogWriter:
                         break  # time to retry the spool replay with no traffic
                 batch = self._take()
                 if not batch and self._closing:
-                    self._drop_connection()
-                    return
+                    break
             if batch:
                 self._flush(batch)
             else:
                 self._replay_if_due()
+        self._retire_worker()  # its thread closes the connection
 
     def _take(self) -> list[_Item]:
         batch: list[_Item] = []
@@ -213,61 +251,107 @@ class LogWriter:
 
     def _flush(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
-        records = [r for item in batch for r in item.records]
-        destination: Destination | None = None
-        error: BaseException | None = None
         self._replay_if_due()
-        if not self._spool_pending and time.monotonic() >= self._next_db_attempt:
-            try:
-                self._insert(records)
-                destination = "database"
-                self.stats.rows_database += len(records)
-            except _UNAVAILABLE as exc:
-                self._database_failed(exc)
-            except Exception as exc:  # a record the database refuses: fail these requests
-                logger.exception("the inference log refused a batch of %d records", len(records))
-                error = exc
-        if destination is None and error is None:
-            try:
-                self.spool.append(records)
-                destination = "spool"
-                self._spool_pending = True
-                self.stats.rows_spooled += len(records)
-            except SpoolError as exc:
-                logger.error("%s", exc)
-                error = exc
+        outcomes = self._write_database(batch) if self._database_due() else None
+        if outcomes is None:
+            outcomes = self._write_spool(batch)
         self.stats.batches += 1
-        if error is not None:
+        self._resolve(batch, outcomes)
+        if self.observe_batch is not None:
+            rows = sum(len(item.records) for item in batch)
+            self.observe_batch(rows, time.perf_counter() - started)
+
+    def _database_due(self) -> bool:
+        return not self._spool_pending and time.monotonic() >= self._next_db_attempt
+
+    def _write_database(self, batch: list[_Item]) -> list[Outcome] | None:
+        """Commit the batch (a refused request becomes dead letters); None: the database failed."""
+        groups = [item.records for item in batch]
+        try:  # request ids are unique: a duplicate is a timed-out write that committed after all
+            outcome = self._call(
+                lambda connection: store.write_log(connection, groups, ignore_duplicates=True)
+            )
+        except Exception as exc:
+            self._database_failed(exc)
+            return None
+        self.stats.database_up = True
+        kept = self._keep_dead_letters(outcome)
+        outcomes: list[Outcome] = []
+        for index, records in enumerate(groups):
+            reason = outcome.refused.get(index)
+            if reason is None:
+                self.stats.rows_database += len(records)
+                outcomes.append("database")
+            else:
+                logger.error(
+                    "the inference log refused a request of %d records: %s", len(records), reason
+                )
+                outcomes.append(LogRecordRefused(reason, kept=kept))
+        return outcomes
+
+    def _keep_dead_letters(self, outcome: store.WriteOutcome) -> bool:
+        """Keep the refused records of a write (the ones the table refused go to the file)."""
+        try:
+            self.spool.keep_dead_letters(outcome)
+        except SpoolError as exc:
+            letters = len(outcome.dead_letters)
+            logger.error("%s; %d refused records are kept nowhere", exc, letters)
+            self.stats.rows_failed += letters
+            return False
+        self._count_dead_letters(outcome)
+        return True
+
+    def _count_dead_letters(self, outcome: store.WriteOutcome) -> None:
+        if outcome.dead_letters_stored:
+            self.stats.rows_dead_lettered += len(outcome.dead_letters)
+        else:
+            self.stats.rows_dead_lettered_file += len(outcome.dead_letters)
+
+    def _write_spool(self, batch: list[_Item]) -> list[Outcome]:
+        records = [r for item in batch for r in item.records]
+        try:
+            self.spool.append(records)
+        except SpoolError as exc:
+            logger.error("%s", exc)
             self.stats.rows_failed += len(records)
             failure = LogWriteError(
-                f"the inference log could not store {len(records)} records: {error}"
+                f"the inference log could not store {len(records)} records: {exc}"
             )
-            self._resolve(batch, None, failure)
-        else:
-            self._resolve(batch, destination, None)
-        if self.observe_batch is not None:
-            self.observe_batch(len(records), time.perf_counter() - started)
+            return [failure] * len(batch)
+        self._spool_pending = True
+        self.stats.database_up = False  # records go to the spool: the database is not taking them
+        self.stats.rows_spooled += len(records)
+        return ["spool"] * len(batch)
 
-    def _insert(self, records: list[Mapping[str, Any]]) -> None:
-        """Insert and commit one batch on the writer's connection."""
-        if self._connection is None:
-            self._connection = self.engine.connect()
+    # ------------------------------------------------------------------ bounded database calls
+
+    def _call(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(connection)` on the writer's connection thread, within `db_timeout` seconds."""
+        self._abandoned = [worker for worker in self._abandoned if worker.alive]
+        if len(self._abandoned) >= self.max_abandoned:
+            raise DeadlineExceeded(
+                f"{len(self._abandoned)} earlier database calls timed out and have not returned"
+            )
+        if self._worker is None:
+            self._worker = ConnectionThread(self.engine, name="driftloop-log-database")
         try:
-            with self._connection.begin():
-                insert_records(self._connection, records)
-        except BaseException:
-            self._drop_connection()
+            return self._worker.call(fn, self.db_timeout)
+        except DeadlineExceeded:
+            self._abandoned.append(self._worker)  # it closes its connection when it returns
+            self._worker = None
             raise
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                self._connection.close()
-            self._connection = None
+    def _retire_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.retire()
+            self._worker.join(self.db_timeout)
+            self._worker = None
 
     def _database_failed(self, exc: BaseException) -> None:
         self.stats.database_errors += 1
-        if self.stats.database_up:
+        if not isinstance(exc, (DeadlineExceeded, *store.UNAVAILABLE_ERRORS)):
+            logger.exception("unexpected error writing the inference log; spooling", exc_info=exc)
+        elif self.stats.database_up:
             logger.warning("inference log database unavailable, spooling: %s", exc)
         self.stats.database_up = False
         self._next_db_attempt = time.monotonic() + self.retry_seconds
@@ -279,14 +363,10 @@ class LogWriter:
         if not force and time.monotonic() < self._next_db_attempt:
             return
         try:
-            replayed = self.spool.replay(self.engine)
-        except _UNAVAILABLE as exc:
+            replayed = self.spool.replay(self._replay_chunk, chunk_rows=self.batch_rows)
+        except Exception as exc:  # unavailable, timed out, or a dead letter nowhere to keep
             self._database_failed(exc)
             self._spool_pending = self.spool.has_pending()
-            return
-        except Exception:
-            logger.exception("replaying the inference-log spool failed; retrying later")
-            self._next_db_attempt = time.monotonic() + self.retry_seconds
             return
         self.stats.rows_replayed += replayed
         if not self.stats.database_up:
@@ -294,35 +374,37 @@ class LogWriter:
         self.stats.database_up = True
         self._spool_pending = False
 
+    def _replay_chunk(self, records: list[dict[str, Any]]) -> store.WriteOutcome:
+        """The spool's sink: each record on its own, duplicates of earlier attempts skipped."""
+        groups = [[record] for record in records]
+        outcome = self._call(
+            lambda connection: store.write_log(connection, groups, ignore_duplicates=True)
+        )
+        self.spool.keep_dead_letters(outcome)  # SpoolError: the spool file stays for next time
+        self._count_dead_letters(outcome)
+        return outcome
+
     @staticmethod
-    def _resolve(
-        batch: list[_Item], destination: Destination | None, error: BaseException | None
-    ) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Destination]]] = {}
-        for item in batch:
+    def _resolve(batch: list[_Item], outcomes: list[Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Outcome]]] = {}
+        for item, outcome in zip(batch, outcomes, strict=True):
             if item.loop is None:
-                future = item.future
-                assert isinstance(future, concurrent.futures.Future)
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(destination)  # type: ignore[arg-type]
+                _settle_one(item.future, outcome)
             else:
-                by_loop.setdefault(item.loop, []).append(item.future)  # type: ignore[arg-type]
-        for loop, futures in by_loop.items():
+                by_loop.setdefault(item.loop, []).append((item.future, outcome))
+        for loop, pairs in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, futures, destination, error)
+                loop.call_soon_threadsafe(_settle, pairs)
 
 
-def _settle(
-    futures: list[asyncio.Future[Destination]],
-    destination: Destination | None,
-    error: BaseException | None,
-) -> None:
-    for future in futures:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(destination)  # type: ignore[arg-type]
+def _settle(pairs: list[tuple[asyncio.Future[Destination], Outcome]]) -> None:
+    for future, outcome in pairs:
+        if not future.done():
+            _settle_one(future, outcome)
+
+
+def _settle_one(future: Any, outcome: Outcome) -> None:
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

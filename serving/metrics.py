@@ -117,15 +117,35 @@ class _LiveCollector(Collector):
         )
         yield CounterMetricFamily(
             "driftloop_rows_log_failed",
-            "records neither the database nor the spool took",
+            "records neither the database nor the spool took (nor, for refused ones, a dead-letter store)",
             value=s.get("rows_failed", 0),
         )
+        dead = CounterMetricFamily(
+            "driftloop_rows_dead_lettered",
+            "records the database refused, kept in the dead-letter table or, when it refused "
+            "them too, the dead-letter file",
+            labels=["store"],
+        )
+        dead.add_metric(["table"], s.get("rows_dead_lettered", 0))
+        dead.add_metric(["file"], s.get("rows_dead_lettered_file", 0))
+        yield dead
         yield GaugeMetricFamily(
             "driftloop_log_queue_depth", "log rows waiting for the writer", value=s.get("queue", 0)
         )
         yield GaugeMetricFamily(
+            "driftloop_spool_pending_rows",
+            "log records this process spooled that are not replayed yet",
+            value=s.get("spool_rows", 0),
+        )
+        yield GaugeMetricFamily(
+            "driftloop_spool_pending_files",
+            "spool files waiting for replay (this process's and those left by earlier ones)",
+            value=s.get("spool_files", 0),
+        )
+        yield GaugeMetricFamily(
             "driftloop_log_database_up",
-            "1 when the last database write succeeded",
+            "1 while log records go to the database; 0 while they go to the spool or the spool "
+            "cannot be replayed",
             value=s.get("database_up", 0),
         )
         version = GaugeMetricFamily(

@@ -94,7 +94,10 @@ def predict_operation(config: ServingConfig) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {
             "200": {"description": "predictions", "content": {"application/json": {"schema": ok}}},
-            "422": _error("each offending row and field"),
+            "422": _error(
+                "each offending row and field, or a record the inference log refused (kept as "
+                "a dead letter)"
+            ),
             "503": _error("no model loaded, or the log cannot store the rows"),
         },
     }

@@ -9,8 +9,8 @@ import pytest
 
 from monitoring.config import PolicyConfig
 from monitoring.drift import ColumnDrift, DriftResult
-from monitoring.performance import PerformanceResult
 from monitoring.incidents import Incident
+from monitoring.performance import PerformanceResult
 from monitoring.policy import (
     Refresh,
     RunRecord,

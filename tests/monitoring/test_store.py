@@ -189,3 +189,138 @@ def test_spool_lines_round_trip(engine: Engine) -> None:
     assert again == record
     store.insert_records(engine, [again])
     assert window(engine)["ts"].iloc[0] == pd.Timestamp(record["ts"])
+
+
+def refused(i: int) -> dict:
+    """A record every backend refuses (a naive timestamp fails in the column type)."""
+    return rec(i) | {"ts": datetime(2024, 1, 1, 12, 0)}
+
+
+def test_upgrade_creates_the_dead_letter_table(url: str, engine: Engine) -> None:
+    inspector = sa.inspect(engine)
+    assert "inference_dead_letter" in inspector.get_table_names()
+    columns = {c["name"] for c in inspector.get_columns("inference_dead_letter")}
+    assert {"request_id", "model_name", "model_version", "ts", "error", "record"} <= columns
+
+
+def test_write_log_commits_the_accepted_groups_and_dead_letters_the_refused_ones(
+    engine: Engine,
+) -> None:
+    groups = [[rec(0)], [rec(1), refused(2)], [rec(3)], [rec(4)], [refused(5)], [rec(6), rec(7)]]
+    with engine.connect() as connection:
+        outcome = store.write_log(connection, groups)
+    assert sorted(outcome.refused) == [1, 4]
+    assert "naive datetime" in outcome.refused[1]
+    assert [d["request_id"] for d in outcome.dead_letters] == ["r1", "r2", "r5"]
+    assert outcome.dead_letters_stored
+    assert window(engine)["request_id"].tolist() == ["r0", "r3", "r4", "r6", "r7"]  # in order
+    status = store.read_log_status(engine)
+    assert status.dead_letters == 3
+    assert {d.request_id for d in status.newest_dead_letters} == {"r1", "r2", "r5"}
+
+
+def test_write_log_dead_letters_once_per_request_id(engine: Engine) -> None:
+    for _ in range(2):  # a replay interrupted after its commit runs again
+        with engine.connect() as connection:
+            store.write_log(connection, [[refused(1)]], ignore_duplicates=True)
+    assert store.read_log_status(engine).dead_letters == 1
+
+
+def test_write_log_lets_unavailable_errors_through(tmp_path: Path) -> None:
+    bare = store.make_engine(f"sqlite:///{tmp_path / 'no-schema.db'}")
+    with bare.connect() as connection, pytest.raises(sa.exc.OperationalError):
+        store.write_log(connection, [[rec(0)]])
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_nul_and_the_dead_letter_keeps_it_escaped(
+    postgres_database: str,
+) -> None:
+    store.upgrade_database(postgres_database)
+    engine = store.make_engine(postgres_database)
+    poison = rec(1, SEX="a\u0000b")
+    with engine.connect() as connection:
+        outcome = store.write_log(connection, [[rec(0)], [poison]])
+    assert outcome.refused == {
+        1: "unsupported Unicode escape sequence (\\u0000 cannot be converted to text.)"
+    }
+    with engine.connect() as connection:
+        text = connection.scalar(sa.text("SELECT record FROM inference_dead_letter"))
+    assert "\\u0000" in text and "\x00" not in text
+    assert store.loads_record(text)["features"]["SEX"] == "a\u0000b"
+    assert window(engine)["request_id"].tolist() == ["r0"]
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_statement_timeout_cancels_a_statement_on_the_server(postgres_database: str) -> None:
+    engine = store.make_engine(postgres_database, statement_timeout_seconds=0.3)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "300ms"
+        with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
+            connection.exec_driver_sql("SELECT pg_sleep(5)")
+        connection.rollback()
+        shown = connection.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
+    assert shown == "300ms"
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            sa.exc.DataError(
+                "INSERT ...",
+                {},
+                Exception(
+                    "unsupported Unicode escape sequence\nLINE 1: ...'secret'...\n"
+                    "DETAIL:  \\u0000 cannot be converted to text.\nCONTEXT:  JSON data"
+                ),
+            ),
+            "unsupported Unicode escape sequence (\\u0000 cannot be converted to text.)",
+        ),
+        (ValueError("naive datetime"), "naive datetime"),
+        (ValueError("x" * 500), "x" * 300),
+        (ValueError("a\x00b"), "a\\u0000b"),
+    ],
+)
+def test_describe_refusal_is_one_short_storable_line(error: BaseException, reason: str) -> None:
+    assert store.describe_refusal(error) == reason
+
+
+def test_a_dead_letter_is_storable_whatever_the_record() -> None:
+    letter = store.dead_letter(
+        {"request_id": "r\x001", "model_version": "7", "ts": "yesterday", "features": {1, 2}},
+        "refused",
+        at=T0,
+    )
+    assert letter["request_id"] == "r\\u00001"
+    assert letter["model_version"] is None and letter["ts"] is None
+    assert "\x00" not in letter["record"] and "{1, 2}" in letter["record"]  # not JSON: its repr
+
+
+class _UndefinedTable(Exception):
+    pgcode = "42P01"  # what psycopg2 reports for a missing table
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (sa.exc.OperationalError("s", {}, Exception("server closed the connection")), True),
+        (sa.exc.ProgrammingError("s", {}, _UndefinedTable("no inference_log")), True),
+        (sa.exc.DataError("s", {}, Exception("bad value")), False),
+        (sa.exc.IntegrityError("s", {}, Exception("check violated")), False),
+        (ValueError("naive datetime"), False),
+    ],
+)
+def test_is_unavailable_tells_an_outage_from_a_refused_record(
+    error: BaseException, unavailable: bool
+) -> None:
+    assert store.is_unavailable(error) is unavailable
+
+
+def test_read_log_status_on_a_missing_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
+    missing = store.make_engine(f"sqlite:///{tmp_path / 'none.db'}")
+    with pytest.raises(store.StoreError, match="no inference log at"):
+        store.read_log_status(missing)
+    assert not (tmp_path / "none.db").exists()

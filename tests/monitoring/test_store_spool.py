@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from monitoring import store
-from monitoring.spool import Spool, read_spool_file
+from monitoring.spool import Spool, read_spool_file, spool_status
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -87,3 +88,71 @@ def test_replay_failure_keeps_the_file(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="inference_log"):
         spool.replay(broken)
     assert spool.own_rows == 1 and len(list((tmp_path / "spool").glob("*.jsonl"))) == 1
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def log_engine(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
+    url = (
+        f"sqlite:///{tmp_path / 'both.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_database")
+    )
+    store.upgrade_database(url)
+    engine = store.make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def refused(i: int, dialect: str) -> dict:
+    """A record the backend refuses: a NUL in a category for PostgreSQL's JSONB, else a naive ts."""
+    if dialect == "postgresql":
+        return rec(i) | {"features": {"x": float(i), "c": "a\u0000b"}}
+    return rec(i) | {"ts": datetime(2024, 1, 1)}
+
+
+def dead_letter_ids(engine) -> list[str]:  # noqa: ANN001
+    with engine.connect() as conn:
+        return list(conn.scalars(sa.text("SELECT request_id FROM inference_dead_letter")))
+
+
+def test_a_refused_record_mid_file_is_dead_lettered_and_the_replay_goes_on(
+    tmp_path: Path,
+    log_engine,  # noqa: ANN001
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    bad = refused(2, log_engine.dialect.name)
+    spool.append([rec(0), rec(1), bad, rec(3), rec(4)])
+    assert spool.replay(log_engine, chunk_rows=2) == 4  # the bad record sits in the middle chunk
+    assert ids(log_engine) == ["s0", "s1", "s3", "s4"]  # in spool order
+    assert dead_letter_ids(log_engine) == ["s2"]
+    assert not spool.has_pending() and not list((tmp_path / "spool").glob("*.jsonl"))
+    spool.append([rec(5)])  # later records replay as usual
+    assert spool.replay(log_engine) == 1 and ids(log_engine)[-1] == "s5"
+
+
+def test_when_the_dead_letter_table_refuses_too_the_file_keeps_the_record(
+    tmp_path: Path, engine
+) -> None:  # noqa: ANN001
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_letters BEFORE INSERT ON inference_dead_letter "
+            "BEGIN SELECT RAISE(ABORT, 'no dead letters'); END"
+        )
+    spool = Spool(tmp_path / "spool")
+    spool.append([rec(0), refused(1, "sqlite"), rec(2)])
+    assert spool.replay(engine) == 2
+    status = spool_status(tmp_path / "spool")
+    assert (status.files, status.rows, status.dead_letter_rows) == (0, 0, 1)
+    (kept,) = read_spool_file(status.dead_letter_file)
+    assert kept["request_id"] == "s1" and "naive datetime" in kept["error"]
+    assert store.loads_record(kept["record"])["request_id"] == "s1"
+
+
+def test_spool_status_counts_files_and_records(tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    first.append([rec(0), rec(1)])
+    first.close()
+    second = Spool(tmp_path)
+    second.append([rec(2)])
+    status = spool_status(tmp_path)
+    assert (status.files, status.rows, status.dead_letter_rows) == (2, 3, 0)

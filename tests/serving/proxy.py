@@ -1,4 +1,5 @@
-"""A TCP proxy on loopback that a test can cut and restore, to make a real database unreachable."""
+"""A TCP proxy on loopback that a test can cut, freeze and restore: a real database made unreachable,
+or made to hang (connections accepted, nothing forwarded either way)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from contextlib import suppress
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; cut() refuses and drops every connection."""
+    """Forwards 127.0.0.1:<port> to a target.
+
+    cut() refuses and drops every connection; freeze() keeps accepting connections but forwards
+    nothing, in either direction, on old or new connections (a hung peer: no error, no answer);
+    restore() undoes either (held data then flows on).
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -18,6 +24,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.connections = 0
 
     def start(self) -> TcpProxy:
@@ -35,22 +43,29 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
             with self._lock:
-                self._sockets.update((client, upstream))
-                self.connections += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                self._sockets.add(client)
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        self._flowing.wait()  # frozen: the client is connected, the target never hears of it
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._sockets.add(upstream)
+            self.connections += 1
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while True:
                 data = source.recv(65536)
+                self._flowing.wait()  # frozen: hold what arrived (data or a close), forward nothing
                 if not data:
                     break
                 sink.sendall(data)
@@ -76,8 +91,15 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
+    def freeze(self) -> None:
+        """Accept connections but forward nothing (a database that hangs instead of failing)."""
+        self._flowing.clear()
+
     def restore(self) -> None:
-        self.start()
+        """Undo cut() or freeze(): listen again, forward again (held data is delivered)."""
+        self._flowing.set()
+        if self._listener is None:
+            self.start()
 
     def url(self, database_url: str) -> str:
         """`database_url` with its host:port replaced by the proxy's."""
