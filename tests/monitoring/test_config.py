@@ -13,8 +13,14 @@ def test_defaults_are_the_measured_ones() -> None:
     assert config.drift.method == "driftloop" and config.drift.alpha == 0.01
     assert config.drift.dataset_share() is None  # any drifted feature, errors controlled
     assert config.window.kind == "last_rows" and config.min_window_rows == 500
-    assert config.policy.max_performance_drop == 0.02 and config.policy.cooldown_hours == 24
-    assert config.retrain.data_policy == "sliding"
+    assert config.policy.drop_alpha == 0.01 and config.policy.min_relative_drop == 0.01
+    assert config.policy.cooldown_hours == 24 and config.policy.max_retrains_per_incident == 2
+    assert config.retrain.data_policy == "adaptive"
+
+
+def test_the_replaced_absolute_drop_says_what_replaced_it() -> None:
+    with pytest.raises(pydantic.ValidationError, match="drop_alpha.*min_relative_drop"):
+        PolicyConfig.model_validate({"max_performance_drop": 0.02})
 
 
 def test_named_methods_use_evidentlys_share_unless_set() -> None:

@@ -264,7 +264,7 @@ def test_multiclass_drop_triggers_the_performance_knob_of_should_retrain() -> No
     rng = np.random.default_rng(5)
     proba, y = calibrated(rng, 1000, 0.5)
     flipped = (y + 1) % 3  # the world changed: every label moved to the next class
-    policy = PolicyConfig(max_performance_drop=0.05, min_labeled_rows=100)
+    policy = PolicyConfig(min_relative_drop=0.05, min_labeled_rows=100)
     now = datetime(2024, 1, 1, tzinfo=UTC)
     for labels, expected in ((y, False), (flipped, True)):
         performance = compute_performance(
