@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from driftloop import integrity, registry
+from driftloop.cli import app
 from tests.conftest import (
+    REPO,
     OpensMarker,
     raise_a_coefficient,
     rewrite_parquet,
@@ -292,3 +295,30 @@ def test_a_version_without_a_record_is_refused_with_the_fix(client: Any) -> None
             "no integrity record",
             "driftloop train",
         )
+
+
+runner = CliRunner()
+
+
+def test_verify_exits_0_on_a_clean_registry_and_2_naming_the_tampered_version(
+    client: Any, tmp_path: Path
+) -> None:
+    assert _register(client, tmp_path / "mlruns", seed=2) == 2
+    config = str(REPO / "driftloop.yaml")
+    clean = runner.invoke(app, ["verify", "--config", config])
+    assert clean.exit_code == 0, clean.output
+    assert clean.output.splitlines() == [f"{MODEL} v1: ok", f"{MODEL} v2: ok"]
+
+    raise_a_coefficient(stored_model_dir(client, MODEL, 2))
+    tampered = runner.invoke(app, ["verify", "--config", config])
+    assert tampered.exit_code == 2, tampered.output
+    lines = tampered.output.splitlines()
+    assert lines[0] == f"{MODEL} v1: ok"
+    assert lines[1].startswith(f"{MODEL} v2: FAILED model/model.skops does not match")
+    assert lines[-1].startswith("error: 1 of 2 versions") and "(v2)" in lines[-1]
+    assert "Traceback" not in tampered.output
+
+    one = runner.invoke(app, ["verify", "--config", config, "--version", "1"])
+    assert one.exit_code == 0 and one.output.splitlines() == [f"{MODEL} v1: ok"]
+    missing = runner.invoke(app, ["verify", "--config", config, "--version", "9"])
+    assert missing.exit_code == 2 and "no version 9" in missing.output
