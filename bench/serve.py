@@ -85,11 +85,10 @@ def pipeline_for(family: str) -> Any:
 
 def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
     import mlflow
-    import skops.io
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from driftloop.registry import model_spec_tag
+    from driftloop.registry import log_model_version, model_spec_tag
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -102,31 +101,23 @@ def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
     example = X.head(5)
     with mlflow.start_run(experiment_id=experiment):
         # the reference snapshot the training flow stores: the service checks its fast path on it
-        snapshot = root / "reference.parquet"
-        features(holdout).assign(employed=holdout["employed"].to_numpy()).to_parquet(snapshot)
-        mlflow.log_artifact(str(snapshot), artifact_path="reference")
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
+        version = log_model_version(
+            client,
+            model_name=MODEL,
+            pipeline=pipeline,
+            reference=features(holdout).assign(employed=holdout["employed"].to_numpy()),
             signature=infer_signature(example, pipeline.predict(example)),
             input_example=example,
-            registered_model_name=MODEL,
-            skops_trusted_types=sorted(
-                set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+            tags=model_spec_tag(
+                task="classification",
+                target="employed",
+                numeric=NUMERIC,
+                categorical=CATEGORICAL,
+                not_null=NUMERIC,
+                classes=[int(c) for c in pipeline.classes_],
             ),
         )
-    version = str(info.registered_model_version)
-    tags = model_spec_tag(
-        task="classification",
-        target="employed",
-        numeric=NUMERIC,
-        categorical=CATEGORICAL,
-        not_null=NUMERIC,
-        classes=[int(c) for c in pipeline.classes_],
-    )
-    for key, value in tags.items():
-        client.set_model_version_tag(MODEL, version, key, value)
-    client.set_registered_model_alias(MODEL, "champion", version)
+    client.set_registered_model_alias(MODEL, "champion", str(version))
     return uri, holdout
 
 

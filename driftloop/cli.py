@@ -173,6 +173,51 @@ def versions(config: ConfigOpt = Path("driftloop.yaml")) -> None:
 
 
 @app.command()
+def verify(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    version: Annotated[
+        int | None, typer.Option("--version", "-v", help="check only this version")
+    ] = None,
+) -> None:
+    """Check every version's stored files (model and reference) against its integrity record."""
+    from driftloop import registry
+    from driftloop.config import load_config
+    from driftloop.settings import Settings
+
+    def body() -> None:
+        cfg = load_config(config)
+        client = registry.make_client(Settings().mlflow_tracking_uri)
+        if version is not None:
+            versions = [int(registry.get_version(client, cfg.model_name, version).version)]
+        else:
+            versions = [int(mv.version) for mv in registry.list_versions(client, cfg.model_name)]
+        if not versions:
+            raise registry.ModelNotFoundError(
+                f"model {cfg.model_name!r} has no versions; register one with `driftloop train`"
+            )
+        failed = []
+        for number in versions:
+            try:
+                registry.verify_version(client, cfg.model_name, number)
+            except registry.ModelIntegrityError as exc:
+                failed.append(number)
+                typer.echo(f"{cfg.model_name} v{number}: FAILED {exc.problem}")
+            else:
+                typer.echo(f"{cfg.model_name} v{number}: ok")
+        if failed:
+            typer.secho(
+                f"error: {len(failed)} of {len(versions)} versions of {cfg.model_name!r} failed "
+                f"verification ({', '.join(f'v{n}' for n in failed)}); do not serve them: each "
+                "line above names the file and the fix",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            raise typer.Exit(code=2)
+
+    run_or_exit(body)
+
+
+@app.command()
 def serve(
     config: ConfigOpt = Path("driftloop.yaml"),
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",

@@ -1,13 +1,21 @@
-"""The MLflow model registry as driftloop uses it: aliases, lineage tags, champion history.
+"""The MLflow model registry as driftloop uses it: aliases, lineage tags, champion history, and
+the only way driftloop registers and loads a model version.
 
 Aliases, never stages: `champion` is the version serving traffic, `challenger` the latest candidate
 that was refused. The registered model keeps a `driftloop.champion_history` tag (newest last) so
 that `rollback` knows where to go back to.
+
+Integrity: :func:`log_model_version` records the SHA-256 of every stored file of the model and of
+its reference snapshot on the version (tag `driftloop.integrity`); :func:`load_verified_model`,
+:func:`load_model` and :func:`load_reference` download the files, refuse any that differ from
+that record (and any model whose `MLmodel` is not skops) before anything is deserialized, and
+load with only the types in `pipelines.training.TRUSTED_SKOPS_TYPES`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,12 +25,17 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+import skops.io
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models.signature import ModelSignature
+from mlflow.utils.validation import MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
 
+from driftloop import integrity
 from driftloop.errors import DriftloopError
 from pipelines.schema import FeatureSpec
+from pipelines.training import TRUSTED_SKOPS_TYPES
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -32,13 +45,40 @@ HISTORY_TAG = TAG + "champion_history"
 #: features, classes): one line in the MLflow versions table instead of six.
 SPEC_TAG = TAG + "model_spec"
 _SPEC_REQUIRED = ("task", "target", "numeric", "categorical")
+#: One JSON tag per version: {"algorithm": "sha256", "model": {path: digest}, "reference": digest}.
+INTEGRITY_TAG = TAG + "integrity"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 MODEL_ARTIFACT = "model"
 _HISTORY_KEEP = 50
+logger = logging.getLogger("driftloop.registry")
 
 
 class ModelNotFoundError(DriftloopError, LookupError):
     """The registered model, version or alias does not exist."""
+
+
+class ModelIntegrityError(ModelNotFoundError):
+    """A version's stored files are not the ones recorded at registration, or it has no record.
+
+    The message names the model, the version and the file; never a local path.
+    """
+
+    def __init__(self, model_name: str, version: int | str, problem: str) -> None:
+        self.model_name = model_name
+        self.version = int(version)
+        self.problem = problem
+        super().__init__(f"model {model_name!r} version {version}: {problem}")
+
+
+_RESTORE = (
+    "the artifact store was changed after registration: restore the original files, or point "
+    "`champion` at a version that passes `driftloop verify` (`driftloop promote --version N`) "
+    "and retrain"
+)
+_RETRAIN = (
+    "train a new version with `driftloop train` (or `driftloop retrain`); a version is "
+    "recorded only when it is registered"
+)
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
@@ -164,15 +204,6 @@ def rollback(client: MlflowClient, model_name: str, *, actor: str) -> tuple[str,
     return current.version, str(target)
 
 
-def model_uri(model_name: str, version: int | str) -> str:
-    return f"models:/{model_name}/{version}"
-
-
-def load_model(model_name: str, version: int | str) -> Any:
-    """Load a registered scikit-learn Pipeline."""
-    return mlflow.sklearn.load_model(model_uri(model_name, version))
-
-
 def model_spec_tag(
     *,
     task: str,
@@ -252,13 +283,247 @@ class VersionInfo:
         )
 
 
-def load_reference(client: MlflowClient, run_id: str) -> pd.DataFrame:
-    """The training snapshot stored with a model version's run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp)
-        except MlflowException as exc:
-            raise ModelNotFoundError(
-                f"run {run_id} has no reference snapshot ({REFERENCE_ARTIFACT})"
-            ) from exc
-        return pd.read_parquet(Path(local))
+# --------------------------------------------------------------------------- integrity
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    """A version whose stored files matched its integrity record, loaded with trusted types only."""
+
+    version: ModelVersion
+    pipeline: Any
+    #: the MLmodel signature as `ModelSignature.to_dict()` gives it, or None
+    signature: dict[str, Any] | None
+
+
+def trusted_skops_types(pipeline: Any) -> list[str]:
+    """The types outside skops' defaults that a pipeline holds, all in TRUSTED_SKOPS_TYPES.
+
+    Raises:
+        RuntimeError: the pipeline holds a type driftloop does not trust (it would not load).
+    """
+    found = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+    unknown = found - TRUSTED_SKOPS_TYPES
+    if unknown:
+        raise RuntimeError(
+            f"the trained pipeline contains types driftloop does not trust: {sorted(unknown)}; "
+            "add one to pipelines.training.TRUSTED_SKOPS_TYPES only if loading it cannot run code"
+        )
+    return sorted(found)
+
+
+def log_model_version(
+    client: MlflowClient,
+    *,
+    model_name: str,
+    pipeline: Any,
+    reference: pd.DataFrame,
+    signature: Any = None,
+    input_example: pd.DataFrame | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> int:
+    """Register a fitted Pipeline as a new version, with its integrity record; returns the version.
+
+    Runs inside `mlflow.start_run()` (`client` on the same tracking store): logs the reference
+    snapshot (`reference/reference.parquet`) and the model (skops, trusted types checked), then
+    downloads both back from the artifact store and records the digests of what it holds in
+    the `driftloop.integrity` tag, then sets `tags`.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_model_version must run inside mlflow.start_run()")
+    folder, filename = REFERENCE_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory(prefix="driftloop-reference-") as tmp:
+        path = Path(tmp) / filename
+        reference.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=folder)
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name=MODEL_ARTIFACT,
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=model_name,
+        serialization_format=integrity.SKOPS_FORMAT,
+        skops_trusted_types=trusted_skops_types(pipeline),
+    )
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(
+        model_name, version, INTEGRITY_TAG, _record_stored_files(client, model_name, version)
+    )
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(model_name, version, key, value)
+    return int(version)
+
+
+def _record_stored_files(client: MlflowClient, model_name: str, version: str) -> str:
+    """The integrity record (JSON) of the files the artifact store holds for a new version."""
+    mv = get_version(client, model_name, version)
+    with tempfile.TemporaryDirectory(prefix="driftloop-record-") as tmp:
+        local = _download_model(client, mv, Path(tmp) / "model")
+        files = integrity.tree_digests(local, skip=integrity.MLFLOW_WRITTEN)
+        try:  # what could not be loaded is not registered
+            integrity.skops_model_file((local / integrity.MLMODEL).read_text(), files)
+        except (integrity.IntegrityProblem, OSError) as exc:
+            raise RuntimeError(f"model {model_name!r} version {version}: {exc}") from None
+        reference = integrity.file_digest(_download_reference(client, mv, Path(tmp) / "ref"))
+    raw = integrity.IntegrityRecord(model=files, reference=reference).to_json()
+    if len(raw) > MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH:
+        raise RuntimeError(
+            f"model {model_name!r} version {version}: the integrity record of its {len(files)} "
+            f"files is {len(raw)} characters, over MLflow's tag limit "
+            f"({MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH}); log fewer files with the model"
+        )
+    return raw
+
+
+def _download_model(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
+    """Download a version's model directory via this client's stores (not the global URI)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        location = client.get_model_version_download_uri(mv.name, mv.version)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(dst), tracking_uri=client.tracking_uri
+        )
+    except (MlflowException, OSError) as exc:
+        logger.warning("model %s version %s: download failed: %s", mv.name, mv.version, exc)
+        raise ModelIntegrityError(
+            mv.name,
+            mv.version,
+            f"its {MODEL_ARTIFACT}/ files cannot be downloaded from the artifact store "
+            f"({type(exc).__name__}, details in the log); check that the store is reachable",
+        ) from None
+    return Path(local)
+
+
+def _download_reference(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, str(dst)))
+    except (MlflowException, OSError) as exc:
+        logger.warning("run %s: reference download failed: %s", mv.run_id, exc)
+        raise ModelIntegrityError(
+            mv.name,
+            mv.version,
+            f"{REFERENCE_ARTIFACT} of run {mv.run_id} cannot be downloaded from the artifact "
+            f"store ({type(exc).__name__}, details in the log); restore it or retrain",
+        ) from None
+
+
+def _record(mv: ModelVersion) -> integrity.IntegrityRecord:
+    raw = (mv.tags or {}).get(INTEGRITY_TAG)
+    if raw is None:
+        raise ModelIntegrityError(
+            mv.name,
+            mv.version,
+            f"has no integrity record (tag {INTEGRITY_TAG}), so its files cannot be checked and "
+            f"it is not loaded; {_RETRAIN}",
+        )
+    try:
+        return integrity.parse_record(raw)
+    except integrity.IntegrityProblem as exc:
+        raise ModelIntegrityError(
+            mv.name, mv.version, f"its integrity record (tag {INTEGRITY_TAG}) {exc}; {_RETRAIN}"
+        ) from None
+
+
+def _mismatch(mv: ModelVersion, problems: list[str]) -> ModelIntegrityError:
+    shown = "; ".join(problems[:3]) + (
+        f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    )
+    return ModelIntegrityError(mv.name, mv.version, f"{shown}; {_RESTORE}")
+
+
+def _verified_model_file(
+    client: MlflowClient, mv: ModelVersion, dst: Path
+) -> tuple[Path, dict[str, Any] | None]:
+    """Download the model directory into dst and check it: (its skops file, the raw signature).
+
+    Nothing from the download is deserialized before every file matched the record and the
+    MLmodel declared skops with types driftloop trusts.
+    """
+    record = _record(mv)
+    local = _download_model(client, mv, dst)
+    stored = integrity.tree_digests(local, skip=integrity.MLFLOW_WRITTEN)
+    problems = integrity.compare(record.model, stored, prefix=f"{MODEL_ARTIFACT}/")
+    if problems:
+        raise _mismatch(mv, problems)
+    try:
+        model_file, signature = integrity.skops_model_file(
+            (local / integrity.MLMODEL).read_text(), record.model
+        )
+    except integrity.IntegrityProblem as exc:
+        raise ModelIntegrityError(
+            mv.name, mv.version, f"{MODEL_ARTIFACT}/{exc}; {_RETRAIN}"
+        ) from None
+    path = local / model_file
+    untrusted = set(skops.io.get_untrusted_types(file=path)) - TRUSTED_SKOPS_TYPES
+    if untrusted:
+        raise ModelIntegrityError(
+            mv.name,
+            mv.version,
+            f"{MODEL_ARTIFACT}/{model_file} holds types driftloop does not trust: "
+            f"{sorted(untrusted)}; {_RETRAIN}",
+        )
+    return path, signature
+
+
+def _verified_reference(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
+    record = _record(mv)
+    local = _download_reference(client, mv, dst)
+    if integrity.file_digest(local) != record.reference:
+        raise _mismatch(
+            mv,
+            [
+                f"{REFERENCE_ARTIFACT} does not match the {integrity.ALGORITHM} recorded at registration"
+            ],
+        )
+    return local
+
+
+def load_verified_model(client: MlflowClient, model_name: str, version: int | str) -> VerifiedModel:
+    """Download a version's model, verify it against its integrity record, and load it.
+
+    Raises:
+        ModelNotFoundError: no such version.
+        ModelIntegrityError: no record, a missing, extra or changed file, a format other than
+            skops, or an untrusted type; the message names the version and the file.
+    """
+    mv = get_version(client, model_name, version)
+    with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
+        path, signature = _verified_model_file(client, mv, Path(tmp))
+        pipeline = skops.io.load(path, trusted=sorted(TRUSTED_SKOPS_TYPES))
+    return VerifiedModel(
+        version=mv,
+        pipeline=pipeline,
+        signature=ModelSignature.from_dict(signature).to_dict() if signature else None,
+    )
+
+
+def load_model(client: MlflowClient, model_name: str, version: int | str) -> Any:
+    """A registered scikit-learn Pipeline, verified (see :func:`load_verified_model`)."""
+    return load_verified_model(client, model_name, version).pipeline
+
+
+def load_reference(client: MlflowClient, model_name: str, version: int | str) -> pd.DataFrame:
+    """The training snapshot of a version, read only once its digest matched the record.
+
+    Raises:
+        ModelNotFoundError: no such version.
+        ModelIntegrityError: no record, or the snapshot is missing or changed.
+    """
+    mv = get_version(client, model_name, version)
+    with tempfile.TemporaryDirectory(prefix="driftloop-reference-") as tmp:
+        return pd.read_parquet(_verified_reference(client, mv, Path(tmp)))
+
+
+def verify_version(client: MlflowClient, model_name: str, version: int | str) -> None:
+    """Check a version's model files and reference against its record, loading nothing.
+
+    Raises:
+        ModelNotFoundError: no such version.
+        ModelIntegrityError: the first problem found (see :func:`load_verified_model`).
+    """
+    mv = get_version(client, model_name, version)
+    with tempfile.TemporaryDirectory(prefix="driftloop-verify-") as tmp:
+        _verified_model_file(client, mv, Path(tmp) / "model")
+        _verified_reference(client, mv, Path(tmp) / "ref")

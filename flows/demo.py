@@ -285,7 +285,7 @@ def run_demo(
     )
     echo(f"    v{first.version}: {first.reason}")
     client = registry.make_client(settings.mlflow_tracking_uri)
-    frozen = registry.load_model(config.model_name, first.version)
+    frozen = registry.load_model(client, config.model_name, first.version)
     spec = registry.VersionInfo.from_version(
         registry.get_version(client, config.model_name, first.version)
     ).spec

@@ -320,7 +320,7 @@ def load_reference(
     mv = registry.get_version(client, model_name, version)
     info = registry.VersionInfo.from_version(mv)
     holdout = mv.tags.get(f"{registry.TAG}holdout_{metric}")
-    frame = registry.load_reference(client, info.run_id)
+    frame = registry.load_reference(client, model_name, mv.version)
     return VersionReference(
         info, frame, float(holdout) if holdout else None, reference_statistics(info, frame)
     )

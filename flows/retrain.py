@@ -103,7 +103,7 @@ def retrain_once(
             f"model {config.model_name!r} has no champion to retrain from; run `driftloop train` first"
         )
     info = registry.VersionInfo.from_version(champion)
-    reference = registry.load_reference(client, info.run_id)
+    reference = registry.load_reference(client, config.model_name, champion.version)
     engine = store.make_engine(settings.database_url)
     try:
         labeled = store.read_window(

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 
 import mlflow
 import pandas as pd
-import skops.io
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from prefect import flow, get_run_logger, task
@@ -33,19 +32,10 @@ from pipelines.evaluation import evaluate, evaluation_figures, overfit_gap
 from pipelines.promotion import PromotionDecision, PromotionPolicy, should_promote
 from pipelines.reference import build_reference
 from pipelines.schema import FeatureSpec, prepare_features
-from pipelines.training import NATIVE_SKOPS_TYPES, TrainingResult, split_holdout, train_model
+from pipelines.training import TrainingResult, split_holdout, train_model
 
 Trigger = Literal["manual", "schedule", "drift", "backtest", "demo", "stack"]
 
-#: Types a pipeline we trained ourselves may contain that skops does not trust by default.
-_KNOWN_SKOPS_TYPES = {
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn._loss.link.Interval",
-    *NATIVE_SKOPS_TYPES,
-}
 #: Rows used to measure the training-set metrics for the overfitting gap.
 _TRAIN_METRIC_ROWS = 20_000
 
@@ -138,7 +128,7 @@ def champion_scores(
     if current is None:
         return None, None, None
     info = registry.VersionInfo.from_version(current)
-    champion = registry.load_model(config.model_name, current.version)
+    champion = registry.load_model(client, config.model_name, current.version)
     try:
         X, y = split_xy(holdout, info.spec, config.target)
         return int(current.version), evaluate(champion, X, y, task=config.task), None
@@ -148,16 +138,6 @@ def champion_scores(
             None,
             f"champion v{current.version} cannot score this holdout: {exc}",
         )
-
-
-def _trusted_types(pipeline: Any) -> list[str]:
-    found = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
-    unknown = found - _KNOWN_SKOPS_TYPES
-    if unknown:
-        raise RuntimeError(
-            f"the trained pipeline contains types driftloop does not trust: {sorted(unknown)}"
-        )
-    return sorted(found)
 
 
 def _classes(pipeline: Any) -> list[Any]:
@@ -193,7 +173,8 @@ def register(
     train_metrics: dict[str, float],
     lineage: dict[str, str],
 ) -> tuple[int, str]:
-    """Log the run (params, metrics, plots, datasets, reference) and register the model version."""
+    """Log the run (params, metrics, plots, datasets) and register the model version with its
+    reference snapshot and integrity record (`registry.log_model_version`)."""
     spec = ingested.spec
     experiment_id = registry.ensure_experiment(
         client,
@@ -248,52 +229,44 @@ def register(
             result.pipeline, X_hold, y_hold, task=config.task
         ).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
-        reference = build_reference(
-            result.pipeline, X_train, y_train, target=config.target, task=config.task
-        )
         with tempfile.TemporaryDirectory() as tmp:
-            ref_path = Path(tmp) / "reference.parquet"
-            reference.to_parquet(ref_path, index=False)
-            mlflow.log_artifact(str(ref_path), artifact_path="reference")
             cand_path = Path(tmp) / "candidates.csv"
             result.candidates.to_csv(cand_path, index=False)
             mlflow.log_artifact(str(cand_path), artifact_path="search")
             (Path(tmp) / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             mlflow.log_artifact(str(Path(tmp) / "feature_spec.json"))
+        lineage = {**lineage, "data_digest": train_data.digest}
         example = X_train.head(5)
-        signature = infer_signature(example, result.pipeline.predict(example))
-        info = mlflow.sklearn.log_model(
-            result.pipeline,
-            name=registry.MODEL_ARTIFACT,
-            signature=signature,
+        version = registry.log_model_version(
+            client,
+            model_name=config.model_name,
+            pipeline=result.pipeline,
+            reference=build_reference(
+                result.pipeline, X_train, y_train, target=config.target, task=config.task
+            ),
+            signature=infer_signature(example, result.pipeline.predict(example)),
             input_example=example,
-            registered_model_name=config.model_name,
-            skops_trusted_types=_trusted_types(result.pipeline),
+            tags={
+                **{registry.TAG + k: str(v) for k, v in lineage.items()},
+                registry.TAG + "family": result.family,
+                registry.TAG
+                + f"holdout_{config.promotion.metric}": f"{metrics[config.promotion.metric]:.6f}",
+                **registry.model_spec_tag(
+                    task=config.task,
+                    target=config.target,
+                    numeric=spec.numeric,
+                    categorical=spec.categorical,
+                    not_null=config.features.not_null,
+                    classes=_classes(result.pipeline),
+                ),
+            },
         )
-        version = str(info.registered_model_version)
-    lineage = {**lineage, "data_digest": train_data.digest}
-    tags = {
-        **{registry.TAG + k: str(v) for k, v in lineage.items()},
-        registry.TAG + "family": result.family,
-        registry.TAG
-        + f"holdout_{config.promotion.metric}": f"{metrics[config.promotion.metric]:.6f}",
-        **registry.model_spec_tag(
-            task=config.task,
-            target=config.target,
-            numeric=spec.numeric,
-            categorical=spec.categorical,
-            not_null=config.features.not_null,
-            classes=_classes(result.pipeline),
-        ),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(config.model_name, version, key, value)
     client.update_model_version(
         config.model_name,
-        version,
+        str(version),
         description=version_description(config, result, metrics, lineage),
     )
-    return int(version), run.info.run_id
+    return version, run.info.run_id
 
 
 def decision_markdown(outcome: TrainOutcome, decision: PromotionDecision) -> str:

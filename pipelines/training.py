@@ -49,6 +49,19 @@ DENSE_MAX_CATEGORIES = 64
 NATIVE_CAPABLE = frozenset({"hist_gradient_boosting"})
 #: Types the skops format (MLflow's default for sklearn) must trust for a native-categorical model.
 NATIVE_SKOPS_TYPES = ("functools.partial", "sklearn.utils.validation.check_array")
+#: Every type outside skops' defaults that a Pipeline built here may contain: what registration
+#: accepts and the only types a load trusts (the skops_trusted_types in a model's MLmodel are
+#: never used).
+TRUSTED_SKOPS_TYPES = frozenset(
+    {
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn._loss.link.Interval",
+        *NATIVE_SKOPS_TYPES,
+    }
+)
 #: Category codes per feature at most for gradient boosting (its histograms have 255 bins).
 ORDINAL_MAX_CATEGORIES = 255
 

@@ -31,6 +31,7 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from driftloop.registry import ModelNotFoundError
 from driftloop.settings import Settings
 from monitoring import store
 from monitoring.spool import Spool, spool_directory, spool_files
@@ -95,8 +96,25 @@ def redact(text: str) -> str:
 # --------------------------------------------------------------------------- the model holder
 
 
+#: Load failures whose message is ours (names the model, version and file, never a local path)
+#: and may be shown in HTTP bodies; any other exception is shown by its type only.
+_PUBLIC_ERRORS = (ModelLoadError, ModelNotFoundError, ModelScoringError)
+
+
+def public_error(exc: BaseException) -> str:
+    """What `/ready`, `/model` and `/reload` may say about a failed load."""
+    if isinstance(exc, _PUBLIC_ERRORS):
+        return str(exc)
+    return f"{type(exc).__name__} while checking or loading the model; see the service log"
+
+
 class ModelHolder:
-    """The model answering requests; swapped atomically when the alias moves."""
+    """The model answering requests; swapped atomically when the alias moves.
+
+    A version that fails to load (integrity check, tags, warm-up) is never swapped in: the loaded
+    one keeps answering, and the failure is logged, counted in `load_failures` and kept in
+    `last_error` until a version loads.
+    """
 
     def __init__(self, client: Any, model_name: str, alias: str = CHAMPION) -> None:
         self.client = client
@@ -125,8 +143,16 @@ class ModelHolder:
                     model.example_columns()
                 )  # a model that cannot score is not swapped in
             except Exception as exc:
-                self.last_error = str(exc)
+                self.last_error = public_error(exc)
                 self.load_failures += 1
+                kept = self.current.version if self.current is not None else "none"
+                logger.error(
+                    "%s@%s not loaded (still serving version %s): %s",
+                    self.model_name,
+                    self.alias,
+                    kept,
+                    exc,
+                )
                 raise
             previous = self.current
             self.current = model
@@ -383,19 +409,15 @@ def create_app(
             spool_dir=spool_directory(Path(base), settings.database_url),
         )
         service.writer.start()
-        try:
-            service.holder.refresh()
-        except Exception as exc:  # the service starts unready and keeps polling
-            logger.error("no model loaded yet: %s", exc)
+        with contextlib.suppress(Exception):  # logged by refresh; the service starts unready
+            service.holder.refresh()  # and keeps polling
         return service
 
     async def _poll(service: Service) -> None:
         while True:
             await asyncio.sleep(config.poll_interval_seconds)
-            try:
+            with contextlib.suppress(Exception):  # logged by refresh, which keeps the old model
                 await asyncio.to_thread(service.holder.refresh)
-            except Exception as exc:
-                logger.error("champion check failed (still serving the loaded version): %s", exc)
 
     app = FastAPI(
         title="driftloop inference service",
@@ -434,11 +456,18 @@ def create_app(
         "/ready", summary="ready when a model is loaded", responses={503: {"model": ErrorResponse}}
     )
     async def ready() -> Response:
-        model = svc().holder.current
+        holder = svc().holder
+        model = holder.current
         if model is None:
             return _problem(503, f"not ready: {svc().unavailable()}")
         return json_response(
-            {"ready": True, "model_name": model.name, "model_version": model.version}
+            {
+                "ready": True,
+                "model_name": model.name,
+                "model_version": model.version,
+                # why the newest `champion` is not the one answering, if it failed to load
+                "last_error": holder.last_error,
+            }
         )
 
     @app.get(
@@ -515,10 +544,10 @@ def create_app(
         service = svc()
         try:
             changed = await asyncio.to_thread(service.holder.refresh)
-        except Exception as exc:
-            return _problem(
-                503, f"reload failed, still serving the loaded version: {redact(str(exc))}"
-            )
+        except Exception:
+            current = service.holder.current
+            kept = f"still serving version {current.version}" if current else "no model loaded"
+            return _problem(503, f"reload failed, {kept}: {service.unavailable()}")
         model = service.holder.current
         return json_response(
             {

@@ -1,15 +1,16 @@
 """The served model: a registered scikit-learn Pipeline plus what driftloop recorded about it.
 
-Loads `models:/<name>@champion` (or a version) from the MLflow registry, reads the
-`driftloop.*` tags (task, target, feature lists, not-null features, classes) and scores
-column-wise inputs without per-request DataFrame work beyond one frame per micro-batch.
+Loads `models:/<name>@champion` (or a version) from the MLflow registry through
+`driftloop.registry` (which verifies the stored files against the version's integrity record
+before anything is deserialized), reads the `driftloop.*` tags (task, target, feature lists,
+not-null features, classes) and scores column-wise inputs without per-request DataFrame work
+beyond one frame per micro-batch.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.errors import DriftloopError
-from driftloop.registry import SPEC_TAG, ModelNotFoundError, load_reference, read_model_spec
+from driftloop.registry import SPEC_TAG, load_reference, load_verified_model, read_model_spec
 from serving.fastpath import (
     FastPipeline,
     UnsupportedPipeline,
@@ -262,22 +263,17 @@ def reference_columns(
     return columns
 
 
-def _reference_frame(client: Any, run_id: str) -> pd.DataFrame | None:
-    """The run's reference snapshot, or None when it has none (models registered by hand)."""
-    try:
-        return load_reference(client, run_id)
-    except (ModelNotFoundError, OSError, ValueError) as exc:  # only fewer check rows
-        logger.info("run %s has no readable reference snapshot: %s", run_id, exc)
-        return None
-
-
 def load_version(
     client: Any, name: str, version: int | str, *, alias: str | None = None
 ) -> ServedModel:
-    """Load a registered version (downloads the artifact once) and read its driftloop tags."""
-    import mlflow.sklearn
+    """Load a registered version, verified, with its reference snapshot and driftloop tags.
+
+    Raises:
+        ModelLoadError: no such version, or not registered by driftloop.
+        ModelIntegrityError: a stored file differs from the version's integrity record (or it
+            has none); nothing of it was deserialized.
+    """
     from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
 
     try:
         mv = client.get_model_version(name, str(version))
@@ -290,11 +286,9 @@ def load_version(
             f"model {name!r} version {mv.version} was not registered by driftloop "
             f"(tag problem: {exc}); register it with `driftloop train`"
         ) from None
-    with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
-        local = _download(client, name, mv.version, tmp)
-        pipeline = mlflow.sklearn.load_model(local)
-        signature = Model.load(local).signature
-    reference = _reference_frame(client, mv.run_id)
+    verified = load_verified_model(client, name, mv.version)
+    pipeline = verified.pipeline
+    reference = load_reference(client, name, mv.version)
     task = spec["task"]
     classes: tuple[Any, ...] = ()
     if task == "classification":
@@ -313,7 +307,7 @@ def load_version(
     numeric = tuple(spec["numeric"])
     categorical = tuple(spec["categorical"])
     check_rows = None
-    if reference is not None and set(numeric + categorical) <= set(reference.columns):
+    if set(numeric + categorical) <= set(reference.columns):
         check_rows = reference_columns(reference, numeric, categorical, MAX_CHECK_ROWS)
     model = ServedModel(
         name=name,
@@ -326,21 +320,11 @@ def load_version(
         not_null=frozenset(spec["not_null"]),
         classes=classes,
         pipeline=pipeline,
-        signature=signature.to_dict() if signature is not None else None,
+        signature=verified.signature,
         alias=alias,
         magnitudes=training_magnitudes(reference, numeric),
     )
     return with_fast_path(model, check_rows)
-
-
-def _download(client: Any, name: str, version: str, dst: str) -> str:
-    """Download a version's model directory via this client's stores (not the global URI)."""
-    import mlflow.artifacts
-
-    location = client.get_model_version_download_uri(name, version)
-    return mlflow.artifacts.download_artifacts(
-        artifact_uri=location, dst_path=dst, tracking_uri=getattr(client, "tracking_uri", None)
-    )
 
 
 def alias_version(client: Any, name: str, alias: str = CHAMPION) -> int | None:

@@ -1,14 +1,19 @@
-"""Fixtures shared by every test package: the shipped data, temporary stores, PostgreSQL."""
+"""Fixtures shared by every test package: the shipped data, temporary stores, PostgreSQL, and
+helpers that tamper with a local artifact store the way an attacker would."""
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "employment"
@@ -56,3 +61,60 @@ def postgres_database() -> Iterator[str]:
             )
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+# --------------------------------------------------------------------------- tampering
+# What an attacker with write access to a local (file://) artifact store does to a version.
+
+
+def stored_model_dir(client: Any, name: str, version: int | str) -> Path:
+    """A version's model directory inside the local artifact store (not a copy)."""
+    uri = client.get_model_version_download_uri(name, str(version))
+    return Path(unquote(urlparse(uri).path))
+
+
+def stored_reference(client: Any, name: str, version: int | str) -> Path:
+    """A version's reference snapshot inside the local artifact store (not a copy)."""
+    run = client.get_run(client.get_model_version(name, str(version)).run_id)
+    return Path(unquote(urlparse(run.info.artifact_uri).path)) / "reference" / "reference.parquet"
+
+
+def raise_a_coefficient(model_dir: Path) -> None:
+    """Rewrite model.skops, with skops, as the same Pipeline with its first coefficient raised."""
+    import skops.io
+
+    path = model_dir / "model.skops"
+    pipeline = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    pipeline[-1].coef_[0, 0] += 5.0
+    skops.io.dump(pipeline, path)
+
+
+class OpensMarker:
+    """Unpickling this calls open(marker, "w"): the marker file proves that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def swap_in_pickle(model_dir: Path, marker: Path) -> None:
+    """Edit MLmodel to `serialization_format: cloudpickle` with a pickle that creates `marker`."""
+    mlmodel_path = model_dir / "MLmodel"
+    mlmodel = yaml.safe_load(mlmodel_path.read_text())
+    mlmodel["flavors"]["sklearn"].update(
+        serialization_format="cloudpickle", pickled_model="model.pkl"
+    )
+    mlmodel["flavors"]["python_function"]["model_path"] = "model.pkl"
+    mlmodel_path.write_text(yaml.safe_dump(mlmodel))
+    (model_dir / "model.pkl").write_bytes(pickle.dumps(OpensMarker(marker)))
+    (model_dir / "model.skops").unlink()
+
+
+def rewrite_parquet(path: Path) -> None:
+    """Change one value of a parquet file in place."""
+    frame = pd.read_parquet(path)
+    column = frame.select_dtypes("number").columns[0]
+    frame.loc[0, column] = frame.loc[0, column] + 1
+    frame.to_parquet(path, index=False)

@@ -63,10 +63,10 @@ def test_first_training_registers_a_browsable_champion(
 
     artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/roc_curve.png"} <= artifacts
-    reference = registry.load_reference(client, champion.run_id)
+    reference = registry.load_reference(client, "employment", champion.version)
     assert {"AGEP", "SCHL", "employed", "prediction", "probability"} <= set(reference.columns)
 
-    model_info = registry.load_model("employment", 1)
+    model_info = registry.load_model(client, "employment", 1)
     assert hasattr(model_info, "predict_proba")
     from mlflow.models import get_model_info
 
@@ -137,7 +137,9 @@ def test_native_categorical_gradient_boosting_registers_and_loads(
     )
     outcome = train(config_path=str(config), trigger="manual")
     assert outcome["promoted"] is True
-    pipeline = registry.load_model("employment", outcome["version"])  # skops trusts its types
+    pipeline = registry.load_model(  # skops trusts its types
+        _client(mlflow_env), "employment", outcome["version"]
+    )
     model = pipeline.named_steps["model"]
     assert model.is_categorical_ is not None and model.is_categorical_.sum() == 15
     assert pipeline.predict_proba(small_employment.head(5)).shape == (5, 2)

@@ -15,6 +15,7 @@ from pipelines.schema import FeatureSpec, prepare_features
 from pipelines.training import (
     FAMILIES,
     NATIVE_SKOPS_TYPES,
+    TRUSTED_SKOPS_TYPES,
     ModelSpecError,
     build_pipeline,
     families_for,
@@ -105,14 +106,8 @@ def test_families_for_each_task() -> None:
     assert families_for("regression") == ["linear", "random_forest", "hist_gradient_boosting"]
 
 
-#: The skops types flows/train.py trusts when it logs a model (keep in step with it).
-FLOW_TRUSTED_TYPES = {
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn._loss.link.Interval",
-}
+#: The skops types registration and loading trust, less those only native categories need.
+FLOW_TRUSTED_TYPES = TRUSTED_SKOPS_TYPES - set(NATIVE_SKOPS_TYPES)
 
 
 @pytest.mark.parametrize(

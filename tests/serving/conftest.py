@@ -79,38 +79,58 @@ def build_pipeline(family: str, seed: int = 0) -> Any:
 
 
 def register(client: Any, experiment_id: str, family: str, X: pd.DataFrame, y: pd.Series) -> int:
-    """Fit and register a version the way the training flow does (signature, example, tags)."""
+    """Fit and register a version the way the training flow does: `registry.log_model_version`
+    (reference snapshot, signature, example, integrity record) with the driftloop tags.
+
+    The global MLflow tracking URI must be the client's (the run is logged through it).
+    """
     import mlflow
-    import skops.io
     from mlflow.models import infer_signature
 
+    from driftloop.registry import log_model_version
+    from pipelines.reference import build_reference
+
     pipeline = build_pipeline(family).fit(X, y)
-    trusted = sorted(set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))))
     example = X.head(5)
     with mlflow.start_run(experiment_id=experiment_id):
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
+        return log_model_version(
+            client,
+            model_name=MODEL,
+            pipeline=pipeline,
+            reference=build_reference(pipeline, X, y, target=TARGET, task="classification"),
             signature=infer_signature(example, pipeline.predict(example)),
             input_example=example,
-            registered_model_name=MODEL,
-            skops_trusted_types=trusted,
+            tags={
+                **model_spec_tag(
+                    task="classification",
+                    target=TARGET,
+                    numeric=NUMERIC,
+                    categorical=CATEGORICAL,
+                    not_null=NOT_NULL,
+                    classes=[int(c) for c in pipeline.classes_],
+                ),
+                "driftloop.family": family,
+            },
         )
-    version = str(info.registered_model_version)
-    tags = {
-        **model_spec_tag(
-            task="classification",
-            target=TARGET,
-            numeric=NUMERIC,
-            categorical=CATEGORICAL,
-            not_null=NOT_NULL,
-            classes=[int(c) for c in pipeline.classes_],
-        ),
-        "driftloop.family": family,
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(MODEL, version, key, value)
-    return int(version)
+
+
+def register_in(tracking_uri: str, artifacts: Path, family: str, frame: pd.DataFrame) -> int:
+    """Register one more version into a test's own registry copy, its files under `artifacts`
+    (the template's artifacts are shared by every test: tamper only with files made here)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        experiment_id = client.create_experiment(
+            f"own-{artifacts.name}", artifact_location=artifacts.as_uri()
+        )
+        X, y = feature_frame(frame), frame[TARGET].reset_index(drop=True)
+        return register(client, experiment_id, family, X, y)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,7 @@ class Registry:
     root: Path
     versions: dict[str, int]
     holdout: pd.DataFrame
+    train: pd.DataFrame
 
     def copy(self, directory: Path) -> str:
         directory.mkdir(parents=True, exist_ok=True)
@@ -152,7 +173,12 @@ def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Registry:
         client.set_registered_model_alias(MODEL, "champion", str(versions["logistic"]))
     finally:
         mlflow.set_tracking_uri(previous)
-    return Registry(root=root, versions=versions, holdout=holdout.reset_index(drop=True))
+    return Registry(
+        root=root,
+        versions=versions,
+        holdout=holdout.reset_index(drop=True),
+        train=train.reset_index(drop=True),
+    )
 
 
 @pytest.fixture
