@@ -305,6 +305,14 @@ def backtest(
     batch_hours: Annotated[
         float, typer.Option("--batch-hours", help="simulated hours per batch (cooldowns)")
     ] = 24.0,
+    compare_every: Annotated[
+        int | None,
+        typer.Option(
+            "--compare-every",
+            help="also replay a fixed schedule: retrain every K batches (same data policy)",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Replay the monitoring and retraining policy on history and write a summary."""
     import tempfile
@@ -313,7 +321,7 @@ def backtest(
 
     cfg = run_or_exit(lambda: load_config(config))
     from flows.backtest import backtest as backtest_flow
-    from flows.backtest import check_arguments, write_summary
+    from flows.backtest import check_arguments, summary_lines, write_summary
 
     work = workdir or Path(tempfile.mkdtemp(prefix="driftloop-backtest-"))
     run_or_exit(
@@ -335,9 +343,12 @@ def backtest(
             label_delay_batches=label_delay_batches,
             workdir=work,
             batch_hours=batch_hours,
+            compare_every=compare_every,
         )
     )
     write_summary(summary, out)
+    for line in summary_lines(summary):
+        typer.echo(line)
     typer.echo(
         f"{len(summary['batches'])} batches: {summary['alerts']} alerts, {summary['retrains']} retrains, "
         f"{summary['promotions']} promotions; summary in {out}, state in {work}"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.metrics import higher_is_better, names_for
 from driftloop.errors import DriftloopError
 from monitoring.alerts import AlertConfig
 from monitoring.config import MonitoringConfig
@@ -23,13 +24,8 @@ from serving.config import ServingConfig
 
 Task = Literal["classification", "regression"]
 Family = Literal["logistic", "linear", "random_forest", "hist_gradient_boosting"]
-ClassificationMetric = Literal["roc_auc", "log_loss", "accuracy", "f1", "brier"]
-RegressionMetric = Literal["rmse", "mae", "r2"]
 
 #: Metrics where a smaller value is better.
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
-CLASSIFICATION_METRICS = frozenset(ClassificationMetric.__args__)  # type: ignore[attr-defined]
-REGRESSION_METRICS = frozenset(RegressionMetric.__args__)  # type: ignore[attr-defined]
 
 
 class ConfigError(DriftloopError, ValueError):
@@ -93,12 +89,30 @@ class CandidateConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict, description="fixed estimator parameters")
 
 
+#: The search when the config names no candidates: a linear model and gradient boosting.
+_BOOSTING = {
+    "family": "hist_gradient_boosting",
+    "search": {
+        "learning_rate": [0.05, 0.1],
+        "max_leaf_nodes": [15, 31, 63],
+        "l2_regularization": [0.0, 1.0],
+    },
+}
+DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
+    "classification": [{"family": "logistic", "search": {"C": [0.01, 0.1, 1.0, 10.0]}}, _BOOSTING],
+    "regression": [{"family": "linear", "search": {"alpha": [0.1, 1.0, 10.0, 100.0]}}, _BOOSTING],
+}
+
+
 class ModelConfig(_Section):
     candidates: list[CandidateConfig] = Field(
-        default_factory=lambda: [CandidateConfig(family="logistic")],
+        default_factory=lambda: [
+            CandidateConfig.model_validate(c) for c in DEFAULT_CANDIDATES["classification"]
+        ],
         min_length=1,
         description="model families searched with cross-validation; the best one is registered "
-        "(default: logistic, or linear for regression)",
+        "(default: logistic regression over C and histogram gradient boosting over learning "
+        "rate, leaf count and L2; ridge instead of logistic for regression)",
     )
     cv_folds: int = Field(
         3, ge=2, le=20, description="cross-validation folds (time-ordered with time_column)"
@@ -112,7 +126,7 @@ class ModelConfig(_Section):
         description="subsample the training rows for the search (speed); the final fit uses all",
     )
     native_categorical: bool = Field(
-        False,
+        True,
         description="gradient boosting splits on category codes instead of one-hot columns "
         "(about 3x faster to train on the shipped data; other families are unaffected)",
     )
@@ -121,8 +135,9 @@ class ModelConfig(_Section):
 class PromotionConfig(_Section):
     metric: str = Field(
         "roc_auc",
-        description="primary metric compared between candidate and champion: roc_auc, log_loss, "
-        "accuracy, f1, brier (classification); rmse, mae, r2 (regression; default rmse)",
+        description="primary metric compared between candidate and champion and monitored: "
+        "roc_auc, roc_auc_macro, accuracy, f1, f1_macro, precision, recall, log_loss, brier "
+        "(classification); rmse, mae, r2 (regression; default rmse)",
     )
     min_improvement: float = Field(
         0.0, ge=0.0, description="absolute improvement needed over the champion"
@@ -162,19 +177,19 @@ class ProjectConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _regression_defaults(cls, raw: Any) -> Any:
-        """Regression defaults: metric rmse and a ridge candidate (classification: roc_auc, logistic)."""
+        """Regression defaults: metric rmse and the regression search (classification: roc_auc)."""
         if not isinstance(raw, dict) or raw.get("task") != "regression":
             return raw
         promotion, model = raw.get("promotion") or {}, raw.get("model") or {}
         if isinstance(promotion, dict) and "metric" not in promotion:
             raw = {**raw, "promotion": {**promotion, "metric": "rmse"}}
         if isinstance(model, dict) and "candidates" not in model:
-            raw = {**raw, "model": {**model, "candidates": [{"family": "linear"}]}}
+            raw = {**raw, "model": {**model, "candidates": DEFAULT_CANDIDATES["regression"]}}
         return raw
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ProjectConfig:
-        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        allowed = names_for(self.task)
         if self.promotion.metric not in allowed:
             raise ValueError(
                 f"promotion.metric {self.promotion.metric!r} does not fit task {self.task!r}; "
@@ -194,7 +209,7 @@ class ProjectConfig(_Section):
 
     @property
     def higher_is_better(self) -> bool:
-        return self.promotion.metric not in LOWER_IS_BETTER
+        return higher_is_better(self.promotion.metric)
 
     def train_path(self) -> Path | None:
         """Absolute path of a file training source, or None for a SQL source."""

@@ -40,21 +40,23 @@ class IntegrityProblem(ValueError):
 
 @dataclass(frozen=True)
 class IntegrityRecord:
-    """The digests recorded at registration: model files by relative path, and the reference."""
+    """The digests recorded at registration: model files by relative path, the reference, and
+    the evaluation files (holdout scores, noise, calibration, loss model) by relative path."""
 
     model: Mapping[str, str]
     reference: str
     algorithm: str = ALGORITHM
+    evaluation: Mapping[str, str] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "algorithm": self.algorithm,
-                "model": dict(sorted(self.model.items())),
-                "reference": self.reference,
-            },
-            separators=(",", ":"),
-        )
+        data: dict[str, Any] = {
+            "algorithm": self.algorithm,
+            "model": dict(sorted(self.model.items())),
+            "reference": self.reference,
+        }
+        if self.evaluation is not None:
+            data["evaluation"] = dict(sorted(self.evaluation.items()))
+        return json.dumps(data, separators=(",", ":"))
 
 
 def parse_record(raw: str) -> IntegrityRecord:
@@ -75,7 +77,7 @@ def parse_record(raw: str) -> IntegrityRecord:
     if not isinstance(model, dict) or MLMODEL not in model:
         raise IntegrityProblem(f"'model' must map file paths to digests and include {MLMODEL}")
     for path, digest in model.items():
-        if not _safe_relative(path):
+        if not safe_relative(path):
             raise IntegrityProblem(
                 f"'model' holds a path that is not a plain relative path: {path!r}"
             )
@@ -83,10 +85,21 @@ def parse_record(raw: str) -> IntegrityRecord:
             raise IntegrityProblem(f"'model' holds a malformed digest for {path!r}")
     if not isinstance(reference, str) or not _DIGEST.match(reference):
         raise IntegrityProblem("'reference' must be the sha256 hex digest of the snapshot")
-    return IntegrityRecord(model=dict(model), reference=reference)
+    evaluation = data.get("evaluation")
+    if evaluation is not None:
+        if not isinstance(evaluation, dict):
+            raise IntegrityProblem("'evaluation' must map file paths to digests")
+        for path, digest in evaluation.items():
+            if not safe_relative(path) or not isinstance(digest, str) or not _DIGEST.match(digest):
+                raise IntegrityProblem(f"'evaluation' holds a malformed entry for {path!r}")
+    return IntegrityRecord(
+        model=dict(model),
+        reference=reference,
+        evaluation=dict(evaluation) if evaluation is not None else None,
+    )
 
 
-def _safe_relative(path: Any) -> bool:
+def safe_relative(path: Any) -> bool:
     if not isinstance(path, str) or not path or "\\" in path:
         return False
     pure = PurePosixPath(path)
@@ -175,7 +188,7 @@ def skops_model_file(
             f"{SKOPS_FORMAT!r} models and never unpickles one"
         )
     model_file = sklearn.get("pickled_model")
-    if not _safe_relative(model_file) or model_file not in files:
+    if not safe_relative(model_file) or model_file not in files:
         raise IntegrityProblem(
             f"{MLMODEL} names a model file that is not a recorded file: {model_file!r}"
         )

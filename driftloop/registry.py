@@ -49,6 +49,11 @@ _SPEC_REQUIRED = ("task", "target", "numeric", "categorical")
 INTEGRITY_TAG = TAG + "integrity"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 MODEL_ARTIFACT = "model"
+#: Files about the holdout: its out-of-sample scores, noise, calibration, the loss model.
+EVALUATION_DIR = "evaluation"
+#: The evaluation files: the holdout's out-of-sample scores and each metric's noise on them.
+HOLDOUT_FILE = "holdout.parquet"
+NOISE_FILE = "noise.json"
 _HISTORY_KEEP = 50
 logger = logging.getLogger("driftloop.registry")
 
@@ -135,6 +140,20 @@ def list_versions(client: MlflowClient, model_name: str) -> list[ModelVersion]:
     """All versions of a model, oldest first."""
     versions = client.search_model_versions(f"name = '{model_name}'")
     return sorted(versions, key=lambda v: int(v.version))
+
+
+def origin_version(client: MlflowClient, model_name: str, version: int | str) -> int:
+    """The first training a version descends from: follows `driftloop.parent_version` tags
+    (set by retraining) back to a version trained on the configured data."""
+    seen: set[str] = set()
+    current = get_version(client, model_name, version)
+    while (parent := current.tags.get(TAG + "parent_version")) and parent not in seen:
+        seen.add(parent)
+        try:
+            current = get_version(client, model_name, parent)
+        except ModelNotFoundError:
+            break
+    return int(current.version)
 
 
 def champion_history(client: MlflowClient, model_name: str) -> list[dict[str, Any]]:
@@ -321,13 +340,15 @@ def log_model_version(
     signature: Any = None,
     input_example: pd.DataFrame | None = None,
     tags: Mapping[str, str] | None = None,
+    evaluation: Mapping[str, bytes] | None = None,
 ) -> int:
     """Register a fitted Pipeline as a new version, with its integrity record; returns the version.
 
     Runs inside `mlflow.start_run()` (`client` on the same tracking store): logs the reference
-    snapshot (`reference/reference.parquet`) and the model (skops, trusted types checked), then
-    downloads both back from the artifact store and records the digests of what it holds in
-    the `driftloop.integrity` tag, then sets `tags`.
+    snapshot (`reference/reference.parquet`), the `evaluation` files (name -> bytes, under
+    `evaluation/`: the holdout's out-of-sample scores and what monitoring derives from them) and
+    the model (skops, trusted types checked), then downloads them back from the artifact store
+    and records the digests of what it holds in the `driftloop.integrity` tag, then sets `tags`.
     """
     run = mlflow.active_run()
     if run is None:
@@ -337,6 +358,11 @@ def log_model_version(
         path = Path(tmp) / filename
         reference.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=folder)
+        for name, data in (evaluation or {}).items():
+            if not integrity.safe_relative(name) or "/" in name:
+                raise ValueError(f"evaluation file names are plain names, got {name!r}")
+            (Path(tmp) / name).write_bytes(data)
+            mlflow.log_artifact(str(Path(tmp) / name), artifact_path=EVALUATION_DIR)
     info = mlflow.sklearn.log_model(
         pipeline,
         name=MODEL_ARTIFACT,
@@ -345,17 +371,25 @@ def log_model_version(
         registered_model_name=model_name,
         serialization_format=integrity.SKOPS_FORMAT,
         skops_trusted_types=trusted_skops_types(pipeline),
+        # scikit-learn and skops pinned to what is installed: MLflow's own inference of the
+        # requirements loads the model in a subprocess (~4 s per registration) to find the same
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
     )
     version = str(info.registered_model_version)
     client.set_model_version_tag(
-        model_name, version, INTEGRITY_TAG, _record_stored_files(client, model_name, version)
+        model_name,
+        version,
+        INTEGRITY_TAG,
+        _record_stored_files(client, model_name, version, evaluation=evaluation is not None),
     )
     for key, value in (tags or {}).items():
         client.set_model_version_tag(model_name, version, key, value)
     return int(version)
 
 
-def _record_stored_files(client: MlflowClient, model_name: str, version: str) -> str:
+def _record_stored_files(
+    client: MlflowClient, model_name: str, version: str, *, evaluation: bool
+) -> str:
     """The integrity record (JSON) of the files the artifact store holds for a new version."""
     mv = get_version(client, model_name, version)
     with tempfile.TemporaryDirectory(prefix="driftloop-record-") as tmp:
@@ -366,7 +400,9 @@ def _record_stored_files(client: MlflowClient, model_name: str, version: str) ->
         except (integrity.IntegrityProblem, OSError) as exc:
             raise RuntimeError(f"model {model_name!r} version {version}: {exc}") from None
         reference = integrity.file_digest(_download_reference(client, mv, Path(tmp) / "ref"))
-    raw = integrity.IntegrityRecord(model=files, reference=reference).to_json()
+        stored = _download_evaluation(client, mv, Path(tmp) / "eval") if evaluation else None
+        digests = integrity.tree_digests(stored) if stored is not None else None
+    raw = integrity.IntegrityRecord(model=files, reference=reference, evaluation=digests).to_json()
     if len(raw) > MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH:
         raise RuntimeError(
             f"model {model_name!r} version {version}: the integrity record of its {len(files)} "
@@ -407,6 +443,42 @@ def _download_reference(client: MlflowClient, mv: ModelVersion, dst: Path) -> Pa
             f"{REFERENCE_ARTIFACT} of run {mv.run_id} cannot be downloaded from the artifact "
             f"store ({type(exc).__name__}, details in the log); restore it or retrain",
         ) from None
+
+
+def _download_evaluation(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(client.download_artifacts(mv.run_id, EVALUATION_DIR, str(dst)))
+    except (MlflowException, OSError) as exc:
+        logger.warning("run %s: evaluation download failed: %s", mv.run_id, exc)
+        raise ModelIntegrityError(
+            mv.name,
+            mv.version,
+            f"{EVALUATION_DIR}/ of run {mv.run_id} cannot be downloaded from the artifact store "
+            f"({type(exc).__name__}, details in the log); restore it or retrain",
+        ) from None
+
+
+def load_evaluation(client: MlflowClient, model_name: str, version: int | str) -> dict[str, bytes]:
+    """The version's evaluation files (name -> bytes), read only once every digest matched the
+    record; empty for a version registered without them.
+
+    Raises:
+        ModelNotFoundError: no such version.
+        ModelIntegrityError: no record, or a file missing, added or changed.
+    """
+    mv = get_version(client, model_name, version)
+    record = _record(mv)
+    if record.evaluation is None:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="driftloop-evaluation-") as tmp:
+        local = _download_evaluation(client, mv, Path(tmp))
+        problems = integrity.compare(
+            record.evaluation, integrity.tree_digests(local), prefix=f"{EVALUATION_DIR}/"
+        )
+        if problems:
+            raise _mismatch(mv, problems)
+        return {name: (local / name).read_bytes() for name in record.evaluation}
 
 
 def _record(mv: ModelVersion) -> integrity.IntegrityRecord:
@@ -527,3 +599,4 @@ def verify_version(client: MlflowClient, model_name: str, version: int | str) ->
     with tempfile.TemporaryDirectory(prefix="driftloop-verify-") as tmp:
         _verified_model_file(client, mv, Path(tmp) / "model")
         _verified_reference(client, mv, Path(tmp) / "ref")
+    load_evaluation(client, model_name, version)

@@ -2,11 +2,15 @@
 
 Fresh state under a work directory (MLflow registry, inference log, workspace); the initial
 champion trains on `data.train`; then, batch by batch in file order: the current champion scores
-the rows through the serving code path and they are logged, the labels of the batch K batches
-old arrive, the monitor and the retraining policy run exactly as in production (retraining and
-promotion included), and a record is appended. Each batch counts as `batch_hours` of simulated
-time for the policy's cooldown and daily limit. Alerts are decided but not delivered, and the
-Evidently views are drawn only for the last batch.
+the rows with the served model (the loaded, verified Pipeline) and they are logged, the labels
+of the batch K batches old arrive, the monitor and the retraining policy run exactly as in
+production (retraining and promotion included), and a record is appended. Each batch counts as
+`batch_hours` of simulated time for the policy's cooldown and daily limit. Alerts are decided
+but not delivered, and the Evidently views are drawn only for the last batch.
+
+Two baselines run on the same batches: the never-retrained first model, and with
+``compare_every`` a fixed schedule (the same data policy retrained every K batches and used
+without a gate). :func:`summary_lines` prints them side by side around each detected change.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from prefect import flow
 from threadpoolctl import threadpool_limits
@@ -32,12 +35,13 @@ from driftloop.io import read_table
 from driftloop.settings import Settings
 from flows.ingest import ingest_config
 from flows.monitor import VersionReference, monitor_once
-from flows.retrain import RetrainRefused, retrain_once
+from flows.retrain import RetrainRefused, retrain_once, settings_for
 from flows.score import score_and_log
 from flows.train import train_and_gate
 from monitoring import store
-from pipelines.evaluation import evaluate
-from pipelines.schema import prepare_features
+from pipelines.holdout import scores_of
+from pipelines.retraining import Rows, build_challenger
+from pipelines.schema import FeatureSpec, prepare_features
 from serving.model import ServedModel, load_alias, load_version
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -101,27 +105,43 @@ def check_features(config: ProjectConfig, model: ServedModel, live: pd.DataFrame
         )
 
 
-def primary_metric(
-    model: ServedModel, frame: pd.DataFrame, labels: pd.Series, metric: str
+def pipeline_metric(
+    pipeline: Any,
+    spec: FeatureSpec,
+    frame: pd.DataFrame,
+    labels: pd.Series,
+    *,
+    metric: str,
+    task: str,
+    classes: tuple[Any, ...],
 ) -> float:
-    """The model's primary metric on a batch's true labels (NaN where undefined or unlabeled)."""
+    """A Pipeline's primary metric on a batch's true labels (NaN where undefined or unlabeled)."""
     known = labels.notna().to_numpy()
     if not known.any():
         return float("nan")
-    X = prepare_features(frame.loc[known], _spec(model))[model.column_order]
-    y = labels[known].reset_index(drop=True)
-    if model.task == "classification":
-        y = y.astype(type(model.classes[0])) if model.classes else y
-        if y.nunique() < 2 and metric in {"roc_auc", "log_loss"}:
-            return float("nan")
+    X = prepare_features(frame.loc[known], spec).reset_index(drop=True)
+    y = labels[known].to_numpy()
+    if task == "classification" and classes:
+        y = y.astype(type(classes[0]))
     try:
-        return float(
-            evaluate(model.pipeline, X.reset_index(drop=True), y, task=model.task).get(
-                metric, np.nan
-            )
-        )
+        return scores_of(pipeline, X, y, task=task, classes=classes or None).metric(metric)
     except ValueError:
         return float("nan")
+
+
+def primary_metric(
+    model: ServedModel, frame: pd.DataFrame, labels: pd.Series, metric: str
+) -> float:
+    """The served model's primary metric on a batch's true labels."""
+    return pipeline_metric(
+        model.pipeline,
+        FeatureSpec(model.numeric, model.categorical),
+        frame,
+        labels,
+        metric=metric,
+        task=model.task,
+        classes=model.classes,
+    )
 
 
 def batch_metrics(
@@ -137,10 +157,50 @@ def batch_metrics(
     return value, primary_metric(baseline, frame, labels, metric)
 
 
-def _spec(model: ServedModel):  # noqa: ANN202 - tiny adapter
-    from pipelines.schema import FeatureSpec
+@dataclass
+class Schedule:
+    """The fixed-schedule baseline: the same data policy retrained every ``every`` batches from
+    the labels known at that point, and used without a gate."""
 
-    return FeatureSpec(model.numeric, model.categorical)
+    every: int
+    pipeline: Any
+    retrains: int = 0
+
+    def due(self, index: int) -> bool:
+        return (index + 1) % self.every == 0
+
+
+def labeled_rows(inputs: BacktestInputs, spec: FeatureSpec, upto: int) -> Rows:
+    """The live rows before position ``upto`` whose labels are known, oldest first."""
+    labels = inputs.labels.iloc[:upto]
+    known = labels.notna().to_numpy()
+    X = prepare_features(inputs.live.iloc[:upto].loc[known], spec).reset_index(drop=True)
+    return Rows(X, labels[known].to_numpy())
+
+
+def retrain_on_schedule(
+    schedule: Schedule,
+    config: ProjectConfig,
+    *,
+    live: Rows,
+    reference: Rows,
+    classes: tuple[Any, ...],
+) -> None:
+    """Rebuild the scheduled model from the labels known now (same data policy, no gate)."""
+    if len(live) < config.monitoring.retrain.min_labeled_rows:
+        return
+    challenger = build_challenger(
+        schedule.pipeline,
+        live=live,
+        reference=reference,
+        task=config.task,
+        metric=config.promotion.metric,
+        classes=classes,
+        settings=settings_for(config),
+    )
+    if challenger.pipeline is not None:
+        schedule.pipeline = challenger.pipeline
+        schedule.retrains += 1
 
 
 @contextmanager
@@ -199,6 +259,7 @@ def backtest(
     label_delay_batches: int,
     workdir: Path,
     batch_hours: float = 24.0,
+    compare_every: int | None = None,
 ) -> dict[str, Any]:
     """Replay the policy on history; returns the SUMMARY.json document."""
     inputs = check_arguments(
@@ -220,6 +281,13 @@ def backtest(
             raise BacktestError(f"the initial model was not made champion: {first.reason}")
         baseline = load_version(client, config.model_name, first.version)
         check_features(config, baseline, inputs.live)
+        spec = FeatureSpec(baseline.numeric, baseline.categorical)
+        snapshot = registry.load_reference(client, config.model_name, first.version)
+        reference = Rows(
+            prepare_features(snapshot, spec).reset_index(drop=True),
+            snapshot[config.target].to_numpy(),
+        )
+        schedule = Schedule(compare_every, baseline.pipeline) if compare_every else None
         store.upgrade_database(settings.database_url)
         engine = store.make_engine(settings.database_url)
         served = baseline
@@ -258,6 +326,7 @@ def backtest(
                 served_metric, baseline_metric = batch_metrics(
                     served, baseline, rows, truth, metric
                 )
+                step = outcome.alert.step
                 record = {
                     "index": index,
                     "first_row": start,
@@ -276,7 +345,22 @@ def backtest(
                     "champion_version": served.version,
                     "metric": _clean(served_metric),
                     "baseline_metric": _clean(baseline_metric),
+                    "severity": outcome.result.severity,
+                    "incident_event": step.event if step else None,
+                    "event_severity": step.event_severity if step and step.event else None,
                 }
+                if schedule is not None:
+                    record["scheduled_metric"] = _clean(
+                        pipeline_metric(
+                            schedule.pipeline,
+                            spec,
+                            rows,
+                            truth,
+                            metric=metric,
+                            task=config.task,
+                            classes=baseline.classes,
+                        )
+                    )
                 if outcome.retrain.yes:
                     try:
                         result = retrain_once(
@@ -288,10 +372,20 @@ def backtest(
                         )
                         record["retrained"] = True
                         record["promoted"] = bool(result["promoted"])
+                        record["retrain_window"] = result["lineage"].get("window")
                         if result["promoted"]:
                             served = load_alias(client, config.model_name)
                     except RetrainRefused as exc:
                         record["retrain_refused"] = str(exc)
+                if schedule is not None and schedule.due(index):
+                    known_upto = (index + 1 - label_delay_batches) * batch_rows
+                    retrain_on_schedule(
+                        schedule,
+                        config,
+                        live=labeled_rows(inputs, spec, max(0, known_upto)),
+                        reference=reference,
+                        classes=baseline.classes,
+                    )
                 batches.append(record)
                 print(
                     f"batch {index + 1}/{n_batches}: {record['status']}, drift share {record['drift_share']}, "
@@ -301,13 +395,88 @@ def backtest(
                 )
         finally:
             engine.dispose()
-    return {
+    summary: dict[str, Any] = {
         "metric_name": metric,
         "batches": batches,
         "retrains": sum(b["retrained"] for b in batches),
         "promotions": sum(b["promoted"] for b in batches),
         "alerts": sum(b["alert"] for b in batches),
+        "alerts_by_severity": {
+            level: sum(b["alert"] and b["event_severity"] == level for b in batches)
+            for level in ("warning", "critical")
+        },
+        "changes": detected_changes(batches, metric),
     }
+    if schedule is not None:
+        summary["schedule"] = {"every": schedule.every, "retrains": schedule.retrains}
+    return summary
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 6) if known else None
+
+
+def detected_changes(batches: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Each critical incident the policy opened (or escalated to), with the mean metric of every
+    policy in the batches before it (since the previous one) and after it (until the next)."""
+    starts = [
+        b["index"]
+        for b in batches
+        if b.get("incident_event") in ("opened", "escalated")
+        and b.get("event_severity") == "critical"
+    ]
+    keys = [
+        k for k in ("metric", "baseline_metric", "scheduled_metric") if batches and k in batches[0]
+    ]
+    out = []
+    for n, start in enumerate(starts):
+        before = batches[(starts[n - 1] if n else 0) : start]
+        after = batches[start : starts[n + 1] if n + 1 < len(starts) else len(batches)]
+        out.append(
+            {
+                "batch": start,
+                "before": {k: _mean([b[k] for b in before]) for k in keys},
+                "after": {k: _mean([b[k] for b in after]) for k in keys},
+            }
+        )
+    return out
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The comparison a person reads after a backtest: the policy against never retraining (and
+    the fixed schedule), around each detected change and overall."""
+    batches = summary["batches"]
+    schedule = summary.get("schedule")
+    columns = [("policy", "metric"), ("never retrain", "baseline_metric")]
+    if schedule:
+        columns.append((f"every {schedule['every']} batches", "scheduled_metric"))
+    metric = summary["metric_name"]
+    width = max(len(name) for name, _ in columns) + 2
+    lines = [f"{'mean ' + metric:<34}" + "".join(f"{name:>{width}}" for name, _ in columns)]
+
+    def row(label: str, values: dict[str, float | None]) -> str:
+        return f"{label:<34}" + "".join(
+            f"{_format(values.get(key)):>{width}}" for _, key in columns
+        )
+
+    overall = {key: _mean([b.get(key) for b in batches]) for _, key in columns}
+    lines.append(row(f"all {len(batches)} batches", overall))
+    for change in summary["changes"]:
+        lines.append(row(f"before the change at batch {change['batch']}", change["before"]))
+        lines.append(row("after it (to the next)", change["after"]))
+    retrains = [summary["retrains"], 0] + ([schedule["retrains"]] if schedule else [])
+    lines.append(f"{'retrainings':<34}" + "".join(f"{r:>{width}}" for r in retrains))
+    severity = summary["alerts_by_severity"]
+    lines.append(
+        f"promotions {summary['promotions']}; alerts {severity['critical']} critical, "
+        f"{severity['warning']} warnings; {len(summary['changes'])} change(s) detected"
+    )
+    return lines
+
+
+def _format(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def write_summary(summary: dict[str, Any], out: Path) -> None:

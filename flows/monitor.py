@@ -11,9 +11,10 @@ the retrain flow in-process).
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,13 +34,22 @@ from driftloop import registry
 from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
 from flows.retry import transient
-from monitoring import runs, store
+from monitoring import incidents, runs, store
 from monitoring.alerts import Alert, deliver
 from monitoring.drift import ReferenceStats, compute_drift, reference_stats
 from monitoring.performance import PerformanceResult, compute_performance, estimate_performance
-from monitoring.policy import Decision, MonitorResult, make_result, should_alert, should_retrain
+from monitoring.policy import (
+    AlertDecision,
+    Decision,
+    MonitorResult,
+    Refresh,
+    make_result,
+    should_alert,
+    should_retrain,
+)
 from monitoring.quality import compute_quality
 from monitoring.reports import run_report, save_html
+from monitoring.significance import MetricNoise
 from monitoring.workspace import publish_run
 from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN
 
@@ -73,7 +83,7 @@ class MonitorOutcome:
     model_name: str
     version: int | None
     result: MonitorResult
-    alert: Decision
+    alert: AlertDecision
     retrain: Decision
     window: Window
     report_path: Path | None
@@ -89,6 +99,8 @@ class MonitorOutcome:
             "drift_share": drift.drift_share if drift else None,
             "drifted_features": list(drift.drifted_features) if drift else [],
             "failed_checks": list(self.result.failed),
+            "severity": self.result.severity,
+            "incident_event": self.alert.event,
             "alert": self.alert.yes,
             "alert_reason": self.alert.reason,
             "retrain": self.retrain.yes,
@@ -108,9 +120,14 @@ def window_since(
 
 
 def read_served_window(
-    engine: Engine, config: ProjectConfig, info: registry.VersionInfo | None, *, now: datetime
+    engine: Engine,
+    config: ProjectConfig,
+    info: registry.VersionInfo | None,
+    *,
+    version: int | None,
+    now: datetime,
 ) -> Window:
-    """The configured window of rows served by the most recent version in the log."""
+    """The configured window of rows served by ``version``, the most recent in the log."""
     mon = config.monitoring
     latest = runs.latest_run(engine, config.model_name)
     since = window_since(
@@ -119,7 +136,6 @@ def read_served_window(
         hours=mon.window.hours,
         last_end=latest["window_end"] if latest else None,
     )
-    version = runs.latest_served_version(engine, config.model_name)
     if version is None or info is None:
         return Window(pd.DataFrame(), version, mon.window.kind, since, now)
     frame = store.read_window(
@@ -150,10 +166,12 @@ def evaluate_window(
     *,
     holdout_value: float | None,
     stats: ReferenceStats | None = None,
+    noise: MetricNoise | None = None,
 ) -> MonitorResult:
     """Drift, quality and performance of a window against the reference (pure).
 
-    ``stats`` are the reference's precomputed statistics (:func:`reference_statistics`).
+    ``stats`` are the reference's precomputed statistics (:func:`reference_statistics`);
+    ``noise`` the primary metric's spread on the version's holdout (drops are judged by it).
     """
     mon = config.monitoring
     frame = window.frame
@@ -216,6 +234,7 @@ def evaluate_window(
         quality=quality,
         performance=performance,
         estimated_performance=estimated,
+        noise=noise,
     )
 
 
@@ -287,17 +306,32 @@ def run_row(
         "retrain": outcome.retrain.yes,
         "retrain_reason": outcome.retrain.reason,
         "details": dict(result.details),
+        "severity": result.severity,
+        "incident": outcome.alert.incident.to_dict() if outcome.alert.incident else None,
+        "incident_id": outcome.alert.step.incident_id if outcome.alert.step else None,
+        "incident_event": outcome.alert.event,
+        "estimated_low": _finite_or_none(est.low) if est else None,
+        "estimated_high": _finite_or_none(est.high) if est else None,
     }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
 
 
 @dataclass(frozen=True)
 class VersionReference:
-    """What the windows of one model version are compared with (immutable once registered)."""
+    """What the windows of one model version are compared with (immutable once registered):
+    its recorded facts, training snapshot and statistics, its holdout value of the primary
+    metric and that metric's noise, and what a retrained version learned from."""
 
     info: registry.VersionInfo
     frame: pd.DataFrame
     holdout_value: float | None
     stats: ReferenceStats
+    noise: dict[str, MetricNoise] = field(default_factory=dict)
+    #: the `driftloop.retrain_window` tag of a retrained version (None for a first training)
+    retrain_window: dict[str, Any] | None = None
 
 
 def reference_statistics(info: registry.VersionInfo, reference: pd.DataFrame) -> ReferenceStats:
@@ -321,9 +355,28 @@ def load_reference(
     info = registry.VersionInfo.from_version(mv)
     holdout = mv.tags.get(f"{registry.TAG}holdout_{metric}")
     frame = registry.load_reference(client, model_name, mv.version)
+    evaluation = registry.load_evaluation(client, model_name, mv.version)
+    window = mv.tags.get(f"{registry.TAG}retrain_window")
     return VersionReference(
-        info, frame, float(holdout) if holdout else None, reference_statistics(info, frame)
+        info,
+        frame,
+        float(holdout) if holdout else None,
+        reference_statistics(info, frame),
+        noise=noise_of(evaluation),
+        retrain_window=json.loads(window) if window else None,
     )
+
+
+def noise_of(evaluation: dict[str, bytes]) -> dict[str, MetricNoise]:
+    """Each metric's noise from a version's evaluation files (empty for older versions)."""
+    raw = evaluation.get(registry.NOISE_FILE)
+    if raw is None:
+        return {}
+    return {
+        name: MetricNoise.from_dict(item)
+        for name, item in json.loads(raw).get("noise", {}).items()
+        if item.get("std") == item.get("std")  # NaN: undefined on the holdout
+    }
 
 
 def publish(
@@ -421,14 +474,20 @@ def publish(
 
 
 def send_alert(outcome: MonitorOutcome, config: ProjectConfig) -> None:
+    """Tell people about the run's incident event (opened, escalated, calmed, resolved)."""
+    step = outcome.alert.step
+    assert step is not None and step.event is not None
+    event = step.event
+    kind = {"opened": "harm" if step.event_severity == "critical" else "drift"}.get(event, event)
+    what = ", ".join(outcome.result.failed) or "every check passes"
     alert = Alert(
-        kind="drift",
+        kind=kind,
         model_name=config.model_name,
-        severity="warning",
-        title=f"{config.model_name} v{outcome.version}: {', '.join(outcome.result.failed)}",
+        severity="critical" if step.event_severity == "critical" else "warning",
+        title=f"{config.model_name} v{outcome.version}: incident {event}: {what}",
         message=outcome.alert.reason,
         details=outcome.summary(),
-        condition_key=outcome.result.condition or "",
+        condition_key=step.incident_id or "",
     )
     logger = get_run_logger()
     for delivery in deliver(alert, config.alerts):
@@ -472,7 +531,7 @@ def monitor_once(
                 )
             ref = cache[version]
         info, reference = (ref.info, ref.frame) if ref else (None, None)
-        window = read_served_window(engine, config, info, now=now)
+        window = read_served_window(engine, config, info, version=version, now=now)
         if ref is None:
             result = make_result(
                 window_rows=0,
@@ -487,16 +546,27 @@ def monitor_once(
                 window,
                 holdout_value=ref.holdout_value,
                 stats=ref.stats,
+                noise=ref.noise.get(config.promotion.metric),
             )
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy
+        run_id = runs.new_run_id()
+        alert = should_alert(result, history, policy, now, new_incident_id=run_id)
         outcome = MonitorOutcome(
-            run_id=runs.new_run_id(),
+            run_id=run_id,
             model_name=config.model_name,
             version=window.version,
             result=result,
-            alert=should_alert(result, history, policy, now),
-            retrain=should_retrain(result, history, policy, now),
+            alert=alert,
+            retrain=should_retrain(
+                result,
+                history,
+                policy,
+                now,
+                incident=alert.incident,
+                refresh=refresh_of(ref, engine, config.model_name),
+                max_live_rows=config.monitoring.retrain.max_live_rows,
+            ),
             window=window,
             report_path=None,
         )
@@ -521,9 +591,31 @@ def monitor_once(
             outcome = MonitorOutcome(**{**outcome.__dict__, "report_path": html})
         except Exception:  # the verdict is stored and acted on even when a view cannot be drawn
             logger.exception("publishing the Evidently report of run %s failed", outcome.run_id)
-    if outcome.alert.yes and deliver_alerts:
+    step = outcome.alert.step
+    if (
+        deliver_alerts
+        and step is not None
+        and incidents.delivered(step, deliver_warnings=config.alerts.deliver_warnings)
+    ):
         send_alert(outcome, config)
     return outcome
+
+
+def refresh_of(ref: VersionReference | None, engine: Engine, model_name: str) -> Refresh | None:
+    """For a retrained version: how many labeled live rows it learned from and how many have
+    arrived since its window started (the follow-up retraining's inputs)."""
+    tag = ref.retrain_window if ref is not None else None
+    if not tag or not tag.get("start"):
+        return None
+    since = datetime.fromisoformat(tag["start"])
+    available = store.count_rows(engine, model_name=model_name, since=since, labeled_only=True)
+    return Refresh(
+        since,
+        int(tag["live_rows"]),
+        available,
+        done=bool(tag.get("refresh")),
+        version=ref.info.version if ref is not None else None,
+    )
 
 
 def emit_drift_event(outcome: MonitorOutcome) -> None:
@@ -570,9 +662,15 @@ def monitor(
                 f"emitted {DRIFT_EVENT} for {config.model_name}: the retrain deployment takes it from here"
             )
         else:
-            from flows.retrain import retrain
+            from flows.retrain import RetrainRefused, retrain
 
-            retrain(
-                config_path=config_path, drift_run_id=outcome.run_id, reason=outcome.retrain.reason
-            )
+            try:
+                retrain(
+                    config_path=config_path,
+                    drift_run_id=outcome.run_id,
+                    reason=outcome.retrain.reason,
+                )
+            except RetrainRefused as exc:  # recorded on the run; the monitor's verdict stands
+                print(f"retraining of {config.model_name} did not start: {exc}")
+                return {**outcome.summary(), "retrain_refused": str(exc)}
     return outcome.summary()

@@ -1,90 +1,164 @@
 """The `retrain` flow: a challenger from recent labeled traffic, promoted only if it is better.
 
 Started by the `driftloop.drift.detected` event (the deployment trigger in prefect.yaml), by the
-monitor in-process when no Prefect server is configured, or by a person. The challenger trains on
-the policy's data (the champion's reference plus recent labeled live rows, sliding or expanding)
-and is compared with the champion on the most recent labeled slice, which neither trained on,
-through the same `should_promote` gate as the first training.
+monitor in-process when no Prefect server is configured, or by a person. The challenger is the
+champion's configuration learned from the labeled live rows that best reflect the present
+(``monitoring.retrain.data_policy: adaptive``, see :mod:`pipelines.retraining`): candidates on
+several windows (since the change the champion's own losses reveal, the last N rows, with and
+without the reference) are judged on the newest labeled rows, which none learned from; the best
+window, refitted through those rows, faces the champion on the same rows in the same gate as
+the first training. What was tried and why it won is recorded on the new MLflow version.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from driftloop import registry
 from driftloop.config import ProjectConfig, load_config
 from driftloop.errors import DriftloopError
 from driftloop.settings import Settings
-from flows.ingest import ingest_config
-from flows.train import train_and_gate
-from monitoring import store
-from monitoring.config import RetrainConfig
-from pipelines.schema import FeatureSpec
+from flows.retry import transient
+from flows.train import Candidate, TrainOutcome, gate
+from monitoring import runs, store
+from monitoring.policy import FOLLOW_UP
+from pipelines.holdout import scores_of
+from pipelines.retraining import Challenger, RetrainSettings, Rows, build_challenger
+from pipelines.schema import FeatureSpec, prepare_features
 from pipelines.validation import usable_numbers
-
-#: Share of the labeled live rows (the newest) held out to compare challenger and champion.
-HOLDOUT_SHARE = 0.25
 
 
 class RetrainRefused(DriftloopError, RuntimeError):
     """Retraining cannot start (no champion, too few labeled rows); the message says why."""
 
 
-@dataclass(frozen=True)
-class RetrainData:
-    train: pd.DataFrame
-    holdout: pd.DataFrame
-    live_rows: int
-    #: labeled live rows left out because a numeric value cannot be trained on
-    unusable_rows: int = 0
+class RetrainDeferred(RetrainRefused):
+    """Retraining waits for more labeled rows since a change it detected; not a refusal."""
 
 
-def retrain_data(
-    reference: pd.DataFrame,
-    labeled: pd.DataFrame,
-    *,
-    spec: FeatureSpec,
-    target: str,
-    policy: RetrainConfig,
-    holdout_share: float = HOLDOUT_SHARE,
-) -> RetrainData:
-    """Split labeled live rows (oldest first) into train and the newest holdout slice (pure).
-
-    Rows with a numeric value training cannot use (infinite, or beyond
-    ``pipelines.validation.MAX_ABS_NUMBER``; older logs may hold them) are left out and counted.
-    Raises RetrainRefused when there are fewer usable labeled rows than the policy's minimum.
-    """
-    usable = usable_numbers(labeled, spec.numeric)
-    unusable = int((~usable).sum())
-    labeled = labeled.loc[usable]
-    if len(labeled) < policy.min_labeled_rows:
-        raise RetrainRefused(
-            f"only {len(labeled)} usable labeled live rows, {policy.min_labeled_rows} needed "
-            "(monitoring.retrain.min_labeled_rows); post labels to /feedback"
-            + (f" ({unusable} rows left out: numbers too large to train on)" if unusable else "")
-        )
-    columns = [*spec.columns, target]
-    live = labeled.sort_values("ts", kind="stable")[columns].reset_index(drop=True)
-    if policy.data_policy == "sliding":
-        live = live.tail(policy.max_live_rows).reset_index(drop=True)
-    cut = len(live) - max(1, int(len(live) * holdout_share))
-    holdout, recent = live.iloc[cut:].reset_index(drop=True), live.iloc[:cut]
-    parts = [reference[columns]] if policy.include_reference else []
-    train = pd.concat([*parts, recent], ignore_index=True)
-    return RetrainData(train=train, holdout=holdout, live_rows=len(live), unusable_rows=unusable)
-
-
-def retrain_config(config: ProjectConfig, spec: FeatureSpec) -> ProjectConfig:
-    """The config for training on logged rows: the champion's features, no id or time column."""
-    features = config.features.model_copy(
-        update={"numeric": list(spec.numeric), "categorical": list(spec.categorical), "drop": []}
+def settings_for(config: ProjectConfig) -> RetrainSettings:
+    retrain, window = config.monitoring.retrain, config.monitoring.window
+    return RetrainSettings(
+        data_policy=retrain.data_policy,
+        max_live_rows=retrain.max_live_rows,
+        include_reference=retrain.include_reference,
+        gate_rows=retrain.gate_rows,
+        window_rows=window.rows,
     )
-    return config.model_copy(update={"features": features, "id_column": None, "time_column": None})
+
+
+def live_rows(labeled: pd.DataFrame, spec: FeatureSpec, target: str) -> tuple[Rows, pd.Series, int]:
+    """The usable labeled rows, oldest first, as model inputs; their times; how many were left
+    out because a number cannot be trained on (older logs may hold them)."""
+    usable = usable_numbers(labeled, spec.numeric)
+    kept = labeled.loc[usable].sort_values("ts", kind="stable").reset_index(drop=True)
+    rows = Rows(prepare_features(kept, spec).reset_index(drop=True), kept[target].to_numpy())
+    return rows, kept["ts"], int((~usable).sum())
+
+
+def _window_tag(challenger: Challenger, times: pd.Series, *, refresh: bool) -> str:
+    """The version tag that says what the challenger learned from (read back by the monitor for
+    the follow-up retraining after a change)."""
+    plan, window = challenger.plan, challenger.window
+    start = window.start if window is not None else 0
+    since_change = (
+        plan.change is not None and window is not None and window.start == plan.change.index
+    )
+    return json.dumps(
+        {
+            "window": window.name if window is not None else None,
+            "start": times.iloc[start].isoformat() if len(times) else None,
+            "live_rows": len(times) - start,
+            "since_change": since_change,
+            "refresh": refresh,
+        }
+    )
+
+
+def window_candidate(
+    config: ProjectConfig,
+    info: registry.VersionInfo,
+    challenger: Challenger,
+    *,
+    live: Rows,
+    times: pd.Series,
+    reference: Rows | None,
+    refresh: bool,
+) -> Candidate:
+    """The challenger as a registration: what it learned from, its scores on the judged rows."""
+    window = challenger.window
+    assert window is not None and challenger.winner is not None
+    part = live.slice(window.start, len(live))
+    X = part.X
+    y = part.y
+    if window.with_reference and reference is not None:
+        X = pd.concat([reference.X, X], ignore_index=True)
+        y = np.concatenate([reference.y, y])
+    winner = challenger.winner
+    holdout = scores_of(
+        winner.pipeline,
+        challenger.gate.X,
+        challenger.gate.y,
+        task=config.task,
+        classes=info.classes or None,
+        source="newest labeled live rows",
+    )
+    family = type(challenger.pipeline.named_steps["model"]).__name__
+    return Candidate(
+        pipeline=challenger.pipeline,
+        spec=info.spec,
+        train_frame=X.assign(**{config.target: y}),
+        holdout=holdout,
+        family=family,
+        params={},
+        chosen_by=(
+            f"Retrained: {challenger.plan.describe()}. The window '{window.name}' scored best "
+            f"on the judged rows ({config.promotion.metric} {winner.score:.4f}); its model "
+            f"(the champion's configuration) was refitted through them on "
+            f"{challenger.learned_rows} rows."
+        ),
+        alternatives=challenger.table(),
+        source="inference log (labeled live rows)",
+        tags={"retrain_window": _window_tag(challenger, times, refresh=refresh)},
+    )
+
+
+@task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
+def read_labeled(
+    settings: Settings, config: ProjectConfig, info: registry.VersionInfo
+) -> pd.DataFrame:
+    """The newest labeled live rows (every version's), up to what a challenger may use."""
+    engine = store.make_engine(settings.database_url)
+    try:
+        return store.read_window(
+            engine,
+            model_name=config.model_name,
+            numeric=info.spec.numeric,
+            categorical=info.spec.categorical,
+            target=config.target,
+            labeled_only=True,
+            last_n=config.monitoring.retrain.max_live_rows,
+        )
+    finally:
+        engine.dispose()
+
+
+def record_outcome(settings: Settings, drift_run_id: str, outcome: str) -> None:
+    """Tell the monitor's history what became of the retraining its run started."""
+    if not drift_run_id:
+        return
+    engine = store.make_engine(settings.database_url)
+    try:
+        runs.record_retrain_outcome(engine, drift_run_id, outcome)
+    finally:
+        engine.dispose()
 
 
 def retrain_once(
@@ -95,47 +169,95 @@ def retrain_once(
     reason: str,
     trigger: str = "drift",
 ) -> dict[str, Any]:
-    """Build the challenger and gate it; returns the training outcome as a dict."""
+    """Build the challenger and gate it; returns the training outcome as a dict.
+
+    Raises:
+        RetrainRefused: no champion, or too few usable labeled rows.
+        RetrainDeferred: a change is too recent to learn from (the monitor tries again).
+    """
+    try:
+        outcome = _retrain(
+            config, settings, drift_run_id=drift_run_id, reason=reason, trigger=trigger
+        )
+    except RetrainDeferred:
+        record_outcome(settings, drift_run_id, "deferred")
+        raise
+    except Exception:
+        record_outcome(settings, drift_run_id, "failed")
+        raise
+    record_outcome(settings, drift_run_id, "promoted" if outcome.promoted else "refused")
+    return outcome.to_dict()
+
+
+def _retrain(
+    config: ProjectConfig, settings: Settings, *, drift_run_id: str, reason: str, trigger: str
+) -> TrainOutcome:
     client = registry.make_client(settings.mlflow_tracking_uri)
-    champion = registry.get_alias(client, config.model_name, registry.CHAMPION)
-    if champion is None:
+    current = registry.get_alias(client, config.model_name, registry.CHAMPION)
+    if current is None:
         raise RetrainRefused(
             f"model {config.model_name!r} has no champion to retrain from; run `driftloop train` first"
         )
-    info = registry.VersionInfo.from_version(champion)
-    reference = registry.load_reference(client, config.model_name, champion.version)
-    engine = store.make_engine(settings.database_url)
-    try:
-        labeled = store.read_window(
-            engine,
-            model_name=config.model_name,
-            numeric=info.spec.numeric,
-            categorical=info.spec.categorical,
-            target=config.target,
-            labeled_only=True,
-        )
-    finally:
-        engine.dispose()
-    data = retrain_data(
-        reference, labeled, spec=info.spec, target=config.target, policy=config.monitoring.retrain
+    info = registry.VersionInfo.from_version(current)
+    champion = registry.load_model(client, config.model_name, current.version)
+    # the data the lineage was first trained on (a retrained champion's own snapshot holds live
+    # rows that the candidates read from the log again)
+    origin = registry.origin_version(client, config.model_name, current.version)
+    snapshot = registry.load_reference(client, config.model_name, origin)
+    live, times, unusable = live_rows(
+        read_labeled(settings, config, info), info.spec, config.target
     )
-    cfg = retrain_config(config, info.spec)
-    ingested = ingest_config(cfg, frame=data.train)
-    outcome = train_and_gate(
-        cfg,
+    needed = config.monitoring.retrain.min_labeled_rows
+    if len(live) < needed:
+        raise RetrainRefused(
+            f"only {len(live)} usable labeled live rows, {needed} needed "
+            "(monitoring.retrain.min_labeled_rows); post labels to /feedback"
+            + (f" ({unusable} rows left out: numbers too large to train on)" if unusable else "")
+        )
+    reference = Rows(
+        prepare_features(snapshot, info.spec).reset_index(drop=True),
+        snapshot[config.target].to_numpy(),
+    )
+    challenger = build_challenger(
+        champion,
+        live=live,
+        reference=reference,
+        task=config.task,
+        metric=config.promotion.metric,
+        classes=info.classes,
+        settings=settings_for(config),
+    )
+    if challenger.deferred is not None:
+        raise RetrainDeferred(f"retraining deferred: {challenger.deferred}")
+    if challenger.winner is None:
+        errors = "; ".join(f"{c.name}: {c.error}" for c in challenger.candidates if c.error)
+        raise RetrainRefused(f"no candidate window could be trained ({errors or 'no window'})")
+    get_run_logger().info("retraining %s: %s", config.model_name, challenger.plan.describe())
+    candidate = window_candidate(
+        config,
+        info,
+        challenger,
+        live=live,
+        times=times,
+        reference=reference,
+        refresh=reason.startswith(FOLLOW_UP),
+    )
+    window = challenger.window
+    return gate(
+        config,
         settings,
-        ingested=ingested,
-        holdout=data.holdout,
+        client,
+        candidate=candidate,
         lineage={
             "trigger": trigger,
             "drift_run_id": drift_run_id or "none",
             "retrain_reason": reason[:500],
-            "window": f"{data.live_rows} labeled live rows ({config.monitoring.retrain.data_policy}), newest {len(data.holdout)} held out"
-            + (f", {data.unusable_rows} unusable rows left out" if data.unusable_rows else ""),
+            "window": f"{window.name if window else '-'}: {challenger.learned_rows} rows learned, "
+            f"judged on the newest {len(challenger.gate)} labeled rows ({challenger.plan.describe()})"
+            + (f", {unusable} unusable rows left out" if unusable else ""),
             "parent_version": str(info.version),
         },
     )
-    return outcome.to_dict()
 
 
 @flow(name="retrain", log_prints=True)

@@ -1,7 +1,9 @@
 """The `train` flow: ingest, train, evaluate, register in MLflow, and gate the `champion` alias.
 
-The same steps serve `retrain` (flows/retrain.py), which passes its own training frame, holdout
-slice and lineage tags to :func:`train_and_gate`.
+Registration (:func:`register`) and the gate (:func:`gate`) are shared with `retrain`
+(flows/retrain.py), which builds its candidate from live windows instead of a search: both
+register a :class:`Candidate` (the fitted Pipeline, what it learned from, its out-of-sample
+scores) and judge it against the champion on the same rows, with a paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from core.metrics import metric_info, names_for
 from driftloop import registry
 from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
 from flows.ingest import Ingested, ingest_config
 from flows.retry import transient
-from pipelines.evaluation import evaluate, evaluation_figures, overfit_gap
-from pipelines.promotion import PromotionDecision, PromotionPolicy, should_promote
+from monitoring.significance import measure_noise
+from pipelines.evaluation import figures_from_outputs, overfit_gap
+from pipelines.holdout import HoldoutScores, finite, scores_of
+from pipelines.promotion import (
+    Difference,
+    PromotionDecision,
+    PromotionPolicy,
+    paired_difference,
+    should_promote,
+)
 from pipelines.reference import build_reference
 from pipelines.schema import FeatureSpec, prepare_features
 from pipelines.training import TrainingResult, split_holdout, train_model
@@ -38,6 +49,26 @@ Trigger = Literal["manual", "schedule", "drift", "backtest", "demo", "stack"]
 
 #: Rows used to measure the training-set metrics for the overfitting gap.
 _TRAIN_METRIC_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a registration records: the fitted Pipeline, the rows it learned from (features and
+    target), its scores on rows it never learned from, and how it was chosen."""
+
+    pipeline: Any
+    spec: FeatureSpec
+    train_frame: pd.DataFrame
+    holdout: HoldoutScores
+    family: str
+    params: dict[str, Any]
+    #: how it was chosen, one sentence (the search's CV score, or the window that won)
+    chosen_by: str
+    #: the table of alternatives (search candidates, or windows with their scores)
+    alternatives: pd.DataFrame
+    source: str
+    #: extra version tags (without the driftloop. prefix)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,34 +141,59 @@ def fit(config: ProjectConfig, train_frame: pd.DataFrame, spec: FeatureSpec) -> 
     )
 
 
-@task(cache_policy=NO_CACHE)
-def score(
-    config: ProjectConfig, pipeline: Any, frame: pd.DataFrame, spec: FeatureSpec
-) -> dict[str, float]:
-    """Task-appropriate metrics of a fitted pipeline on a frame."""
-    X, y = split_xy(frame, spec, config.target)
-    return evaluate(pipeline, X, y, task=config.task)
-
-
 @task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
-def champion_scores(
-    config: ProjectConfig, client: MlflowClient, holdout: pd.DataFrame
-) -> tuple[int | None, dict[str, float] | None, str | None]:
-    """Evaluate the current champion on the same holdout; (version, metrics, problem)."""
+def champion_on(
+    config: ProjectConfig, client: MlflowClient, X: pd.DataFrame, y: Any, classes: tuple[Any, ...]
+) -> tuple[int | None, HoldoutScores | None, str | None]:
+    """The current champion's scores on the candidate's judged rows; (version, scores, problem)."""
     current = registry.get_alias(client, config.model_name, registry.CHAMPION)
     if current is None:
         return None, None, None
     info = registry.VersionInfo.from_version(current)
     champion = registry.load_model(client, config.model_name, current.version)
     try:
-        X, y = split_xy(holdout, info.spec, config.target)
-        return int(current.version), evaluate(champion, X, y, task=config.task), None
+        X_champion = prepare_features(X, info.spec)
+        scores = scores_of(champion, X_champion, y, task=config.task, classes=classes or None)
+        return int(current.version), scores, None
     except Exception as exc:  # a champion that cannot score the new data cannot be compared
         return (
             int(current.version),
             None,
-            f"champion v{current.version} cannot score this holdout: {exc}",
+            f"champion v{current.version} cannot score these rows: {exc}",
         )
+
+
+def difference_on(
+    candidate: HoldoutScores, champion: HoldoutScores, metric: str, *, higher_is_better: bool
+) -> Difference:
+    """Candidate minus champion on the same rows, with its paired bootstrap interval."""
+    scores = {"candidate": candidate, "champion": champion}
+    return paired_difference(
+        lambda who, rows: scores[who].metric(metric, rows),
+        len(candidate),
+        higher_is_better=higher_is_better,
+    )
+
+
+def evaluation_files(holdout: HoldoutScores) -> dict[str, bytes]:
+    """The files stored with a version: its out-of-sample scores and each metric's noise."""
+    noise = {
+        name: measure_noise(
+            name,
+            holdout.y,
+            holdout.prediction,
+            holdout.proba,
+            classes=holdout.classes,
+            resamples=100,
+        ).to_dict()
+        for name in names_for(holdout.task)
+        if holdout.kind in metric_info(name).kinds
+    }
+    payload = {"source": holdout.source, "rows": len(holdout), "noise": noise}
+    return {
+        registry.HOLDOUT_FILE: holdout.to_parquet(),
+        registry.NOISE_FILE: json.dumps(payload, allow_nan=True).encode(),
+    }
 
 
 def _classes(pipeline: Any) -> list[Any]:
@@ -146,16 +202,15 @@ def _classes(pipeline: Any) -> list[Any]:
 
 
 def version_description(
-    config: ProjectConfig,
-    result: TrainingResult,
-    metrics: dict[str, float],
-    lineage: dict[str, str],
+    config: ProjectConfig, candidate: Candidate, metrics: dict[str, float], lineage: dict[str, str]
 ) -> str:
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items()))
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(finite(metrics).items()))
     return (
-        f"**{result.family}** pipeline for `{config.target}` ({config.task}), trigger `{lineage.get('trigger')}`.\n\n"
-        f"Best params: `{json.dumps(result.params, default=str)}`; cv {result.cv_metric} {result.cv_score:.4f}.\n\n"
-        f"| holdout metric | value |\n|---|---|\n{rows}\n"
+        f"**{candidate.family}** pipeline for `{config.target}` ({config.task}), trigger "
+        f"`{lineage.get('trigger')}`.\n\n{candidate.chosen_by}\n\n"
+        f"Params: `{json.dumps(candidate.params, default=str)}`.\n\n"
+        f"| holdout metric ({candidate.holdout.source}, {len(candidate.holdout)} rows) | value |\n"
+        f"|---|---|\n{rows}\n"
     )
 
 
@@ -165,33 +220,30 @@ def register(
     settings: Settings,
     client: MlflowClient,
     *,
-    ingested: Ingested,
-    train_frame: pd.DataFrame,
-    holdout: pd.DataFrame,
-    result: TrainingResult,
+    candidate: Candidate,
     metrics: dict[str, float],
     train_metrics: dict[str, float],
     lineage: dict[str, str],
 ) -> tuple[int, str]:
     """Log the run (params, metrics, plots, datasets) and register the model version with its
-    reference snapshot and integrity record (`registry.log_model_version`)."""
-    spec = ingested.spec
+    reference snapshot, evaluation files and integrity record (`registry.log_model_version`)."""
+    spec = candidate.spec
     experiment_id = registry.ensure_experiment(
         client,
         registry.training_experiment(config.model_name),
         artifact_location=settings.artifact_location(),
     )
-    X_train, y_train = split_xy(train_frame, spec, config.target)
-    X_hold, y_hold = split_xy(holdout, spec, config.target)
+    X_train, y_train = split_xy(candidate.train_frame, spec, config.target)
+    holdout = candidate.holdout
     train_data = mlflow.data.from_pandas(
         X_train.assign(**{config.target: y_train.to_numpy()}),
-        source=ingested.source,
+        source=candidate.source,
         targets=config.target,
         name=f"{config.model_name}-train",
     )
     holdout_data = mlflow.data.from_pandas(
-        X_hold.assign(**{config.target: y_hold.to_numpy()}),
-        source=ingested.source,
+        holdout.X.assign(**{config.target: holdout.y}),
+        source=candidate.source,
         targets=config.target,
         name=f"{config.model_name}-holdout",
     )
@@ -202,36 +254,37 @@ def register(
         mlflow.set_tags({registry.TAG + k: v for k, v in lineage.items()})
         mlflow.log_params(
             {
-                "family": result.family,
-                **{f"model.{k}": v for k, v in result.params.items()},
-                "cv_metric": result.cv_metric,
+                "family": candidate.family,
+                **{f"model.{k}": v for k, v in candidate.params.items()},
                 "cv_folds": config.model.cv_folds,
                 "seed": config.model.seed,
-                "train_rows": len(train_frame),
+                "train_rows": len(candidate.train_frame),
                 "holdout_rows": len(holdout),
+                "holdout_source": holdout.source,
                 "numeric_features": len(spec.numeric),
                 "categorical_features": len(spec.categorical),
                 "config_hash": lineage["config_hash"],
             }
         )
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
-        mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items()})
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in finite(metrics).items()})
+        mlflow.log_metrics({f"train_{k}": v for k, v in finite(train_metrics).items()})
         gap = overfit_gap(
             train_metrics,
             metrics,
             metric=config.promotion.metric,
             higher_is_better=config.higher_is_better,
         )
-        mlflow.log_metrics({"cv_score": result.cv_score, "overfit_gap": gap})
+        mlflow.log_metrics(finite({"overfit_gap": gap}))
         mlflow.log_input(train_data, context="training")
         mlflow.log_input(holdout_data, context="evaluation")
-        for name, figure in evaluation_figures(
-            result.pipeline, X_hold, y_hold, task=config.task
-        ).items():
+        figures = figures_from_outputs(
+            holdout.y, holdout.prediction, holdout.proba, classes=holdout.classes, task=config.task
+        )
+        for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}.png")
         with tempfile.TemporaryDirectory() as tmp:
             cand_path = Path(tmp) / "candidates.csv"
-            result.candidates.to_csv(cand_path, index=False)
+            candidate.alternatives.to_csv(cand_path, index=False)
             mlflow.log_artifact(str(cand_path), artifact_path="search")
             (Path(tmp) / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             mlflow.log_artifact(str(Path(tmp) / "feature_spec.json"))
@@ -240,15 +293,17 @@ def register(
         version = registry.log_model_version(
             client,
             model_name=config.model_name,
-            pipeline=result.pipeline,
+            pipeline=candidate.pipeline,
             reference=build_reference(
-                result.pipeline, X_train, y_train, target=config.target, task=config.task
+                candidate.pipeline, X_train, y_train, target=config.target, task=config.task
             ),
-            signature=infer_signature(example, result.pipeline.predict(example)),
+            signature=infer_signature(example, candidate.pipeline.predict(example)),
             input_example=example,
+            evaluation=evaluation_files(holdout),
             tags={
                 **{registry.TAG + k: str(v) for k, v in lineage.items()},
-                registry.TAG + "family": result.family,
+                **{registry.TAG + k: str(v) for k, v in candidate.tags.items()},
+                registry.TAG + "family": candidate.family,
                 registry.TAG
                 + f"holdout_{config.promotion.metric}": f"{metrics[config.promotion.metric]:.6f}",
                 **registry.model_spec_tag(
@@ -257,14 +312,14 @@ def register(
                     numeric=spec.numeric,
                     categorical=spec.categorical,
                     not_null=config.features.not_null,
-                    classes=_classes(result.pipeline),
+                    classes=_classes(candidate.pipeline),
                 ),
             },
         )
     client.update_model_version(
         config.model_name,
         str(version),
-        description=version_description(config, result, metrics, lineage),
+        description=version_description(config, candidate, metrics, lineage),
     )
     return version, run.info.run_id
 
@@ -287,40 +342,29 @@ def decision_markdown(outcome: TrainOutcome, decision: PromotionDecision) -> str
     )
 
 
-def train_and_gate(
+def gate(
     config: ProjectConfig,
     settings: Settings,
+    client: MlflowClient,
     *,
-    ingested: Ingested,
-    holdout: pd.DataFrame | None = None,
+    candidate: Candidate,
     lineage: dict[str, str],
 ) -> TrainOutcome:
-    """Train on the ingested frame, register the candidate, and move `champion` only if it wins.
-
-    With no holdout given, a fresh one is split from the ingested frame (time-aware when
-    `time_column` is set). Candidate and champion are scored on that same holdout.
-    """
+    """Register the candidate and move `champion` to it only if it beats the champion on the
+    candidate's judged rows by more than noise (and reaches the floor); record why either way."""
     logger = get_run_logger()
-    client = registry.make_client(settings.mlflow_tracking_uri)
-    if holdout is None:
-        train_frame, holdout = split_holdout(
-            ingested.frame,
-            target=config.target,
-            task=config.task,
-            test_size=config.model.test_size,
-            seed=config.model.seed,
-            time_column=config.time_column,
-        )
-    else:
-        train_frame = ingested.frame
-    result = fit(config, train_frame, ingested.spec)
-    logger.info("best family %s (cv %s %.4f)", result.family, result.cv_metric, result.cv_score)
-    metrics = score(config, result.pipeline, holdout, ingested.spec)
-    sample = train_frame.sample(
-        min(len(train_frame), _TRAIN_METRIC_ROWS), random_state=config.model.seed
+    holdout = candidate.holdout
+    metrics = holdout.metrics()
+    sample = candidate.train_frame.sample(
+        min(len(candidate.train_frame), _TRAIN_METRIC_ROWS), random_state=config.model.seed
     )
-    train_metrics = score(config, result.pipeline, sample, ingested.spec)
-    champion_version, champion_metrics, problem = champion_scores(config, client, holdout)
+    X_sample, y_sample = split_xy(sample, candidate.spec, config.target)
+    train_metrics = scores_of(
+        candidate.pipeline, X_sample, y_sample, task=config.task, classes=holdout.classes or None
+    ).metrics()
+    champion_version, champion, problem = champion_on(
+        config, client, holdout.X, holdout.y, holdout.classes
+    )
     lineage = {
         **lineage,
         "config_hash": config.config_hash(),
@@ -331,15 +375,13 @@ def train_and_gate(
         config,
         settings,
         client,
-        ingested=ingested,
-        train_frame=train_frame,
-        holdout=holdout,
-        result=result,
+        candidate=candidate,
         metrics=metrics,
         train_metrics=train_metrics,
         lineage=lineage,
     )
     policy = policy_for(config)
+    champion_metrics = champion.metrics() if champion is not None else None
     if problem is not None:
         decision = PromotionDecision(
             promote=False,
@@ -349,10 +391,19 @@ def train_and_gate(
             champion=None,
         )
     else:
-        decision = should_promote(metrics, champion_metrics, policy)
+        difference = (
+            difference_on(
+                holdout, champion, policy.metric, higher_is_better=policy.higher_is_better
+            )
+            if champion is not None
+            else None
+        )
+        decision = should_promote(metrics, champion_metrics, policy, difference)
     if champion_metrics:
         with mlflow.start_run(run_id=run_id):
-            mlflow.log_metrics({f"champion_holdout_{k}": v for k, v in champion_metrics.items()})
+            mlflow.log_metrics(
+                {f"champion_holdout_{k}": v for k, v in finite(champion_metrics).items()}
+            )
     if decision.promote:
         registry.set_champion(
             client,
@@ -388,6 +439,57 @@ def train_and_gate(
     )
     logger.info("%s v%s: %s", config.model_name, version, decision.reason)
     return outcome
+
+
+def searched_candidate(
+    config: ProjectConfig, ingested: Ingested, train_frame: pd.DataFrame, holdout: pd.DataFrame
+) -> Candidate:
+    """The configured search's winner on ``train_frame``, scored on ``holdout``."""
+    result = fit(config, train_frame, ingested.spec)
+    get_run_logger().info(
+        "best family %s (cv %s %.4f)", result.family, result.cv_metric, result.cv_score
+    )
+    X_hold, y_hold = split_xy(holdout, ingested.spec, config.target)
+    return Candidate(
+        pipeline=result.pipeline,
+        spec=ingested.spec,
+        train_frame=train_frame,
+        holdout=scores_of(result.pipeline, X_hold, y_hold.to_numpy(), task=config.task),
+        family=result.family,
+        params=result.params,
+        chosen_by=f"Chosen by cross-validation: {result.cv_metric} {result.cv_score:.4f}.",
+        alternatives=result.candidates,
+        source=ingested.source,
+    )
+
+
+def train_and_gate(
+    config: ProjectConfig,
+    settings: Settings,
+    *,
+    ingested: Ingested,
+    holdout: pd.DataFrame | None = None,
+    lineage: dict[str, str],
+) -> TrainOutcome:
+    """Search on the ingested frame, register the winner, and move `champion` only if it wins.
+
+    With no holdout given, a fresh one is split from the ingested frame (time-aware when
+    `time_column` is set). Candidate and champion are scored on that same holdout.
+    """
+    client = registry.make_client(settings.mlflow_tracking_uri)
+    if holdout is None:
+        train_frame, holdout = split_holdout(
+            ingested.frame,
+            target=config.target,
+            task=config.task,
+            test_size=config.model.test_size,
+            seed=config.model.seed,
+            time_column=config.time_column,
+        )
+    else:
+        train_frame = ingested.frame
+    candidate = searched_candidate(config, ingested, train_frame, holdout)
+    return gate(config, settings, client, candidate=candidate, lineage=lineage)
 
 
 @flow(name="train", log_prints=True)

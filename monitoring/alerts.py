@@ -109,6 +109,11 @@ class AlertConfig(BaseModel):
         default_factory=list,
         description='Prefect notification blocks as "type-slug/name", e.g. "slack-webhook/ops"',
     )
+    deliver_warnings: bool = Field(
+        False,
+        description="also deliver warnings (drift that does not hurt) to webhooks and blocks; "
+        "by default they are recorded and shown on dashboards and gauges only",
+    )
 
     @field_validator("webhooks")
     @classmethod

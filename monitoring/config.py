@@ -194,8 +194,9 @@ class PolicyConfig(_Section):
     refresh_factor: float = Field(
         4.0,
         ge=0,
-        description="after a retraining learned from the rows since a change, retrain once more "
-        "when this many times as many labeled rows have arrived since it (0: never)",
+        description="a retrained champion is retrained once more (a follow-up) when this many "
+        "times as many labeled rows have arrived since its window started as it learned from "
+        "(0: never)",
     )
 
     @model_validator(mode="before")

@@ -21,12 +21,20 @@ Event = Literal["opened", "escalated", "calmed", "resolved"]
 _RANK = {"none": 0, "warning": 1, "critical": 2}
 #: Checks whose failure is harm (critical); other failed checks (drift) are warnings.
 HARM_CHECKS = frozenset({"performance", "estimated_performance", "data_quality", "regression"})
+#: Data quality errors that describe a shift (values beyond the training range, categories
+#: never seen) rather than broken inputs: a warning on their own, like drift.
+SHIFT_QUALITY_KINDS = frozenset({"out_of_range", "new_categories"})
 
 
-def severity_of(failed: Iterable[str]) -> Severity:
-    """``critical`` when a harm check failed, ``warning`` when only drift did, else ``none``."""
+def severity_of(failed: Iterable[str], *, broken_inputs: bool = True) -> Severity:
+    """``critical`` when a harm check failed, ``warning`` when only drift did, else ``none``.
+
+    ``broken_inputs`` False says the failed data quality check found only shifts
+    (:data:`SHIFT_QUALITY_KINDS`): then it counts as a warning.
+    """
     failed = set(failed)
-    if failed & HARM_CHECKS:
+    harm = HARM_CHECKS if broken_inputs else HARM_CHECKS - {"data_quality"}
+    if failed & harm:
         return "critical"
     return "warning" if failed else "none"
 

@@ -81,7 +81,10 @@ class MonitorResult:
 
     @property
     def severity(self) -> Severity:
-        return incidents.severity_of(self.failed)
+        broken = self.quality is None or any(
+            i.kind not in incidents.SHIFT_QUALITY_KINDS for i in self.quality.errors
+        )
+        return incidents.severity_of(self.failed, broken_inputs=broken)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -119,6 +122,9 @@ class RunRecord:
     #: the open incident after this run (None: no incident)
     incident: Incident | None = None
     retrain_outcome: RetrainOutcome | None = None
+    #: the model version whose window the run judged, and why it retrained (if it did)
+    version: int | None = None
+    retrain_reason: str = ""
 
 
 def make_result(
@@ -381,21 +387,42 @@ def _unresolved(history: Sequence[RunRecord], now: datetime) -> int:
     return count
 
 
+#: How a follow-up retraining's reason starts (the retrain flow recognises it by this).
+FOLLOW_UP = "follow-up"
+
+
 @dataclass(frozen=True)
 class Refresh:
-    """What the champion learned from, for the follow-up retraining after a change: it trained
-    on ``trained_rows`` labeled rows since a detected change at ``since``; ``available_rows``
-    are labeled now. ``done`` when the champion is itself a follow-up (never twice)."""
+    """What a retrained champion learned from, for the follow-up retraining: ``trained_rows``
+    labeled live rows from ``since`` on; ``available_rows`` are labeled since then now.
+    ``done`` when the champion is itself a follow-up (never twice); ``version`` is the
+    champion's (a follow-up is tried once per champion)."""
 
     since: datetime
     trained_rows: int
     available_rows: int
     done: bool = False
+    version: int | None = None
 
 
-def refresh_reason(refresh: Refresh | None, policy: PolicyConfig, *, max_rows: int) -> str | None:
+def refresh_reason(
+    refresh: Refresh | None,
+    policy: PolicyConfig,
+    *,
+    max_rows: int,
+    history: Sequence[RunRecord] = (),
+) -> str | None:
     """Why a follow-up retraining is due, or None (pure)."""
     if refresh is None or refresh.done or policy.refresh_factor <= 0:
+        return None
+    tried = any(
+        r.retrained
+        and r.version == refresh.version
+        and r.retrain_reason.startswith(FOLLOW_UP)
+        and r.retrain_outcome != "deferred"
+        for r in history
+    )
+    if tried:
         return None
     if refresh.trained_rows >= max_rows:
         return None
@@ -403,8 +430,8 @@ def refresh_reason(refresh: Refresh | None, policy: PolicyConfig, *, max_rows: i
     if refresh.available_rows < needed:
         return None
     return (
-        f"follow-up after the change at {refresh.since.isoformat()}: the champion learned from "
-        f"{refresh.trained_rows} rows since it, {refresh.available_rows} are labeled now "
+        f"{FOLLOW_UP}: the retrained champion learned from {refresh.trained_rows} live rows from "
+        f"{refresh.since.isoformat()} on; {refresh.available_rows} are labeled since then "
         f"(refresh_factor {policy.refresh_factor:g})"
     )
 
@@ -434,7 +461,7 @@ def should_retrain(
         return Decision(False, _not_enough(result))
     reason = _harm_reason(result, policy)
     if reason is None:
-        follow_up = refresh_reason(refresh, policy, max_rows=max_live_rows)
+        follow_up = refresh_reason(refresh, policy, max_rows=max_live_rows, history=history)
         if follow_up is None:
             return Decision(False, _no_harm(result, policy))
         reason = follow_up

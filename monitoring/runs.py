@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from monitoring.incidents import Incident
 from monitoring.policy import RunRecord
 from monitoring.store import Base, UTCDateTime, _json_type, inference_log
 
@@ -60,6 +61,21 @@ class DriftRun(Base):
     retrain: Mapped[bool] = mapped_column(sa.Boolean())
     retrain_reason: Mapped[str] = mapped_column(sa.Text())
     details: Mapped[dict[str, Any]] = mapped_column(_json_type())
+    #: none / warning / critical (monitoring.incidents.severity_of)
+    severity: Mapped[str] = mapped_column(sa.String(16), server_default="none")
+    #: the incident open after this run (monitoring.incidents.Incident.to_dict), or NULL
+    incident: Mapped[dict[str, Any] | None] = mapped_column(
+        _json_type(nullable=True), nullable=True
+    )
+    incident_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    #: opened / escalated / calmed / resolved, or NULL
+    incident_event: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    #: promoted / refused / deferred / failed, set by the retraining this run started
+    retrain_outcome: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    estimated_low: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
+    estimated_high: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
+    #: the primary metric measured on this run's window once its labels arrived
+    realized_value: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
 
 
 drift_runs: sa.Table = DriftRun.__table__  # type: ignore[assignment]
@@ -79,25 +95,66 @@ def record_run(engine: Engine, row: Mapping[str, Any]) -> str:
 
 def history(engine: Engine, model_name: str, *, since: datetime) -> list[RunRecord]:
     """Earlier runs of a model since a time, oldest first, as policy history items."""
+    c = drift_runs.c
     query = (
         sa.select(
-            drift_runs.c.started_at,
-            drift_runs.c.status,
-            drift_runs.c.condition,
-            drift_runs.c.alerted,
-            drift_runs.c.retrain,
+            c.started_at,
+            c.status,
+            c.condition,
+            c.alerted,
+            c.retrain,
+            c.severity,
+            c.incident,
+            c.retrain_outcome,
+            c.model_version,
+            c.retrain_reason,
         )
-        .where(drift_runs.c.model_name == model_name, drift_runs.c.started_at >= since)
-        .order_by(drift_runs.c.started_at)
+        .where(c.model_name == model_name, c.started_at >= since)
+        .order_by(c.started_at)
     )
     with engine.connect() as conn:
-        return [RunRecord(r[0], r[1], r[2], bool(r[3]), bool(r[4])) for r in conn.execute(query)]
+        return [
+            RunRecord(
+                r[0],
+                r[1],
+                r[2],
+                bool(r[3]),
+                bool(r[4]),
+                r[5] or "none",
+                Incident.from_dict(r[6]),
+                r[7],
+                r[8],
+                r[9] or "",
+            )
+            for r in conn.execute(query)
+        ]
+
+
+def record_retrain_outcome(engine: Engine, run_id: str, outcome: str) -> bool:
+    """What became of the retraining a run started (promoted, refused, deferred, failed);
+    False when no run has that id (a retraining started by hand)."""
+    if not run_id:
+        return False
+    with engine.begin() as conn:
+        done = conn.execute(
+            sa.update(drift_runs)
+            .where(drift_runs.c.run_id == run_id)
+            .values(retrain_outcome=outcome)
+        )
+    return bool(done.rowcount)
 
 
 def recent_history(
     engine: Engine, model_name: str, *, now: datetime, days: float = 7
 ) -> list[RunRecord]:
-    return history(engine, model_name, since=now - timedelta(days=days))
+    """The runs of the last ``days``, and all runs of the incident still open (however old:
+    its retraining budget and refusals count for as long as it lasts)."""
+    since = now - timedelta(days=days)
+    latest = latest_run(engine, model_name)
+    open_incident = Incident.from_dict(latest["incident"]) if latest else None
+    if open_incident is not None and open_incident.opened_at < since:
+        since = open_incident.opened_at
+    return history(engine, model_name, since=since)
 
 
 def latest_run(engine: Engine, model_name: str) -> dict[str, Any] | None:

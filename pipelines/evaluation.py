@@ -292,29 +292,46 @@ def _predicted_vs_actual(y_true: np.ndarray, pred: np.ndarray) -> Figure:
 def evaluation_figures(
     pipeline: Any, X: pd.DataFrame, y: pd.Series | np.ndarray, *, task: str
 ) -> dict[str, Figure]:
+    """Diagnostic figures of a fitted pipeline on labelled rows (see :func:`figures_from_outputs`)."""
+    if task == "regression":
+        return figures_from_outputs(np.asarray(y), pipeline.predict(X), None, task=task)
+    if task != "classification":
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    classes = _classes(pipeline)
+    proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+    return figures_from_outputs(np.asarray(y), None, proba, classes=classes, task=task)
+
+
+def figures_from_outputs(
+    y: np.ndarray,
+    prediction: np.ndarray | None,
+    proba: np.ndarray | None,
+    *,
+    classes: Sequence[Any] = (),
+    task: str,
+) -> dict[str, Figure]:
     """Diagnostic figures (matplotlib Figures, not saved and not registered with pyplot).
 
     Classification: confusion_matrix, roc_curve, pr_curve, calibration (one-vs-rest curves for
-    multiclass, top-label calibration). Regression: residuals, predicted_vs_actual.
+    multiclass, top-label calibration), from the n x k ``proba`` in the order of ``classes``.
+    Regression: residuals, predicted_vs_actual, from ``prediction``.
     """
     y_true = np.asarray(y)
     if task == "regression":
-        pred = np.asarray(pipeline.predict(X), dtype=float)
+        pred = np.asarray(prediction, dtype=float)
         y_float = y_true.astype(float)
         return {
             "residuals": _residuals(y_float, pred),
             "predicted_vs_actual": _predicted_vs_actual(y_float, pred),
         }
-    if task != "classification":
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    classes = _classes(pipeline)
-    proba = np.asarray(pipeline.predict_proba(X), dtype=float)
-    pred = classes[np.argmax(proba, axis=1)]
+    labels = np.asarray(classes)
+    proba = np.asarray(proba, dtype=float)
+    pred = labels[np.argmax(proba, axis=1)]
     return {
-        "confusion_matrix": _confusion(y_true, pred, classes),
-        "roc_curve": _roc(y_true, proba, classes),
-        "pr_curve": _pr(y_true, proba, classes),
-        "calibration": _calibration(y_true, proba, classes),
+        "confusion_matrix": _confusion(y_true, pred, labels),
+        "roc_curve": _roc(y_true, proba, labels),
+        "pr_curve": _pr(y_true, proba, labels),
+        "calibration": _calibration(y_true, proba, labels),
     }
 
 

@@ -20,7 +20,14 @@ from sklearn.base import clone
 
 from core.metrics import higher_is_better
 from pipelines.evaluation import score_metric
-from pipelines.windows import ChangePoint, Window, candidate_windows, change_point, gate_size
+from pipelines.windows import (
+    ChangePoint,
+    Window,
+    candidate_windows,
+    change_point,
+    gate_size,
+    row_losses,
+)
 
 #: Multiples of the judged rows tried as "last N rows" windows (besides the change and all rows).
 WINDOW_MULTIPLES = (2, 8)
@@ -205,3 +212,112 @@ def refit(template: Any, window: Window, *, live: Rows, reference: Rows | None) 
     start); returns the pipeline and the rows it learned from."""
     rows = _window_rows(window, live, len(live), reference)
     return clone(template).fit(rows.X, rows.y), len(rows)
+
+
+def champion_losses(champion: Any, live: Rows, task: str) -> np.ndarray:
+    """The fitted champion's per-row losses on the labeled live rows (time order kept)."""
+    if task == "regression":
+        return row_losses(task, live.y, prediction=np.asarray(champion.predict(live.X)))
+    proba = np.asarray(champion.predict_proba(live.X), dtype=float)
+    index = {c: i for i, c in enumerate(np.asarray(champion.classes_).tolist())}
+    position = np.array([index.get(v, -1) for v in np.asarray(live.y).tolist()])
+    truth = np.where(position >= 0, proba[np.arange(len(live)), np.maximum(position, 0)], 0.0)
+    return row_losses(task, live.y, probability_of_truth=truth)
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """How a challenger is built (``monitoring.retrain`` plus the monitor window's size)."""
+
+    data_policy: str = "adaptive"
+    max_live_rows: int = 50_000
+    include_reference: bool = True
+    gate_rows: int | None = None
+    window_rows: int = 5000
+    min_rows: int = 200
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A retraining's outcome before the gate: the plan, every candidate's score on the judged
+    rows, the winner, and the winner's rule refitted through the judged rows (``pipeline``).
+    ``deferred`` says why nothing was built yet (too few rows since a fresh change)."""
+
+    plan: RetrainPlan
+    candidates: tuple[Scored, ...]
+    winner: Scored | None
+    window: Window | None
+    pipeline: Any
+    learned_rows: int
+    gate: Rows
+    deferred: str | None = None
+
+    def table(self) -> pd.DataFrame:
+        """One row per candidate window: its rows, score on the judged rows, error, chosen."""
+        return pd.DataFrame(
+            [
+                {
+                    "window": c.name,
+                    "train_rows": c.train_rows,
+                    "score": c.score,
+                    "error": c.error or "",
+                    "selected": self.winner is not None and c.name == self.winner.name,
+                }
+                for c in self.candidates
+            ]
+        )
+
+
+def _fixed_plan(losses: np.ndarray, settings: RetrainSettings) -> RetrainPlan:
+    """Sliding (the newest rows) or expanding (all rows) as one window, judged on the newest."""
+    n = len(losses)
+    gate = settings.gate_rows or gate_size(
+        n, window_rows=settings.window_rows, rows_since_change=None, min_rows=settings.min_rows
+    )
+    gate = max(1, min(gate, n - 1))
+    train_rows = n - gate
+    start = max(0, train_rows - settings.max_live_rows) if settings.data_policy == "sliding" else 0
+    name = f"{'reference + ' if settings.include_reference else ''}{settings.data_policy} window of {train_rows - start} rows"
+    window = Window(name, start, settings.include_reference)
+    return RetrainPlan(n, train_rows, gate, None, (window,))
+
+
+def build_challenger(
+    champion: Any,
+    *,
+    live: Rows,
+    reference: Rows | None,
+    task: str,
+    metric: str,
+    classes: Sequence[Any],
+    settings: RetrainSettings,
+) -> Challenger:
+    """Candidates of the champion's configuration on each window, the best on the newest rows,
+    refitted through them. ``live`` holds the labeled live rows, oldest first."""
+    losses = champion_losses(champion, live, task)
+    if settings.data_policy == "adaptive":
+        plan = plan_retraining(
+            losses,
+            window_rows=settings.window_rows,
+            gate_rows=settings.gate_rows,
+            min_rows=settings.min_rows,
+            reference=settings.include_reference,
+        )
+    else:
+        plan = _fixed_plan(losses, settings)
+    gate = live.slice(plan.train_rows, len(live))
+    since = plan.rows_since_change
+    if since is not None and since < 2 * settings.min_rows:
+        why = (
+            f"a change was detected {since} labeled rows ago; waiting for "
+            f"{2 * settings.min_rows} labeled rows since it to learn from and judge on"
+        )
+        return Challenger(plan, (), None, None, None, 0, gate, deferred=why)
+    judge = Judge(task, metric, tuple(classes), gate)
+    candidates = fit_candidates(champion, plan, live=live, reference=reference, judge=judge)
+    winner = best(candidates, metric)
+    if winner is None:
+        return Challenger(plan, tuple(candidates), None, None, None, 0, gate)
+    window = next(w for w in plan.windows if w.name == winner.name)
+    pipeline, learned = refit(champion, window, live=live, reference=reference)
+    return Challenger(plan, tuple(candidates), winner, window, pipeline, learned, gate)

@@ -34,7 +34,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from core.metrics import DEFAULT_METRIC, higher_is_better, names_for
 from driftloop.errors import DriftloopError
+from pipelines.evaluation import score_metric
 from pipelines.schema import FeatureSpec
 from pipelines.validation import DataValidationError, Problem
 
@@ -104,19 +106,12 @@ FAMILIES: dict[str, dict[str, tuple[Callable[[int], Any], str]]] = {
 }
 
 #: metric name -> (sklearn scorer name, higher is better)
-CLASSIFICATION_SCORING = {
-    "roc_auc": True,
-    "log_loss": False,
-    "accuracy": True,
-    "f1": True,
-    "brier": False,
+#: scikit-learn's own scorer names where one exists (faster than the generic registry scorer)
+REGRESSION_SCORERS = {
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+    "r2": "r2",
 }
-REGRESSION_SCORING = {
-    "rmse": ("neg_root_mean_squared_error", False),
-    "mae": ("neg_mean_absolute_error", False),
-    "r2": ("r2", True),
-}
-DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 
 
 def _check_task(task: str) -> None:
@@ -344,17 +339,26 @@ class TrainingResult:
 
 
 def metric_direction(metric: str, task: str) -> bool:
-    """True when a higher value of the metric is better."""
-    table = (
-        CLASSIFICATION_SCORING
-        if task == "classification"
-        else {k: v[1] for k, v in REGRESSION_SCORING.items()}
-    )
-    if metric not in table:
+    """True when a higher value of the metric is better (the registry, ``core.metrics``)."""
+    allowed = names_for(task)
+    if metric not in allowed:
         raise ModelSpecError(
-            f"metric {metric!r} does not fit task {task!r}; choose one of {sorted(table)}"
+            f"metric {metric!r} does not fit task {task!r}; choose one of {sorted(allowed)}"
         )
-    return table[metric]
+    return higher_is_better(metric)
+
+
+def _registry_scorer(metric: str, higher: bool) -> Any:
+    """A scikit-learn scorer computing any registry metric (``score_metric``), sign-adjusted."""
+    sign = 1.0 if higher else -1.0
+
+    def scorer(estimator: Any, X: pd.DataFrame, y: np.ndarray) -> float:
+        classes = list(getattr(estimator, "classes_", []))
+        if classes:
+            return sign * score_metric(metric, y, None, estimator.predict_proba(X), classes=classes)
+        return sign * score_metric(metric, y, estimator.predict(X), None)
+
+    return scorer
 
 
 def make_scoring(metric: str, *, task: str, classes: Sequence[Any] = ()) -> tuple[Any, bool]:
@@ -362,7 +366,7 @@ def make_scoring(metric: str, *, task: str, classes: Sequence[Any] = ()) -> tupl
     _check_task(task)
     higher = metric_direction(metric, task)
     if task == "regression":
-        return REGRESSION_SCORING[metric][0], higher
+        return REGRESSION_SCORERS[metric], higher
     binary = len(classes) <= 2
     positive = classes[-1] if len(classes) else 1
     if metric == "roc_auc":
@@ -375,6 +379,8 @@ def make_scoring(metric: str, *, task: str, classes: Sequence[Any] = ()) -> tupl
         if binary:
             return make_scorer(f1_score, pos_label=positive), higher
         return "f1_weighted", higher
+    if metric != "brier":
+        return _registry_scorer(metric, higher), higher
     # brier: binary on the positive class probability, multiclass the [0, 2] multiclass score
     if binary:
         scorer = make_scorer(

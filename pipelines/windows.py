@@ -82,9 +82,10 @@ def change_point(
     """The most recent significant change in the mean of time-ordered per-row losses.
 
     Binary segmentation: the best split of all rows, then, while it is significant, the best
-    split of the part after it; the last significant split is the newest regime's start. Only
-    a change for the worse (higher loss after) at the first level counts: a model that got
-    better needs no new window. None when no split is significant or there are too few rows.
+    split of the part after it; the last significant split is the newest regime's start. A
+    change either way counts: a model trained after a change of concept does worse on the rows
+    before it, and the newest regime starts there all the same. None when no split is
+    significant or there are too few rows.
     """
     values = np.asarray(losses, dtype=float)
     values = values[np.isfinite(values)]
@@ -97,8 +98,6 @@ def change_point(
         if k < 0 or stat <= threshold:
             break
         before, after = float(segment[:k].mean()), float(segment[k:].mean())
-        if found is None and after <= before:
-            break
         found = ChangePoint(offset + k, stat, threshold, before, after)
         offset += k
         segment = segment[k:]

@@ -47,7 +47,7 @@ def _write(tmp_path: Path) -> tuple[Path, Path, Path]:
     live = pd.concat(
         [
             _regression(900, seed=2, start_id=800),
-            _regression(900, seed=3, shift=1.5, start_id=1700),
+            _regression(1500, seed=3, shift=1.5, start_id=1700),
         ],
         ignore_index=True,
     )
@@ -68,7 +68,7 @@ def _write(tmp_path: Path) -> tuple[Path, Path, Path]:
         "monitoring": {
             "window": {"kind": "last_rows", "rows": 600},
             "min_window_rows": 200,
-            "policy": {"cooldown_hours": 0, "min_labeled_rows": 100, "max_performance_drop": 0.2},
+            "policy": {"cooldown_hours": 0, "min_labeled_rows": 100},
             "retrain": {"min_labeled_rows": 200, "include_reference": False, "max_live_rows": 600},
         },
     }
@@ -106,8 +106,8 @@ def test_backtest_contract_on_generated_regression(tmp_path: Path) -> None:
     summary = json.loads(out.read_text())
     assert summary["metric_name"] == "rmse"
     batches = summary["batches"]
-    assert [b["index"] for b in batches] == list(range(6))
-    assert [b["first_row"] for b in batches] == [0, 300, 600, 900, 1200, 1500]
+    assert [b["index"] for b in batches] == list(range(8))
+    assert [b["first_row"] for b in batches] == [0, 300, 600, 900, 1200, 1500, 1800, 2100]
     assert all(set(b) >= BATCH_KEYS for b in batches)
     assert (
         batches[0]["champion_version"] == 1
@@ -205,7 +205,7 @@ def test_backtest_contract_on_generated_multiclass_with_a_categorical_target(
         "monitoring": {
             "window": {"kind": "last_rows", "rows": 600},
             "min_window_rows": 200,
-            "policy": {"cooldown_hours": 0, "min_labeled_rows": 100, "max_performance_drop": 0.05},
+            "policy": {"cooldown_hours": 0, "min_labeled_rows": 100},
             "retrain": {"min_labeled_rows": 200, "include_reference": False, "max_live_rows": 600},
         },
     }

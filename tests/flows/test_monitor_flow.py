@@ -226,7 +226,14 @@ def test_monitor_reuses_cached_references_with_the_same_verdicts(
     assert second.result.performance.reference_value == 1.0
     # the statistics cached with the reference give the verdicts computed from the frame itself
     ref = cache[1]
-    fresh = evaluate_window(config, ref.info, ref.frame, second.window, holdout_value=1.0)
+    fresh = evaluate_window(
+        config,
+        ref.info,
+        ref.frame,
+        second.window,
+        holdout_value=1.0,
+        noise=ref.noise.get(config.promotion.metric),
+    )
     assert fresh.to_dict() == second.result.to_dict()
 
 

@@ -93,3 +93,8 @@ def test_an_incident_round_trips_through_json() -> None:
     incident = Incident("i1", "critical", "critical", T0, clean_runs=1)
     assert Incident.from_dict(incident.to_dict()) == incident
     assert Incident.from_dict(None) is None
+
+
+def test_quality_errors_that_only_describe_a_shift_are_a_warning() -> None:
+    assert severity_of(("data_quality",), broken_inputs=False) == "warning"
+    assert severity_of(("data_quality", "performance"), broken_inputs=False) == "critical"

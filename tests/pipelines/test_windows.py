@@ -30,8 +30,12 @@ def test_the_newest_regime_is_found_when_the_old_concept_comes_back() -> None:
     assert point is not None and abs(point.index - 4500) < 60
 
 
-def test_a_model_that_got_better_needs_no_new_window() -> None:
-    assert change_point(losses((3000, 1.2), (2000, 0.4))) is None
+def test_a_change_for_the_better_starts_a_regime_too() -> None:
+    # a model trained after a change of concept: wrong before it, right after it
+    point = change_point(losses((3000, 1.2), (2000, 0.4)))
+    assert (
+        point is not None and abs(point.index - 3000) < 60 and point.mean_after < point.mean_before
+    )
 
 
 def test_too_few_rows_or_a_constant_loss_have_no_change() -> None:
