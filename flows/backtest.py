@@ -260,8 +260,14 @@ def backtest(
     workdir: Path,
     batch_hours: float = 24.0,
     compare_every: int | None = None,
+    more_schedules: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """Replay the policy on history; returns the SUMMARY.json document."""
+    """Replay the policy on history; returns the SUMMARY.json document.
+
+    ``compare_every`` adds the fixed schedule ``scheduled_metric`` and ``schedule`` report;
+    ``more_schedules`` (the benchmark's) add one metric per batch each, under
+    ``schedule_metrics``.
+    """
     inputs = check_arguments(
         config,
         live_path,
@@ -287,7 +293,9 @@ def backtest(
             prepare_features(snapshot, spec).reset_index(drop=True),
             snapshot[config.target].to_numpy(),
         )
-        schedule = Schedule(compare_every, baseline.pipeline) if compare_every else None
+        everies = ([compare_every] if compare_every else []) + list(more_schedules)
+        schedules = [Schedule(k, baseline.pipeline) for k in everies]
+        schedule = schedules[0] if compare_every else None
         store.upgrade_database(settings.database_url)
         engine = store.make_engine(settings.database_url)
         served = baseline
@@ -349,10 +357,10 @@ def backtest(
                     "incident_event": step.event if step else None,
                     "event_severity": step.event_severity if step and step.event else None,
                 }
-                if schedule is not None:
-                    record["scheduled_metric"] = _clean(
+                scheduled = {
+                    str(plan.every): _clean(
                         pipeline_metric(
-                            schedule.pipeline,
+                            plan.pipeline,
                             spec,
                             rows,
                             truth,
@@ -361,6 +369,12 @@ def backtest(
                             classes=baseline.classes,
                         )
                     )
+                    for plan in schedules
+                }
+                if schedule is not None:
+                    record["scheduled_metric"] = scheduled[str(schedule.every)]
+                if more_schedules:
+                    record["schedule_metrics"] = scheduled
                 if outcome.retrain.yes:
                     try:
                         result = retrain_once(
@@ -377,12 +391,12 @@ def backtest(
                             served = load_alias(client, config.model_name)
                     except RetrainRefused as exc:
                         record["retrain_refused"] = str(exc)
-                if schedule is not None and schedule.due(index):
-                    known_upto = (index + 1 - label_delay_batches) * batch_rows
+                known_upto = max(0, (index + 1 - label_delay_batches) * batch_rows)
+                for plan in (p for p in schedules if p.due(index)):
                     retrain_on_schedule(
-                        schedule,
+                        plan,
                         config,
-                        live=labeled_rows(inputs, spec, max(0, known_upto)),
+                        live=labeled_rows(inputs, spec, known_upto),
                         reference=reference,
                         classes=baseline.classes,
                     )
@@ -409,6 +423,8 @@ def backtest(
     }
     if schedule is not None:
         summary["schedule"] = {"every": schedule.every, "retrains": schedule.retrains}
+    if more_schedules:
+        summary["schedules"] = [{"every": p.every, "retrains": p.retrains} for p in schedules]
     return summary
 
 
