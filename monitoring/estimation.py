@@ -572,6 +572,8 @@ def fit_noise_model(
     if target not in ("residual", "metric"):
         raise EstimationInputError(f"target must be 'residual' or 'metric', got {target!r}")
     if kind == "regression":
+        if not np.isfinite(np.asarray(labels, dtype=np.float64)).all():
+            raise EstimationInputError("every holdout row needs a label to measure the noise")
         scores, truth, _ = _regression_inputs(proba_or_pred, labels, None, None)
         decided = None
     else:

@@ -485,3 +485,24 @@ def test_a_calibrator_for_other_classes_is_refused() -> None:
             proba_or_pred=scores,
             calibrator=calibrator,
         )
+
+
+@pytest.mark.parametrize(
+    ("kind", "classes", "outputs", "labels"),
+    [
+        ("binary", [0, 1], np.full((3, 2), 0.5), np.array([0, None, 1], dtype=object)),
+        ("regression", (), np.zeros(3), np.array([1.0, np.nan, 2.0])),
+    ],
+)
+def test_the_noise_model_needs_every_holdout_label(kind, classes, outputs, labels) -> None:
+    expected = outputs if kind == "binary" else np.zeros((3, 2))
+    metric = "accuracy" if kind == "binary" else "mae"
+    with pytest.raises(EstimationInputError, match="every holdout row needs a label"):
+        fit_noise_model(
+            metric,
+            kind=kind,
+            classes=classes,
+            proba_or_pred=outputs,
+            labels=labels,
+            expected=expected,
+        )
