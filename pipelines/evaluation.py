@@ -26,6 +26,8 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from core.metrics import metric_info
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -73,38 +75,130 @@ def evaluate(
     Classification: roc_auc, log_loss, accuracy, f1, brier, ece. Binary metrics treat the second
     (larger) class label as positive; multiclass uses weighted one-vs-rest roc_auc and weighted f1,
     the multiclass brier score (range 0-2) and the top-label ece. Regression: rmse, mae, r2.
+    Each value is :func:`score_metric`'s.
     """
     y_true = np.asarray(y)
     if task == "regression":
         pred = np.asarray(pipeline.predict(X), dtype=float)
-        return {
-            "rmse": safe_metric(lambda: root_mean_squared_error(y_true, pred)),
-            "mae": safe_metric(lambda: mean_absolute_error(y_true, pred)),
-            "r2": safe_metric(lambda: r2_score(y_true, pred)) if len(y_true) > 1 else float("nan"),
-        }
+        return {m: score_metric(m, y_true, pred, None, classes=()) for m in _EVALUATED[task]}
     if task != "classification":
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     classes = _classes(pipeline)
     proba = np.asarray(pipeline.predict_proba(X), dtype=float)
     pred = classes[np.argmax(proba, axis=1)]
+    out = {m: score_metric(m, y_true, pred, proba, classes=classes) for m in _EVALUATED[task]}
     if len(classes) == 2:
-        positive = classes[1]
-        p = proba[:, 1]
-        is_pos = (y_true == positive).astype(float)
-        return {
-            "roc_auc": safe_metric(lambda: roc_auc_score(is_pos, p)),
-            "log_loss": safe_metric(lambda: log_loss(y_true, proba, labels=classes)),
-            "accuracy": safe_metric(lambda: accuracy_score(y_true, pred)),
-            "f1": safe_metric(
-                lambda: f1_score(is_pos, (pred == positive).astype(float), zero_division=0.0)
-            ),
-            "brier": safe_metric(lambda: brier_score_loss(is_pos, p, pos_label=1.0)),
-            "ece": expected_calibration_error(p, is_pos),
-        }
-    return {
-        **multiclass_metrics(y_true, pred, proba, labels=classes),
-        "ece": expected_calibration_error(proba.max(axis=1), (pred == y_true).astype(float)),
+        out["ece"] = expected_calibration_error(proba[:, 1], (y_true == classes[1]).astype(float))
+    else:
+        out["ece"] = expected_calibration_error(proba.max(axis=1), (pred == y_true).astype(float))
+    return out
+
+
+#: What :func:`evaluate` reports per task (plus ``ece`` for classification).
+_EVALUATED = {
+    "classification": ("roc_auc", "log_loss", "accuracy", "f1", "brier"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def score_metric(
+    name: str,
+    y_true: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray,
+    proba: np.ndarray | None,
+    *,
+    classes: Sequence[Any] | np.ndarray,
+) -> float:
+    """Any registry metric (``core.metrics``) from labels, predictions and probabilities.
+
+    Classification: ``y_pred`` are predicted labels, ``proba`` the n x k probabilities in the
+    order of ``classes`` (the model's); binary metrics take ``classes[-1]`` as positive.
+    Multiclass roc_auc is weighted one-vs-rest, roc_auc_macro macro one-vs-rest,
+    f1/precision/recall are weighted, f1_macro macro. Regression: ``y_pred`` are the predicted
+    values, ``proba`` and ``classes`` are ignored. NaN where undefined (no rows, one class for
+    roc_auc, fewer than two rows for r2, probability metrics without ``proba``).
+
+    Raises:
+        KeyError: an unknown metric name.
+        ValueError: a metric that does not apply to the kind of model.
+    """
+    info = metric_info(name)
+    y_true = np.asarray(y_true)
+    if y_true.size == 0:
+        return float("nan")
+    if not len(classes):
+        _check_kind(name, "regression", info.kinds)
+        return _regression_metric(name, y_true, np.asarray(y_pred, dtype=float))
+    classes = np.asarray(classes)
+    kind = "binary" if len(classes) == 2 else "multiclass"
+    _check_kind(name, kind, info.kinds)
+    if info.uses_probabilities and proba is None:
+        return float("nan")
+    y_pred = np.asarray(y_pred)
+    if kind == "binary":
+        return _binary_metric(name, y_true, y_pred, proba, classes)
+    return _multiclass_metric(name, y_true, y_pred, proba, classes)
+
+
+def _check_kind(name: str, kind: str, kinds: frozenset[str]) -> None:
+    if kind not in kinds:
+        raise ValueError(
+            f"metric {name!r} does not apply to a {kind} model; it is for {sorted(kinds)}"
+        )
+
+
+def _regression_metric(name: str, y_true: np.ndarray, pred: np.ndarray) -> float:
+    if name == "rmse":
+        return safe_metric(lambda: root_mean_squared_error(y_true, pred))
+    if name == "mae":
+        return safe_metric(lambda: mean_absolute_error(y_true, pred))
+    return safe_metric(lambda: r2_score(y_true, pred)) if len(y_true) > 1 else float("nan")
+
+
+def _binary_metric(
+    name: str, y_true: np.ndarray, pred: np.ndarray, proba: Any, classes: np.ndarray
+) -> float:
+    positive = classes[-1]
+    is_pos = (y_true == positive).astype(float)
+    said_pos = (pred == positive).astype(float)
+    scorers: dict[str, Callable[[], float]] = {
+        "roc_auc": lambda: roc_auc_score(is_pos, proba[:, -1]),
+        "roc_auc_macro": lambda: roc_auc_score(is_pos, proba[:, -1]),
+        "accuracy": lambda: accuracy_score(y_true, pred),
+        "f1": lambda: f1_score(is_pos, said_pos, zero_division=0.0),
+        "precision": lambda: precision_score(is_pos, said_pos, zero_division=0.0),
+        "recall": lambda: recall_score(is_pos, said_pos, zero_division=0.0),
+        "f1_macro": lambda: f1_score(is_pos, said_pos, average="macro", zero_division=0.0),
+        "log_loss": lambda: log_loss(y_true, proba, labels=classes),
+        "brier": lambda: brier_score_loss(is_pos, proba[:, -1], pos_label=1.0),
     }
+    return safe_metric(scorers[name])
+
+
+def _multiclass_metric(
+    name: str, y_true: np.ndarray, pred: np.ndarray, proba: Any, classes: np.ndarray
+) -> float:
+    labels = list(classes)
+
+    def averaged(fn: Callable[..., float], average: str) -> Callable[[], float]:
+        return lambda: fn(y_true, pred, average=average, zero_division=0.0)
+
+    scorers: dict[str, Callable[[], float]] = {
+        "roc_auc": lambda: roc_auc_score(
+            y_true, proba, multi_class="ovr", average="weighted", labels=labels
+        ),
+        "roc_auc_macro": lambda: roc_auc_score(
+            y_true, proba, multi_class="ovr", average="macro", labels=labels
+        ),
+        "accuracy": lambda: accuracy_score(y_true, pred),
+        "f1": averaged(f1_score, "weighted"),
+        "f1_macro": averaged(f1_score, "macro"),
+        "precision": averaged(precision_score, "weighted"),
+        "recall": averaged(recall_score, "weighted"),
+        "log_loss": lambda: log_loss(y_true, proba, labels=labels),
+        "brier": lambda: brier_score_loss(y_true, proba, labels=labels),
+    }
+    return safe_metric(scorers[name])
 
 
 def multiclass_metrics(
@@ -115,22 +209,8 @@ def multiclass_metrics(
     ``labels`` are the classes in the column order of ``proba``; without ``proba`` the
     probability metrics are NaN. Training's holdout and the monitor's windows both use this.
     """
-    out = {
-        "accuracy": safe_metric(lambda: accuracy_score(y_true, pred)),
-        "f1": safe_metric(lambda: f1_score(y_true, pred, average="weighted", zero_division=0.0)),
-        "roc_auc": float("nan"),
-        "log_loss": float("nan"),
-        "brier": float("nan"),
-    }
-    if proba is not None:
-        out["roc_auc"] = safe_metric(
-            lambda: roc_auc_score(
-                y_true, proba, multi_class="ovr", average="weighted", labels=labels
-            )
-        )
-        out["log_loss"] = safe_metric(lambda: log_loss(y_true, proba, labels=labels))
-        out["brier"] = safe_metric(lambda: brier_score_loss(y_true, proba, labels=labels))
-    return out
+    names = ("accuracy", "f1", "roc_auc", "log_loss", "brier")
+    return {m: score_metric(m, y_true, pred, proba, classes=labels) for m in names}
 
 
 def overfit_gap(

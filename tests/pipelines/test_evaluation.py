@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from sklearn import metrics as skm
 
 from pipelines.evaluation import (
     evaluate,
     evaluation_figures,
     expected_calibration_error,
     overfit_gap,
+    score_metric,
 )
 from pipelines.schema import prepare_features
 from pipelines.training import build_pipeline
@@ -168,3 +170,110 @@ def test_inputs_are_not_modified() -> None:
     evaluation_figures(pipeline, X, y, task="classification")
     pd.testing.assert_frame_equal(X, before_X)
     pd.testing.assert_series_equal(y, before_y)
+
+
+# --- score_metric: every registry metric from labels, predictions and probabilities ----------
+
+_BINARY_Y = np.array(["no", "yes", "yes", "no", "yes", "no"])
+_BINARY_P = np.array([0.2, 0.7, 0.4, 0.6, 0.9, 0.1])
+_BINARY_PROBA = np.column_stack([1 - _BINARY_P, _BINARY_P])
+_BINARY_PRED = np.where(_BINARY_P >= 0.5, "yes", "no")
+_IS_YES = (_BINARY_Y == "yes").astype(int)
+_SAID_YES = (_BINARY_PRED == "yes").astype(int)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("roc_auc", skm.roc_auc_score(_IS_YES, _BINARY_P)),
+        ("roc_auc_macro", skm.roc_auc_score(_IS_YES, _BINARY_P)),
+        ("accuracy", 4 / 6),
+        ("f1", skm.f1_score(_IS_YES, _SAID_YES)),
+        ("f1_macro", skm.f1_score(_IS_YES, _SAID_YES, average="macro")),
+        ("precision", 2 / 3),
+        ("recall", 2 / 3),
+        ("log_loss", skm.log_loss(_IS_YES, _BINARY_P)),
+        ("brier", float(np.mean((_IS_YES - _BINARY_P) ** 2))),
+    ],
+)
+def test_score_metric_binary_takes_the_last_class_as_positive(name: str, expected: float) -> None:
+    got = score_metric(name, _BINARY_Y, _BINARY_PRED, _BINARY_PROBA, classes=["no", "yes"])
+    assert got == pytest.approx(expected)
+
+
+_MC_Y = np.array([0, 1, 2, 2, 1, 0, 2, 1])
+_MC_PROBA = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.2, 0.5, 0.3],
+        [0.1, 0.3, 0.6],
+        [0.3, 0.4, 0.3],
+        [0.5, 0.4, 0.1],
+        [0.6, 0.3, 0.1],
+        [0.2, 0.2, 0.6],
+        [0.1, 0.8, 0.1],
+    ]
+)
+_MC_PRED = _MC_PROBA.argmax(axis=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("roc_auc", skm.roc_auc_score(_MC_Y, _MC_PROBA, multi_class="ovr", average="weighted")),
+        ("roc_auc_macro", skm.roc_auc_score(_MC_Y, _MC_PROBA, multi_class="ovr")),
+        ("accuracy", 6 / 8),
+        ("f1", skm.f1_score(_MC_Y, _MC_PRED, average="weighted")),
+        ("f1_macro", skm.f1_score(_MC_Y, _MC_PRED, average="macro")),
+        ("precision", skm.precision_score(_MC_Y, _MC_PRED, average="weighted")),
+        ("recall", skm.recall_score(_MC_Y, _MC_PRED, average="weighted")),
+        ("log_loss", skm.log_loss(_MC_Y, _MC_PROBA)),
+        ("brier", float(np.mean(np.sum((np.eye(3)[_MC_Y] - _MC_PROBA) ** 2, axis=1)))),
+    ],
+)
+def test_score_metric_multiclass_definitions(name: str, expected: float) -> None:
+    assert score_metric(name, _MC_Y, _MC_PRED, _MC_PROBA, classes=[0, 1, 2]) == pytest.approx(
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "pred", "proba", "classes"),
+    [
+        ("accuracy", [], [], np.empty((0, 2)), [0, 1]),
+        ("roc_auc", [1, 1], [1, 0], np.array([[0.2, 0.8], [0.6, 0.4]]), [0, 1]),
+        ("roc_auc_macro", [0, 1, 1], [0, 1, 1], _MC_PROBA[:3], [0, 1, 2]),  # class 2 absent
+        ("roc_auc", [1, 1, 1], [0, 1, 1], _MC_PROBA[:3], [0, 1, 2]),  # one class
+        ("log_loss", [0, 1], [0, 1], None, [0, 1]),
+        ("r2", [1.0], [2.0], None, ()),
+    ],
+    ids=["no rows", "one class", "absent class", "one of three", "no probabilities", "r2"],
+)
+def test_score_metric_is_nan_where_undefined(name, y, pred, proba, classes) -> None:
+    assert math.isnan(score_metric(name, y, pred, proba, classes=classes))
+
+
+def test_score_metric_regression() -> None:
+    y, pred = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0])
+    assert score_metric("mae", y, pred, None, classes=()) == pytest.approx(0.5)
+    assert score_metric("rmse", y, pred, None, classes=()) == pytest.approx(math.sqrt(1.25 / 3))
+    assert score_metric("r2", y, pred, None, classes=()) == pytest.approx(skm.r2_score(y, pred))
+
+
+def test_score_metric_refuses_unknown_and_misapplied_metrics() -> None:
+    with pytest.raises(KeyError, match="unknown metric 'auc'"):
+        score_metric("auc", [0], [0], None, classes=[0, 1])
+    with pytest.raises(ValueError, match="'rmse' does not apply to a binary model"):
+        score_metric("rmse", [0], [0], None, classes=[0, 1])
+    with pytest.raises(ValueError, match="'roc_auc' does not apply to a regression model"):
+        score_metric("roc_auc", [0.0], [0.0], None, classes=())
+
+
+@pytest.mark.parametrize(("task", "classes"), [("classification", 2), ("classification", 3)])
+def test_evaluate_reports_score_metric(task: str, classes: int) -> None:
+    pipeline, X, y = fitted(task, classes)
+    proba = pipeline.predict_proba(X)
+    pred = pipeline.classes_[proba.argmax(axis=1)]
+    metrics = evaluate(pipeline, X, y, task=task)
+    for name in ("roc_auc", "log_loss", "accuracy", "f1", "brier"):
+        assert metrics[name] == score_metric(name, y, pred, proba, classes=pipeline.classes_)
