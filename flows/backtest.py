@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import flow
 from threadpoolctl import threadpool_limits
@@ -39,6 +40,7 @@ from flows.retrain import RetrainRefused, retrain_once, settings_for
 from flows.score import score_and_log
 from flows.train import train_and_gate
 from monitoring import store
+from monitoring.estimation import window_estimate
 from pipelines.holdout import scores_of
 from pipelines.retraining import Rows, build_challenger
 from pipelines.schema import FeatureSpec, prepare_features
@@ -155,6 +157,34 @@ def batch_metrics(
     if served.version == baseline.version:
         return value, value
     return value, primary_metric(baseline, frame, labels, metric)
+
+
+def batch_estimate(
+    served: ServedModel, reference: VersionReference | None, frame: pd.DataFrame, target: str
+) -> tuple[float | None, float | None, float | None]:
+    """The served model's primary metric on a batch estimated before its labels arrive, and
+    its band (None where the version cannot be estimated)."""
+    facts = reference.estimation if reference is not None else None
+    if facts is None:
+        return None, None, None
+    spec = FeatureSpec(served.numeric, served.categorical)
+    X = prepare_features(frame, spec).reset_index(drop=True)
+    outputs = scores_of(
+        served.pipeline, X, np.zeros(len(X)), task=served.task, classes=served.classes or None
+    )
+    window = X.assign(**{target: np.nan, "prediction": outputs.prediction})
+    if outputs.proba is not None:
+        keys = [str(c) for c in served.classes]
+        window["probability"] = (
+            outputs.proba[:, -1] if len(keys) == 2 else outputs.proba.max(axis=1)
+        )
+        window["probabilities"] = [
+            dict(zip(keys, row, strict=True)) for row in outputs.proba.tolist()
+        ]
+    result = window_estimate(window, facts, target=target, spec=spec, reference_value=None)
+    if result is None:
+        return None, None, None
+    return _clean(result.value), _clean(result.low), _clean(result.high)
 
 
 @dataclass
@@ -371,6 +401,10 @@ def backtest(
                     )
                     for plan in schedules
                 }
+                estimate, low, high = batch_estimate(
+                    served, references.get(served.version), rows, config.target
+                )
+                record.update(estimated_metric=estimate, estimated_low=low, estimated_high=high)
                 if schedule is not None:
                     record["scheduled_metric"] = scheduled[str(schedule.every)]
                 if more_schedules:

@@ -37,7 +37,8 @@ from flows.retry import transient
 from monitoring import incidents, runs, store
 from monitoring.alerts import Alert, deliver
 from monitoring.drift import ReferenceStats, compute_drift, reference_stats
-from monitoring.performance import PerformanceResult, compute_performance, estimate_performance
+from monitoring.estimation import EstimationFacts, window_estimate
+from monitoring.performance import PerformanceResult, compute_performance
 from monitoring.policy import (
     AlertDecision,
     Decision,
@@ -167,11 +168,14 @@ def evaluate_window(
     holdout_value: float | None,
     stats: ReferenceStats | None = None,
     noise: MetricNoise | None = None,
+    estimation: EstimationFacts | None = None,
 ) -> MonitorResult:
     """Drift, quality and performance of a window against the reference (pure).
 
     ``stats`` are the reference's precomputed statistics (:func:`reference_statistics`);
-    ``noise`` the primary metric's spread on the version's holdout (drops are judged by it).
+    ``noise`` the primary metric's spread on the version's holdout (drops are judged by it);
+    ``estimation`` what estimating the primary metric needs (labeled rows measured, the others
+    estimated, with a band).
     """
     mon = config.monitoring
     frame = window.frame
@@ -218,13 +222,14 @@ def evaluate_window(
             probabilities=PROBABILITIES_COLUMN,
         )
     estimated = None
-    if classification and len(info.classes) >= 2 and PROBABILITY_COLUMN in reference.columns:
-        estimated = estimate_performance(
-            current=frame,
-            reference=reference,
-            metric=metric if binary and metric == "roc_auc" else "accuracy",
-            positive_label=positive,
-            classes=info.classes,
+    if estimation is not None and estimation.metric == metric:
+        estimated = window_estimate(
+            frame,
+            estimation,
+            target=config.target,
+            spec=info.spec,
+            reference_value=holdout_value,
+            probabilities=PROBABILITIES_COLUMN,
         )
     return make_result(
         window_rows=len(frame),
@@ -332,6 +337,8 @@ class VersionReference:
     noise: dict[str, MetricNoise] = field(default_factory=dict)
     #: the `driftloop.retrain_window` tag of a retrained version (None for a first training)
     retrain_window: dict[str, Any] | None = None
+    #: what estimating the primary metric without labels needs (None: not estimable)
+    estimation: EstimationFacts | None = None
 
 
 def reference_statistics(info: registry.VersionInfo, reference: pd.DataFrame) -> ReferenceStats:
@@ -364,6 +371,7 @@ def load_reference(
         reference_statistics(info, frame),
         noise=noise_of(evaluation),
         retrain_window=json.loads(window) if window else None,
+        estimation=EstimationFacts.from_files(evaluation),
     )
 
 
@@ -547,6 +555,7 @@ def monitor_once(
                 holdout_value=ref.holdout_value,
                 stats=ref.stats,
                 noise=ref.noise.get(config.promotion.metric),
+                estimation=ref.estimation,
             )
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy

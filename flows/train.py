@@ -31,6 +31,7 @@ from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
 from flows.ingest import Ingested, ingest_config
 from flows.retry import transient
+from monitoring.estimation import fit_estimation
 from monitoring.significance import measure_noise
 from pipelines.evaluation import figures_from_outputs, overfit_gap
 from pipelines.holdout import HoldoutScores, finite, scores_of
@@ -175,8 +176,11 @@ def difference_on(
     )
 
 
-def evaluation_files(holdout: HoldoutScores) -> dict[str, bytes]:
-    """The files stored with a version: its out-of-sample scores and each metric's noise."""
+def evaluation_files(
+    holdout: HoldoutScores, *, metric: str, spec: FeatureSpec, seed: int
+) -> dict[str, bytes]:
+    """The files stored with a version: its out-of-sample scores, each metric's noise, and what
+    estimating the primary metric without labels needs (calibrator or loss model, band)."""
     noise = {
         name: measure_noise(
             name,
@@ -190,9 +194,28 @@ def evaluation_files(holdout: HoldoutScores) -> dict[str, bytes]:
         if holdout.kind in metric_info(name).kinds
     }
     payload = {"source": holdout.source, "rows": len(holdout), "noise": noise}
+    facts = fit_estimation(
+        metric,
+        task=holdout.task,
+        classes=holdout.classes,
+        X=holdout.X,
+        y=holdout.y,
+        prediction=holdout.prediction,
+        proba=holdout.proba,
+        numeric=spec.numeric,
+        categorical=spec.categorical,
+        seed=seed,
+    )
+    if facts is None:
+        get_run_logger().warning(
+            "%s cannot be estimated without labels for this model (or its holdout is too "
+            "small to calibrate): monitoring will use labels only",
+            metric,
+        )
     return {
         registry.HOLDOUT_FILE: holdout.to_parquet(),
         registry.NOISE_FILE: json.dumps(payload, allow_nan=True).encode(),
+        **(facts.to_files() if facts is not None else {}),
     }
 
 
@@ -299,7 +322,9 @@ def register(
             ),
             signature=infer_signature(example, candidate.pipeline.predict(example)),
             input_example=example,
-            evaluation=evaluation_files(holdout),
+            evaluation=evaluation_files(
+                holdout, metric=config.promotion.metric, spec=spec, seed=config.model.seed
+            ),
             tags={
                 **{registry.TAG + k: str(v) for k, v in lineage.items()},
                 **{registry.TAG + k: str(v) for k, v in candidate.tags.items()},

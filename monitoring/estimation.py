@@ -609,3 +609,191 @@ def fit_noise_model(
 def _default_sizes(n: int) -> list[int]:
     low = min(100, n)
     return sorted({int(round(s)) for s in np.geomspace(low, n, num=8)})
+
+
+# --- what a version stores to be estimated later ----------------------------------------------
+
+#: The version's evaluation files the estimate needs (besides the holdout's scores).
+ESTIMATION_FILE = "estimation.json"
+LOSS_MODEL_FILE = "loss_model.skops"
+
+
+@dataclass(frozen=True)
+class EstimationFacts:
+    """What estimating a version's primary metric needs, fitted once at registration on the
+    holdout's out-of-sample scores: the calibrator (classifiers) or the loss model (regressors)
+    and the noise model of the estimate's band."""
+
+    metric: str
+    kind: Kind
+    classes: tuple[Any, ...]
+    calibrator: Calibrator | None = None
+    loss_model: Pipeline | None = None
+    noise: NoiseModel | None = None
+
+    def to_files(self) -> dict[str, bytes]:
+        import json
+
+        import skops.io
+
+        payload = {
+            "metric": self.metric,
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "calibrator": self.calibrator.to_dict() if self.calibrator is not None else None,
+            "noise": self.noise.to_dict() if self.noise is not None else None,
+        }
+        files = {ESTIMATION_FILE: json.dumps(payload).encode()}
+        if self.loss_model is not None:
+            files[LOSS_MODEL_FILE] = skops.io.dumps(self.loss_model)
+        return files
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes]) -> EstimationFacts | None:
+        """The facts stored with a version (None for a version stored without them). Files must
+        come from a verified download; the loss model loads with trusted types only."""
+        import json
+
+        import skops.io
+
+        raw = files.get(ESTIMATION_FILE)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        loss = files.get(LOSS_MODEL_FILE)
+        return cls(
+            metric=data["metric"],
+            kind=data["kind"],
+            classes=tuple(data["classes"]),
+            calibrator=Calibrator.from_dict(data["calibrator"]) if data["calibrator"] else None,
+            loss_model=skops.io.loads(loss, trusted=list(LOSS_MODEL_SKOPS_TYPES)) if loss else None,
+            noise=NoiseModel.from_dict(data["noise"]) if data["noise"] else None,
+        )
+
+
+def fit_estimation(
+    metric: str,
+    *,
+    task: str,
+    classes: Sequence[Any],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    prediction: np.ndarray,
+    proba: np.ndarray | None,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    seed: int = 0,
+) -> EstimationFacts | None:
+    """Fit what estimating ``metric`` without labels needs, on a holdout scored out of sample.
+
+    Classifiers: the better calibration (isotonic, sigmoid or none, by cross-validated Brier
+    score) and the band's noise from out-of-fold calibrated probabilities; regressors: the loss
+    model and the band's noise from out-of-fold predicted losses. None when the metric cannot
+    be estimated for this kind of model (r2) or the holdout cannot support the fit (a class
+    with fewer rows than the folds).
+    """
+    from core.metrics import kind_of
+    from pipelines.calibration import (
+        CalibrationError,
+        class_positions,
+        cross_calibrate,
+        fit_calibrator,
+    )
+
+    kind = kind_of(task, len(classes))
+    if kind not in metric_info(metric).estimable:
+        return None
+    try:
+        if kind == "regression":
+            loss = fit_loss_model(
+                X, prediction, y, numeric=numeric, categorical=categorical, seed=seed
+            )
+            expected = cross_predict_losses(
+                X, prediction, y, numeric=numeric, categorical=categorical, seed=seed
+            )
+            noise = fit_noise_model(
+                metric, kind=kind, proba_or_pred=prediction, labels=y, expected=expected, seed=seed
+            )
+            return EstimationFacts(metric, kind, (), loss_model=loss, noise=noise)
+        index = class_positions(y, classes)
+        calibrator = fit_calibrator(proba, index, classes=classes, seed=seed)
+        expected = cross_calibrate(
+            proba, index, classes=classes, method=calibrator.method, seed=seed
+        )
+        noise = fit_noise_model(
+            metric,
+            kind=kind,
+            classes=classes,
+            proba_or_pred=proba,
+            labels=y,
+            expected=expected,
+            decisions=prediction,
+            seed=seed,
+        )
+        return EstimationFacts(metric, kind, tuple(classes), calibrator=calibrator, noise=noise)
+    except (CalibrationError, EstimationInputError, ValueError):
+        return None
+
+
+def window_estimate(
+    frame: pd.DataFrame,
+    facts: EstimationFacts,
+    *,
+    target: str,
+    spec: FeatureSpec,
+    reference_value: float | None,
+    prediction: str = "prediction",
+    probability: str = "probability",
+    probabilities: str = "probabilities",
+    coverage: float = 0.95,
+) -> Any:
+    """The primary metric of a logged window, labeled rows measured and the others estimated,
+    with its band, as a ``PerformanceResult`` against the version's holdout value (None when
+    the window lacks the outputs the estimate needs)."""
+    from core.metrics import drop as metric_drop
+    from monitoring.performance import PerformanceResult, probability_matrix
+
+    labels = frame[target].to_numpy() if target in frame.columns else None
+    if facts.kind == "regression":
+        proba_or_pred = frame[prediction].to_numpy(dtype=np.float64)
+        X = prepare_features(frame, spec)
+        decisions = None
+    elif facts.kind == "binary":
+        if probability not in frame.columns or frame[probability].isna().any():
+            return None
+        p = frame[probability].to_numpy(dtype=np.float64)
+        proba_or_pred, X = np.column_stack([1.0 - p, p]), None
+        decisions = frame[prediction].to_numpy() if prediction in frame.columns else None
+    else:
+        if probabilities not in frame.columns:
+            return None
+        proba_or_pred = probability_matrix(frame[probabilities].to_numpy(), facts.classes)
+        if not np.isfinite(proba_or_pred).all():
+            return None
+        X = None
+        decisions = frame[prediction].to_numpy() if prediction in frame.columns else None
+    result = estimate(
+        facts.metric,
+        kind=facts.kind,
+        classes=facts.classes,
+        proba_or_pred=proba_or_pred,
+        decisions=decisions,
+        labels=labels,
+        calibrator=facts.calibrator,
+        loss_model=facts.loss_model,
+        X=X,
+        noise=facts.noise,
+        coverage=coverage,
+    )
+    reference = float("nan") if reference_value is None else float(reference_value)
+    return PerformanceResult(
+        facts.metric,
+        result.value,
+        reference,
+        metric_drop(facts.metric, result.value, reference),
+        result.labeled_rows,
+        True,
+        rows=result.rows,
+        low=result.low,
+        high=result.high,
+    )

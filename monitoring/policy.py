@@ -179,10 +179,10 @@ def _verdicts(
     """Each performance figure's drop judged against noise for its number of rows."""
     out: dict[str, DropVerdict] = {}
     measured = _counted_performance(result, policy)
-    for name, perf in (
-        ("performance", measured),
-        ("estimated_performance", result.estimated_performance),
-    ):
+    estimated = result.estimated_performance
+    if estimated is not None and estimated.unlabeled_share <= 0:
+        estimated = None  # every row is labeled: the measured check judges it
+    for name, perf in (("performance", measured), ("estimated_performance", estimated)):
         if perf is None:
             continue
         rows = perf.labeled_rows if not perf.estimated else result.window_rows

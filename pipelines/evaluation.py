@@ -104,15 +104,16 @@ _EVALUATED = {
 def score_metric(
     name: str,
     y_true: Sequence[Any] | np.ndarray,
-    y_pred: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray | None,
     proba: np.ndarray | None,
     *,
-    classes: Sequence[Any] | np.ndarray,
+    classes: Sequence[Any] | np.ndarray = (),
 ) -> float:
     """Any registry metric (``core.metrics``) from labels, predictions and probabilities.
 
-    Classification: ``y_pred`` are predicted labels, ``proba`` the n x k probabilities in the
-    order of ``classes`` (the model's); binary metrics take ``classes[-1]`` as positive.
+    Classification: ``y_pred`` are predicted labels (None: the top class of ``proba``),
+    ``proba`` the n x k probabilities in the order of ``classes`` (the model's); binary
+    metrics take ``classes[-1]`` as positive.
     Multiclass roc_auc is weighted one-vs-rest, roc_auc_macro macro one-vs-rest,
     f1/precision/recall are weighted, f1_macro macro. Regression: ``y_pred`` are the predicted
     values, ``proba`` and ``classes`` are ignored. NaN where undefined (no rows, one class for
@@ -134,6 +135,10 @@ def score_metric(
     _check_kind(name, kind, info.kinds)
     if info.uses_probabilities and proba is None:
         return float("nan")
+    if y_pred is None:
+        if proba is None:
+            return float("nan")
+        y_pred = classes[np.argmax(np.asarray(proba), axis=1)]
     y_pred = np.asarray(y_pred)
     if kind == "binary":
         return _binary_metric(name, y_true, y_pred, proba, classes)
@@ -413,70 +418,3 @@ def figures_from_outputs(
         "pr_curve": _pr(y_true, proba, labels),
         "calibration": _calibration(y_true, proba, labels),
     }
-
-
-def score_metric(
-    name: str,
-    y_true: np.ndarray | pd.Series,
-    y_pred: np.ndarray | None,
-    proba: np.ndarray | None,
-    *,
-    classes: Sequence[Any] = (),
-) -> float:
-    """Any metric of the registry (``core.metrics``) from labels, predictions and probabilities.
-
-    Classifiers: ``proba`` is n x k in the order of ``classes`` (binary: positive class
-    ``classes[-1]``) and ``y_pred`` defaults to the top class. Regressors: ``y_pred`` values.
-    NaN where the metric is undefined on these rows.
-    """
-    y = np.asarray(y_true)
-    if not len(classes):
-        pred = np.asarray(y_pred, dtype=float)
-        yf = y.astype(float)
-        return {
-            "rmse": lambda: safe_metric(lambda: root_mean_squared_error(yf, pred)),
-            "mae": lambda: safe_metric(lambda: mean_absolute_error(yf, pred)),
-            "r2": lambda: safe_metric(lambda: r2_score(yf, pred)) if len(yf) > 1 else math.nan,
-        }[name]()
-    labels = np.asarray(classes)
-    if y_pred is None:
-        y_pred = labels[np.argmax(proba, axis=1)]
-    pred = np.asarray(y_pred)
-    if len(labels) == 2:
-        positive = labels[1]
-        is_pos = (y == positive).astype(float)
-        p = None if proba is None else np.asarray(proba, dtype=float)[:, 1]
-        binary = {
-            "roc_auc": lambda: roc_auc_score(is_pos, p),
-            "roc_auc_macro": lambda: roc_auc_score(is_pos, p),
-            "accuracy": lambda: accuracy_score(y, pred),
-            "f1": lambda: f1_score(is_pos, (pred == positive).astype(float), zero_division=0.0),
-            "f1_macro": lambda: f1_score(
-                y, pred, average="macro", labels=labels, zero_division=0.0
-            ),
-            "precision": lambda: precision_score(
-                is_pos, (pred == positive).astype(float), zero_division=0.0
-            ),
-            "recall": lambda: recall_score(
-                is_pos, (pred == positive).astype(float), zero_division=0.0
-            ),
-            "log_loss": lambda: log_loss(y, proba, labels=labels),
-            "brier": lambda: brier_score_loss(is_pos, p, pos_label=1.0),
-        }
-        return safe_metric(binary[name])
-    multi = {
-        "roc_auc": lambda: roc_auc_score(
-            y, proba, multi_class="ovr", average="weighted", labels=labels
-        ),
-        "roc_auc_macro": lambda: roc_auc_score(
-            y, proba, multi_class="ovr", average="macro", labels=labels
-        ),
-        "accuracy": lambda: accuracy_score(y, pred),
-        "f1": lambda: f1_score(y, pred, average="weighted", zero_division=0.0),
-        "f1_macro": lambda: f1_score(y, pred, average="macro", labels=labels, zero_division=0.0),
-        "precision": lambda: precision_score(y, pred, average="weighted", zero_division=0.0),
-        "recall": lambda: recall_score(y, pred, average="weighted", zero_division=0.0),
-        "log_loss": lambda: log_loss(y, proba, labels=labels),
-        "brier": lambda: brier_score_loss(y, proba, labels=labels),
-    }
-    return safe_metric(multi[name])

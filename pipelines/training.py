@@ -356,7 +356,7 @@ def _registry_scorer(metric: str, higher: bool) -> Any:
         classes = list(getattr(estimator, "classes_", []))
         if classes:
             return sign * score_metric(metric, y, None, estimator.predict_proba(X), classes=classes)
-        return sign * score_metric(metric, y, estimator.predict(X), None)
+        return sign * score_metric(metric, y, estimator.predict(X), None, classes=())
 
     return scorer
 

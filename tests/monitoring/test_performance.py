@@ -12,8 +12,6 @@ from sklearn import metrics as skm
 from monitoring.performance import (
     PerformanceInputError,
     compute_performance,
-    estimate_performance,
-    expected_metric,
     performance_drop,
 )
 
@@ -136,35 +134,3 @@ def test_metric_must_fit_the_task() -> None:
             metric="roc_auc",
             reference_value=1,
         )
-
-
-def test_expected_accuracy_is_mean_confidence() -> None:
-    assert expected_metric("accuracy", np.array([0.9, 0.2, 0.5])) == pytest.approx(
-        (0.9 + 0.8 + 0.5) / 3
-    )
-
-
-@pytest.mark.parametrize("metric", ["accuracy", "roc_auc", "f1", "log_loss", "brier"])
-def test_estimates_are_close_to_the_truth_for_a_calibrated_model(metric: str) -> None:
-    rng = np.random.default_rng(1)
-    frame = calibrated(rng, 40_000)
-    truth = compute_performance(
-        current=frame, reference=frame, target="employed", task="classification", metric=metric
-    ).value
-    estimate = expected_metric(metric, frame["probability"].to_numpy())
-    assert estimate == pytest.approx(truth, abs=0.01)
-
-
-def test_estimate_sees_a_drop_when_the_model_gets_less_confident() -> None:
-    rng = np.random.default_rng(2)
-    reference = calibrated(rng, 5000, a=0.5, b=0.5)  # confident
-    current = calibrated(rng, 2000, a=3.0, b=3.0).drop(columns=["employed"])  # unsure, no labels
-    result = estimate_performance(current=current, reference=reference, metric="roc_auc")
-    assert result.estimated and result.labeled_rows == 0
-    assert result.drop > 0.05
-
-
-def test_estimate_needs_probabilities() -> None:
-    frame = pd.DataFrame({"prediction": [1, 0]})
-    with pytest.raises(PerformanceInputError, match="'probability'"):
-        estimate_performance(current=frame, reference=frame, metric="accuracy")

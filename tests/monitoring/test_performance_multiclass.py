@@ -15,7 +15,6 @@ from monitoring.performance import (
     PerformanceInputError,
     class_index,
     compute_performance,
-    estimate_performance,
     probability_matrix,
 )
 from monitoring.policy import make_result, should_retrain
@@ -219,45 +218,6 @@ def test_probability_matrix_marks_rows_without_probabilities() -> None:
     m = probability_matrix([{"0": 0.5, "1": 0.3, "2": 0.2}, None, {"0": 1.0}], CLASSES)
     assert m[0].tolist() == [0.5, 0.3, 0.2]
     assert np.isnan(m[1]).all() and np.isnan(m[2]).all()
-
-
-def test_expected_accuracy_is_close_to_the_truth_for_a_calibrated_model() -> None:
-    rng = np.random.default_rng(3)
-    proba, y = calibrated(rng, 20_000, 1.0)
-    window = logged(proba, y)
-    truth = compute_performance(
-        current=window,
-        reference=None,
-        target="label",
-        task="classification",
-        metric="accuracy",
-        reference_value=0.0,
-        classes=CLASSES,
-    ).value
-
-    result = estimate_performance(
-        current=window.drop(columns=["label"]), reference=window, metric="accuracy", classes=CLASSES
-    )
-
-    assert result.estimated and result.labeled_rows == 0
-    assert result.value == pytest.approx(truth, abs=0.01)
-    assert result.value == pytest.approx(proba.max(axis=1).mean())
-
-
-def test_estimate_sees_a_drop_when_a_multiclass_model_gets_less_confident() -> None:
-    rng = np.random.default_rng(4)
-    reference = logged(*calibrated(rng, 5000, 0.3))  # confident
-    current = logged(calibrated(rng, 2000, 5.0)[0], None)  # unsure, no labels
-    result = estimate_performance(
-        current=current, reference=reference, metric="accuracy", classes=CLASSES
-    )
-    assert result.drop > 0.1
-
-
-def test_multiclass_estimate_is_accuracy_only() -> None:
-    frame = logged(np.array([[0.8, 0.1, 0.1]]), None)
-    with pytest.raises(PerformanceInputError, match="multiclass model 'roc_auc'"):
-        estimate_performance(current=frame, reference=frame, metric="roc_auc", classes=CLASSES)
 
 
 def test_multiclass_drop_triggers_the_performance_knob_of_should_retrain() -> None:
