@@ -11,6 +11,7 @@ the retrain flow in-process).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tempfile
@@ -57,6 +58,17 @@ from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN
 DRIFT_EVENT = "driftloop.drift.detected"
 #: The window's per-class probabilities (multiclass), as `store.read_window` names them.
 PROBABILITIES_COLUMN = "probabilities"
+#: driftloop's own series on the dashboards (besides per-column ones a run adds).
+PANEL_VALUES = (
+    "drift_share",
+    "dataset_drift",
+    "drifted_features",
+    "performance.estimated",
+    "performance.estimated_low",
+    "performance.estimated_high",
+    "performance.measured",
+    "performance.estimation_error",
+)
 #: Rows of the window the Evidently report (the human view) samples; verdicts use every row.
 REPORT_ROWS = 20_000
 
@@ -88,6 +100,9 @@ class MonitorOutcome:
     retrain: Decision
     window: Window
     report_path: Path | None
+    #: the newest earlier estimate of this version checked against its labels (estimate minus
+    #: measured), None when no earlier window got its labels since the last run
+    estimation_error: float | None = None
 
     def summary(self) -> dict[str, Any]:
         drift = self.result.drift
@@ -241,6 +256,23 @@ def evaluate_window(
         estimated_performance=estimated,
         noise=noise,
     )
+
+
+def performance_values(result: MonitorResult, estimation_error: float | None) -> dict[str, float]:
+    """The primary metric's figures for the dashboards: measured on the labeled rows, estimated
+    for the whole window with its band, and how far an earlier estimate was from the labels."""
+    out: dict[str, float] = {}
+    est, perf = result.estimated_performance, result.performance
+    if est is not None:
+        out[f"estimated_{est.metric}"] = est.value
+        out["performance.estimated"] = est.value
+        out["performance.estimated_low"] = est.low
+        out["performance.estimated_high"] = est.high
+    if perf is not None:
+        out["performance.measured"] = perf.value
+    if estimation_error is not None:
+        out["performance.estimation_error"] = estimation_error
+    return {k: float(v) for k, v in out.items() if v == v}
 
 
 def breakdown_metrics(perf: PerformanceResult) -> dict[str, float]:
@@ -408,10 +440,7 @@ def publish(
         "dataset_drift": drift.dataset_drift,
         "drifted_features": float(len(drift.drifted_features)),
     }
-    if result.estimated_performance is not None:
-        values[f"estimated_{result.estimated_performance.metric}"] = (
-            result.estimated_performance.value
-        )
+    values.update(performance_values(result, outcome.estimation_error))
     # the per-class probability dicts (multiclass) are driftloop's input, not a report column
     frame = outcome.window.frame.drop(columns=[PROBABILITIES_COLUMN], errors="ignore")
     # Evidently refuses a column that is empty on one side; the quality check already reports it.
@@ -440,7 +469,8 @@ def publish(
         features=list(info.spec.columns),
         task=info.task,  # type: ignore[arg-type]
         timestamp=now,
-        driftloop_values=tuple(values),
+        # every series a run may have, so the panels stay put when a run lacks one
+        driftloop_values=tuple(dict.fromkeys([*PANEL_VALUES, *values])),
         driftloop_feature_scores=True,
     )
     report_dir = Path(tempfile.mkdtemp(prefix="driftloop-report-"))
@@ -473,6 +503,11 @@ def publish(
                 metrics[f"{prefix}{perf.metric}"] = perf.value
                 metrics[f"{prefix}{perf.metric}_drop"] = perf.drop
                 metrics.update(breakdown_metrics(perf))
+                if perf.estimated:
+                    metrics[f"estimated_{perf.metric}_low"] = perf.low
+                    metrics[f"estimated_{perf.metric}_high"] = perf.high
+        if outcome.estimation_error is not None:
+            metrics["estimation_error"] = outcome.estimation_error
         mlflow.log_metrics(
             {k: float(v) for k, v in metrics.items() if v == v},
             timestamp=int(now.timestamp() * 1000),
@@ -580,6 +615,9 @@ def monitor_once(
             report_path=None,
         )
         runs.record_run(engine, run_row(outcome, config, started=now, triggered_by=triggered_by))
+        if ref is not None:
+            error = realize_estimates(engine, config, ref, now=now)
+            outcome = dataclasses.replace(outcome, estimation_error=error)
     finally:
         engine.dispose()
     logger.info(
@@ -597,7 +635,7 @@ def monitor_once(
     if publish_views and info is not None and reference is not None:
         try:
             html = publish(outcome, config, settings, client, info, reference, now=now)
-            outcome = MonitorOutcome(**{**outcome.__dict__, "report_path": html})
+            outcome = dataclasses.replace(outcome, report_path=html)
         except Exception:  # the verdict is stored and acted on even when a view cannot be drawn
             logger.exception("publishing the Evidently report of run %s failed", outcome.run_id)
     step = outcome.alert.step
@@ -608,6 +646,56 @@ def monitor_once(
     ):
         send_alert(outcome, config)
     return outcome
+
+
+#: Share of an earlier window's rows that must be labeled before its estimate is checked.
+REALIZED_SHARE = 0.95
+
+
+def realize_estimates(
+    engine: Engine, config: ProjectConfig, ref: VersionReference, *, now: datetime
+) -> float | None:
+    """Earlier runs' estimates of this version whose windows are now labeled: record what was
+    measured on them; returns the newest estimate-minus-measured error (None: none yet)."""
+    info, error = ref.info, None
+    for run in runs.awaiting_realization(engine, config.model_name, info.version, before=now):
+        span = {
+            "model_name": config.model_name,
+            "since": run["window_start"],
+            "until": run["window_end"],
+            "version": info.version,
+        }
+        total = store.count_rows(engine, **span)
+        if (
+            total == 0
+            or store.count_rows(engine, **span, labeled_only=True) < REALIZED_SHARE * total
+        ):
+            continue
+        rows = store.read_window(
+            engine,
+            **span,
+            numeric=info.spec.numeric,
+            categorical=info.spec.categorical,
+            target=config.target,
+            labeled_only=True,
+            probabilities=is_multiclass(info),
+        )
+        value = compute_performance(
+            current=rows,
+            reference=None,
+            target=config.target,
+            task=info.task,  # type: ignore[arg-type]
+            metric=run["metric"],
+            probability=PROBABILITY_COLUMN if info.task == "classification" else None,
+            positive_label=info.classes[-1] if len(info.classes) == 2 else 1,
+            reference_value=0.0,
+            classes=info.classes if info.task == "classification" else (),
+            probabilities=PROBABILITIES_COLUMN,
+        ).value
+        if value == value:
+            runs.record_realized(engine, run["run_id"], value)
+            error = run["estimated_value"] - value
+    return error
 
 
 def refresh_of(ref: VersionReference | None, engine: Engine, model_name: str) -> Refresh | None:

@@ -130,6 +130,56 @@ def history(engine: Engine, model_name: str, *, since: datetime) -> list[RunReco
         ]
 
 
+def awaiting_realization(
+    engine: Engine, model_name: str, version: int, *, before: datetime, limit: int = 5
+) -> list[dict[str, Any]]:
+    """Runs of a version whose estimate has no realized value yet, oldest first."""
+    c = drift_runs.c
+    query = (
+        sa.select(c.run_id, c.window_start, c.window_end, c.estimated_value, c.metric)
+        .where(
+            c.model_name == model_name,
+            c.model_version == version,
+            c.estimated_value.is_not(None),
+            c.realized_value.is_(None),
+            c.window_start.is_not(None),
+            c.started_at < before,
+        )
+        .order_by(c.started_at)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def record_realized(engine: Engine, run_id: str, value: float) -> None:
+    """The metric measured on a run's window once its labels arrived."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(drift_runs).where(drift_runs.c.run_id == run_id).values(realized_value=value)
+        )
+
+
+def estimation_errors(engine: Engine, model_name: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest runs with both an estimate and its realized value (estimate minus realized)."""
+    c = drift_runs.c
+    query = (
+        sa.select(c.started_at, c.model_version, c.metric, c.estimated_value, c.realized_value)
+        .where(
+            c.model_name == model_name,
+            c.estimated_value.is_not(None),
+            c.realized_value.is_not(None),
+        )
+        .order_by(c.started_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    for row in rows:
+        row["error"] = row["estimated_value"] - row["realized_value"]
+    return rows
+
+
 def record_retrain_outcome(engine: Engine, run_id: str, outcome: str) -> bool:
     """What became of the retraining a run started (promoted, refused, deferred, failed);
     False when no run has that id (a retraining started by hand)."""

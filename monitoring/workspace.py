@@ -259,7 +259,45 @@ def dashboard_panels(
             ),
         )
     )
-    others = [name for name in driftloop_values if name != "drift_share"]
+    performance = [name for name in driftloop_values if name.startswith("performance.")]
+    if performance:
+        panels.append(
+            panel(
+                "driftloop-performance",
+                line_plot_panel(
+                    title="Primary metric: estimated (with its band) and measured",
+                    values=[
+                        _metric("DriftloopValue", name.removeprefix("performance."), name=name)
+                        for name in performance
+                        if name != "performance.estimation_error"
+                    ],
+                    description="estimated: labeled rows measured, the rest estimated from "
+                    "calibrated probabilities (or the loss model); measured: labeled rows only",
+                    size="full",
+                ),
+            )
+        )
+        if "performance.estimation_error" in performance:
+            panels.append(
+                panel(
+                    "driftloop-estimation-error",
+                    line_plot_panel(
+                        title="Estimation error once labels came (estimate minus measured)",
+                        values=[
+                            _metric(
+                                "DriftloopValue",
+                                "estimate - measured",
+                                name="performance.estimation_error",
+                            )
+                        ],
+                        description="of the newest earlier window whose labels arrived",
+                        size="half",
+                    ),
+                )
+            )
+    others = [
+        name for name in driftloop_values if name != "drift_share" and name not in performance
+    ]
     if others:
         panels.append(
             panel(
