@@ -115,6 +115,24 @@ def run_stream(scenario: str, delay: int, *, seed: int, work: Path) -> dict[str,
         "detection_delay": (alarms[0] - change) if change is not None and alarms else None,
         "after_rows": len(after),
         "seconds": seconds,
+        "trace": [
+            {
+                k: b.get(k)
+                for k in (
+                    "index",
+                    "severity",
+                    "incident_event",
+                    "metric",
+                    "baseline_metric",
+                    "estimated_metric",
+                    "retrained",
+                    "promoted",
+                    "retrain_refused",
+                    "retrain_window",
+                )
+            }
+            for b in batches
+        ],
     }
 
 
@@ -172,6 +190,14 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import os
+
+    from driftloop.logs import send_logs_to_file
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    log = send_logs_to_file(Path(tempfile.gettempdir()) / "driftloop-bench-loop.log")
+    print(f"Prefect and MLflow logs: {log}", file=sys.stderr)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=SCENARIOS)
     parser.add_argument("--delays", nargs="*", type=int, default=[0, 1, 5])
