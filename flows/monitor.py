@@ -41,6 +41,7 @@ from monitoring.drift import ReferenceStats, compute_drift, reference_stats
 from monitoring.estimation import EstimationFacts, window_estimate
 from monitoring.performance import PerformanceResult, compute_performance
 from monitoring.policy import (
+    FOLLOW_UP,
     AlertDecision,
     Decision,
     MonitorResult,
@@ -610,6 +611,7 @@ def monitor_once(
                 incident=alert.incident,
                 refresh=refresh_of(ref, engine, config.model_name),
                 max_live_rows=config.monitoring.retrain.max_live_rows,
+                window_rows=config.monitoring.window.rows,
             ),
             window=window,
             report_path=None,
@@ -706,12 +708,14 @@ def refresh_of(ref: VersionReference | None, engine: Engine, model_name: str) ->
         return None
     since = datetime.fromisoformat(tag["start"])
     available = store.count_rows(engine, model_name=model_name, since=since, labeled_only=True)
+    version = ref.info.version
+    tried = runs.follow_up_tried(engine, model_name, version, prefix=FOLLOW_UP)
     return Refresh(
         since,
         int(tag["live_rows"]),
         available,
-        done=bool(tag.get("refresh")),
-        version=ref.info.version if ref is not None else None,
+        done=bool(tag.get("refresh")) or tried,
+        version=version,
     )
 
 

@@ -86,6 +86,14 @@ class MonitorResult:
         )
         return incidents.severity_of(self.failed, broken_inputs=broken)
 
+    def judged_drop(self) -> tuple[float, float] | None:
+        """(drop, threshold) of the performance figure that was judged: measured, else
+        estimated; None when neither was."""
+        verdict = self.verdicts.get("performance") or self.verdicts.get("estimated_performance")
+        if verdict is None or not _finite(verdict.drop):
+            return None
+        return verdict.drop, verdict.threshold
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         return {
@@ -125,6 +133,8 @@ class RunRecord:
     #: the model version whose window the run judged, and why it retrained (if it did)
     version: int | None = None
     retrain_reason: str = ""
+    #: the primary metric's drop the run judged (measured, else estimated), None if none
+    drop: float | None = None
 
 
 def make_result(
@@ -179,9 +189,10 @@ def _verdicts(
     """Each performance figure's drop judged against noise for its number of rows."""
     out: dict[str, DropVerdict] = {}
     measured = _counted_performance(result, policy)
-    estimated = result.estimated_performance
+    # the estimate judges when labels are too few; with enough labels the measured check does
+    estimated = result.estimated_performance if measured is None else None
     if estimated is not None and estimated.unlabeled_share <= 0:
-        estimated = None  # every row is labeled: the measured check judges it
+        estimated = None
     for name, perf in (("performance", measured), ("estimated_performance", estimated)):
         if perf is None:
             continue
@@ -395,8 +406,8 @@ FOLLOW_UP = "follow-up"
 class Refresh:
     """What a retrained champion learned from, for the follow-up retraining: ``trained_rows``
     labeled live rows from ``since`` on; ``available_rows`` are labeled since then now.
-    ``done`` when the champion is itself a follow-up (never twice); ``version`` is the
-    champion's (a follow-up is tried once per champion)."""
+    ``done`` when the champion is itself a follow-up or one was tried for it already (a
+    follow-up is tried once per champion); ``version`` is the champion's."""
 
     since: datetime
     trained_rows: int
@@ -406,27 +417,19 @@ class Refresh:
 
 
 def refresh_reason(
-    refresh: Refresh | None,
-    policy: PolicyConfig,
-    *,
-    max_rows: int,
-    history: Sequence[RunRecord] = (),
+    refresh: Refresh | None, policy: PolicyConfig, *, max_rows: int, min_rows: int = 0
 ) -> str | None:
-    """Why a follow-up retraining is due, or None (pure)."""
+    """Why a follow-up retraining is due, or None (pure).
+
+    Due once ``refresh_factor`` times as many labeled rows arrived since the champion's window
+    started as it learned from, and at least ``min_rows`` (two monitor windows: what a fair
+    judgement of the follow-up needs); never for a follow-up itself or once tried.
+    """
     if refresh is None or refresh.done or policy.refresh_factor <= 0:
-        return None
-    tried = any(
-        r.retrained
-        and r.version == refresh.version
-        and r.retrain_reason.startswith(FOLLOW_UP)
-        and r.retrain_outcome != "deferred"
-        for r in history
-    )
-    if tried:
         return None
     if refresh.trained_rows >= max_rows:
         return None
-    needed = min(max_rows, int(policy.refresh_factor * refresh.trained_rows))
+    needed = min(max_rows, max(min_rows, int(policy.refresh_factor * refresh.trained_rows)))
     if refresh.available_rows < needed:
         return None
     return (
@@ -445,6 +448,7 @@ def should_retrain(
     incident: Incident | None = None,
     refresh: Refresh | None = None,
     max_live_rows: int = 50_000,
+    window_rows: int = 5000,
 ) -> Decision:
     """Retrain on harm a new model may fix, once or twice per incident, within the limits.
 
@@ -461,12 +465,14 @@ def should_retrain(
         return Decision(False, _not_enough(result))
     reason = _harm_reason(result, policy)
     if reason is None:
-        follow_up = refresh_reason(refresh, policy, max_rows=max_live_rows, history=history)
+        follow_up = refresh_reason(
+            refresh, policy, max_rows=max_live_rows, min_rows=2 * window_rows
+        )
         if follow_up is None:
             return Decision(False, _no_harm(result, policy))
         reason = follow_up
     elif incident is not None:
-        blocked = _incident_budget(history, incident, policy, now)
+        blocked = _incident_budget(history, incident, policy, now, result)
         if blocked is not None:
             return Decision(False, f"{blocked}; {reason}")
     started = [
@@ -529,8 +535,22 @@ def _no_harm(result: MonitorResult, policy: PolicyConfig) -> str:
     return f"no retraining: drift without harm ({tail}); {why}"
 
 
+def _worse_since(record: RunRecord, result: MonitorResult) -> bool:
+    """The harm grew beyond noise since the run ``record`` (a refused retraining's): the
+    drop is now larger than then by more than the current threshold."""
+    judged = result.judged_drop()
+    if judged is None or record.drop is None or not _finite(record.drop):
+        return False
+    drop, threshold = judged
+    return drop - record.drop > threshold
+
+
 def _incident_budget(
-    history: Sequence[RunRecord], incident: Incident, policy: PolicyConfig, now: datetime
+    history: Sequence[RunRecord],
+    incident: Incident,
+    policy: PolicyConfig,
+    now: datetime,
+    result: MonitorResult,
 ) -> str | None:
     """Why the incident may start no more retrainings, or None."""
     attempts = [
@@ -543,11 +563,11 @@ def _incident_budget(
         and r.retrain_outcome != "deferred"
     ]
     refused = [r for r in attempts if r.retrain_outcome == "refused"]
-    if refused:
+    if refused and not _worse_since(refused[-1], result):
         return (
             f"no retraining: in incident {incident.id} the challenger trained at "
             f"{refused[-1].time.isoformat()} did not beat the champion (retraining did not "
-            "help); none more until the incident resolves"
+            "help); none more until the incident resolves or the harm grows beyond noise"
         )
     if len(attempts) >= policy.max_retrains_per_incident:
         return (

@@ -108,6 +108,7 @@ def history(engine: Engine, model_name: str, *, since: datetime) -> list[RunReco
             c.retrain_outcome,
             c.model_version,
             c.retrain_reason,
+            c.performance_drop,
         )
         .where(c.model_name == model_name, c.started_at >= since)
         .order_by(c.started_at)
@@ -125,6 +126,7 @@ def history(engine: Engine, model_name: str, *, since: datetime) -> list[RunReco
                 r[7],
                 r[8],
                 r[9] or "",
+                r[10],
             )
             for r in conn.execute(query)
         ]
@@ -178,6 +180,25 @@ def estimation_errors(engine: Engine, model_name: str, *, limit: int = 50) -> li
     for row in rows:
         row["error"] = row["estimated_value"] - row["realized_value"]
     return rows
+
+
+def follow_up_tried(engine: Engine, model_name: str, version: int, *, prefix: str) -> bool:
+    """Whether a follow-up retraining (reason starting with ``prefix``) already started for
+    windows of this version (a deferred one does not count)."""
+    c = drift_runs.c
+    query = (
+        sa.select(sa.func.count())
+        .select_from(drift_runs)
+        .where(
+            c.model_name == model_name,
+            c.model_version == version,
+            c.retrain.is_(True),
+            c.retrain_reason.like(f"{prefix}%"),
+            sa.or_(c.retrain_outcome.is_(None), c.retrain_outcome != "deferred"),
+        )
+    )
+    with engine.connect() as conn:
+        return bool(conn.scalar(query))
 
 
 def record_retrain_outcome(engine: Engine, run_id: str, outcome: str) -> bool:

@@ -348,15 +348,30 @@ def test_a_follow_up_retrains_once_enough_rows_arrived_since_the_change() -> Non
     calm = result(drift=drift(), performance=perf(0.0))
     since = NOW - timedelta(days=3)
     early = Refresh(since, trained_rows=1000, available_rows=3000)
-    assert not should_retrain(calm, [], POLICY, NOW, refresh=early)
+    assert not should_retrain(calm, [], POLICY, NOW, refresh=early, window_rows=500)
     due = Refresh(since, trained_rows=1000, available_rows=4000)
-    d = should_retrain(calm, [], POLICY, NOW, refresh=due)
+    d = should_retrain(calm, [], POLICY, NOW, refresh=due, window_rows=500)
     assert d and "follow-up" in d.reason and "1000 live rows" in d.reason
-    assert not should_retrain(calm, [], POLICY, NOW, refresh=Refresh(since, 1000, 9000, done=True))
+    # and at least two monitor windows of rows, for a fair judgement
+    assert not should_retrain(calm, [], POLICY, NOW, refresh=due, window_rows=5000)
+    done = Refresh(since, 1000, 90_000, done=True)
+    assert not should_retrain(calm, [], POLICY, NOW, refresh=done, window_rows=500)
     assert not should_retrain(calm, [], PolicyConfig(refresh_factor=0), NOW, refresh=due)
     capped = Refresh(since, trained_rows=20_000, available_rows=50_000)
     assert should_retrain(calm, [], POLICY, NOW, refresh=capped, max_live_rows=50_000)
     assert not should_retrain(calm, [], POLICY, NOW, refresh=Refresh(since, 50_000, 90_000))
+
+
+def test_after_a_refused_challenger_a_retraining_waits_for_the_harm_to_grow() -> None:
+    open_ = incident()
+    refused = dataclasses.replace(
+        alerted("x", 48, retrained=True, outcome="refused", open_incident=open_), drop=0.05
+    )
+    same = result(drift=drift("age"), performance=perf(0.06))
+    assert not should_retrain(same, [refused], POLICY, NOW, incident=open_)
+    worse = result(drift=drift("age"), performance=perf(0.3))  # a gradual change goes on
+    d = should_retrain(worse, [refused], POLICY, NOW, incident=open_)
+    assert d, d.reason
 
 
 def test_values_beyond_the_training_range_alone_are_a_warning_missing_ones_critical() -> None:
@@ -364,22 +379,3 @@ def test_values_beyond_the_training_range_alone_are_a_warning_missing_ones_criti
     broken = QualityIssue("missing_share", "age", "error", 0.9, 0.05, "90% of 'age' missing")
     assert result(quality=QualityResult((), (shift,), False, 1000)).severity == "warning"
     assert result(quality=QualityResult((), (shift, broken), False, 1000)).severity == "critical"
-
-
-def test_a_follow_up_is_tried_once_per_champion() -> None:
-    calm = result(drift=drift(), performance=perf(0.0))
-    due = Refresh(NOW - timedelta(days=3), trained_rows=1000, available_rows=5000, version=2)
-    tried = RunRecord(
-        NOW - timedelta(hours=30),
-        "ok",
-        None,
-        retrained=True,
-        retrain_outcome="refused",
-        version=2,
-        retrain_reason="follow-up: ...",
-    )
-    assert not should_retrain(calm, [tried], POLICY, NOW, refresh=due)
-    deferred = dataclasses.replace(tried, retrain_outcome="deferred")
-    assert should_retrain(calm, [deferred], POLICY, NOW, refresh=due)
-    other = dataclasses.replace(tried, version=1)
-    assert should_retrain(calm, [other], POLICY, NOW, refresh=due)
