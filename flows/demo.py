@@ -48,12 +48,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
         "window": {"kind": "since_last_run"},
         "min_window_rows": 2000,
         "policy": {"cooldown_hours": 0, "max_retrains_per_day": 3, "min_labeled_rows": 1000},
-        "retrain": {
-            "data_policy": "sliding",
-            "max_live_rows": 20000,
-            "include_reference": False,
-            "min_labeled_rows": 5000,
-        },
+        "retrain": {"max_live_rows": 20000, "min_labeled_rows": 5000},
     },
     "serving": {"poll_interval_seconds": 2.0},
 }

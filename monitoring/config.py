@@ -186,10 +186,10 @@ class PolicyConfig(_Section):
     )
     max_retrains_per_day: int = Field(2, ge=0, description="retrainings allowed in any 24 hours")
     max_retrains_per_incident: int = Field(
-        2,
+        3,
         ge=0,
-        description="retrainings one incident may start; after a refused challenger none "
-        "(retraining did not help: waiting for the incident to resolve)",
+        description="retrainings one incident may start; after a refused challenger the next "
+        "one waits until the harm grew beyond noise (retraining did not help at that level)",
     )
     refresh_factor: float = Field(
         4.0,

@@ -14,7 +14,7 @@ def test_defaults_are_the_measured_ones() -> None:
     assert config.drift.dataset_share() is None  # any drifted feature, errors controlled
     assert config.window.kind == "last_rows" and config.min_window_rows == 500
     assert config.policy.drop_alpha == 0.01 and config.policy.min_relative_drop == 0.01
-    assert config.policy.cooldown_hours == 24 and config.policy.max_retrains_per_incident == 2
+    assert config.policy.cooldown_hours == 24 and config.policy.max_retrains_per_incident == 3
     assert config.retrain.data_policy == "adaptive"
 
 

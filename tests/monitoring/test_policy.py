@@ -340,7 +340,7 @@ def test_a_deferred_retraining_does_not_count_and_an_incident_has_a_budget() -> 
         alerted("x", 100, retrained=True, outcome="promoted", open_incident=open_),
         alerted("x", 50, retrained=True, outcome="promoted", open_incident=open_),
     ]
-    d = should_retrain(r, promoted, POLICY, NOW, incident=open_)
+    d = should_retrain(r, promoted, PolicyConfig(max_retrains_per_incident=2), NOW, incident=open_)
     assert not d and "max_retrains_per_incident 2" in d.reason
 
 
@@ -352,7 +352,7 @@ def test_a_follow_up_retrains_once_enough_rows_arrived_since_the_change() -> Non
     due = Refresh(since, trained_rows=1000, available_rows=4000)
     d = should_retrain(calm, [], POLICY, NOW, refresh=due, window_rows=500)
     assert d and "follow-up" in d.reason and "1000 live rows" in d.reason
-    # and at least two monitor windows of rows, for a fair judgement
+    # and at least a monitor window of rows, for a fair judgement
     assert not should_retrain(calm, [], POLICY, NOW, refresh=due, window_rows=5000)
     done = Refresh(since, 1000, 90_000, done=True)
     assert not should_retrain(calm, [], POLICY, NOW, refresh=done, window_rows=500)
