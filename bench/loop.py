@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     log = send_logs_to_file(Path(tempfile.gettempdir()) / "driftloop-bench-loop.log")
     print(f"Prefect and MLflow logs: {log}", file=sys.stderr)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -40,6 +40,9 @@ def _front_door(
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Prefect's ephemeral server waits 20 s for its own start-up by default: too short on a
+    # busy two-core machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         from driftloop.logs import log_file, send_logs_to_file
         from driftloop.settings import Settings
