@@ -35,7 +35,6 @@ from driftloop.registry import ModelNotFoundError
 from driftloop.settings import Settings
 from monitoring import store
 from monitoring.spool import Spool, spool_directory, spool_files
-from serving.batching import MicroBatcher
 from serving.config import ServingConfig
 from serving.deadline import BoundedCalls, DeadlineExceeded
 from serving.gate import (
@@ -45,7 +44,7 @@ from serving.gate import (
     error_body,
 )
 from serving.logwriter import LogRecordRefused, LogWriteError, LogWriter
-from serving.metrics import ServiceMetrics
+from serving.microbatch import MicroBatcher
 from serving.model import (
     CHAMPION,
     ModelLoadError,
@@ -55,6 +54,7 @@ from serving.model import (
     load_version,
 )
 from serving.openapi import complete_schema
+from serving.prometheus import ServiceMetrics
 from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
 from serving.validation import (
     MAX_REPORTED_ERRORS,

@@ -14,8 +14,8 @@ from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
 from pipelines.schema import FeatureSpec
 from pipelines.training import build_pipeline
-from serving.batching import MicroBatcher
 from serving.fastpath import TOLERANCE, compile_pipeline, probe_columns, verify
+from serving.microbatch import MicroBatcher
 from serving.model import ServedModel, reference_columns, with_fast_path
 from tests.conftest import DATA
 from tests.serving.conftest import CATEGORICAL, NUMERIC, TARGET
