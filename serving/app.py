@@ -31,7 +31,7 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from driftloop.registry import ModelNotFoundError
+from driftloop.registry import CHAMPION, ModelNotFoundError, get_alias
 from driftloop.settings import Settings
 from monitoring import store
 from monitoring.spool import Spool, spool_directory, spool_files
@@ -45,14 +45,7 @@ from serving.gate import (
 )
 from serving.logwriter import LogRecordRefused, LogWriteError, LogWriter
 from serving.microbatch import MicroBatcher
-from serving.model import (
-    CHAMPION,
-    ModelLoadError,
-    ModelScoringError,
-    ServedModel,
-    alias_version,
-    load_version,
-)
+from serving.model import ModelLoadError, ModelScoringError, ServedModel, load_version
 from serving.openapi import complete_schema
 from serving.prometheus import ServiceMetrics
 from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
@@ -97,8 +90,10 @@ def redact(text: str) -> str:
 
 
 #: Load failures whose message is ours (names the model, version and file, never a local path)
-#: and may be shown in HTTP bodies; any other exception is shown by its type only.
-_PUBLIC_ERRORS = (ModelLoadError, ModelNotFoundError, ModelScoringError)
+#: and may be shown in HTTP bodies; any other exception is shown by its type only. The registry's
+#: family: a missing version or alias, a version driftloop did not register (ModelLoadError), a
+#: failed integrity check (ModelIntegrityError).
+_PUBLIC_ERRORS = (ModelNotFoundError, ModelScoringError)
 
 
 def public_error(exc: BaseException) -> str:
@@ -130,12 +125,13 @@ class ModelHolder:
         """Check the alias; load, warm up and swap in a new version. True when it changed."""
         with self._lock:
             try:
-                version = alias_version(self.client, self.model_name, self.alias)
-                if version is None:
+                found = get_alias(self.client, self.model_name, self.alias)
+                if found is None:
                     raise ModelLoadError(
                         f"model {self.model_name!r} has no `{self.alias}` alias yet; "
                         "train one with `driftloop train`"
                     )
+                version = int(found.version)
                 if self.current is not None and self.current.version == version:
                     return False
                 model = load_version(self.client, self.model_name, version, alias=self.alias)
