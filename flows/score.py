@@ -23,7 +23,7 @@ from driftloop.io import read_source
 from driftloop.settings import Settings
 from flows.retry import transient
 from monitoring import store
-from pipelines.schema import FeatureSpec, prepare_features
+from pipelines.schema import prepare_features
 from serving.model import ServedModel, load_alias
 
 #: Rows scored and written per chunk (bounded memory on big files).
@@ -46,9 +46,7 @@ def score_and_log(
     out = []
     for start in range(0, len(frame), CHUNK_ROWS):
         chunk = frame.iloc[start : start + CHUNK_ROWS]
-        X = prepare_features(chunk, FeatureSpec(model.numeric, model.categorical))[
-            model.column_order
-        ]
+        X = prepare_features(chunk, model.spec)[model.column_order]
         scores = model.score_frame(X)
         features = X.astype(object).where(X.notna(), None).to_dict(orient="records")
         chunk_ids = ids[start : start + CHUNK_ROWS]

@@ -231,21 +231,21 @@ PredictHandler = Callable[[bytes, float], Awaitable[tuple[int, Any]]]
 class Gate:
     """Pure ASGI middleware in front of the FastAPI app (see the module docstring).
 
-    ``services`` holds the started service under ``"service"`` (empty while starting: 503).
-    The service provides ``api_key`` (bytes or None), ``limits`` (:class:`GateLimits`),
-    ``throttle`` (:class:`AuthThrottle`), ``metrics.observe(path, status, seconds)`` and
-    ``predict(body, start) -> (status, json body)``.
+    ``state`` (the app's ``app.state``) holds the started service as its ``service`` attribute
+    (absent while starting: 503). The service provides ``api_key`` (bytes or None), ``limits``
+    (:class:`GateLimits`), ``throttle`` (:class:`AuthThrottle`),
+    ``metrics.observe(path, status, seconds)`` and ``predict(body, start) -> (status, json body)``.
     """
 
-    def __init__(self, app: Any, services: dict[str, Any]) -> None:
+    def __init__(self, app: Any, state: Any) -> None:
         self.app = app
-        self.services = services
+        self.state = state
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        service = self.services.get("service")
+        service = getattr(self.state, "service", None)
         if service is None:
             await send_json(send, 503, error_body("the service is starting"))
             return

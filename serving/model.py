@@ -1,9 +1,10 @@
 """The served model: a registered scikit-learn Pipeline plus what driftloop recorded about it.
 
 Loads `models:/<name>@champion` (or a version) from the MLflow registry through
-`driftloop.registry` (which verifies the stored files against the version's integrity record
-before anything is deserialized), reads the `driftloop.*` tags (task, target, feature lists,
-not-null features, classes) and scores column-wise inputs without per-request DataFrame work
+`driftloop.registry`, the one MLflow adapter: it finds the version and its alias, reads the
+`driftloop.*` tags (task, target, feature lists, not-null features, classes) as a
+`registry.VersionInfo`, and verifies the stored files against the version's integrity record
+before anything is deserialized. Scores column-wise inputs without per-request DataFrame work
 beyond one frame per micro-batch.
 """
 
@@ -19,8 +20,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.errors import DriftloopError
-from driftloop.registry import SPEC_TAG, load_reference, load_verified_model, read_model_spec
+from driftloop.registry import (
+    CHAMPION,
+    SPEC_TAG,
+    ModelNotFoundError,
+    VersionInfo,
+    get_alias,
+    get_version,
+    load_reference,
+    load_verified_model,
+)
+from pipelines.schema import FeatureSpec
 from serving.fastpath import (
     FastPipeline,
     UnsupportedPipeline,
@@ -29,14 +39,15 @@ from serving.fastpath import (
     verify,
 )
 
-CHAMPION = "champion"
 #: Reference rows the fast path is checked on at load time, at most.
 MAX_CHECK_ROWS = 5000
 logger = logging.getLogger("driftloop.serving")
 
 
-class ModelLoadError(DriftloopError, LookupError):
-    """The registered model, alias or version is missing, or was not registered by driftloop."""
+class ModelLoadError(ModelNotFoundError):
+    """The alias is missing, or the version was not registered by driftloop (or its tags do not
+    match its pipeline): a :class:`driftloop.registry.ModelNotFoundError`, like a missing version
+    or a version that fails its integrity check."""
 
 
 class ModelScoringError(ValueError):
@@ -85,6 +96,11 @@ class ServedModel:
     @property
     def features(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
+
+    @property
+    def spec(self) -> FeatureSpec:
+        """The feature columns as training and monitoring name them (numeric, categorical)."""
+        return FeatureSpec(numeric=self.numeric, categorical=self.categorical)
 
     @property
     def column_order(self) -> list[str]:
@@ -269,55 +285,47 @@ def load_version(
     """Load a registered version, verified, with its reference snapshot and driftloop tags.
 
     Raises:
-        ModelLoadError: no such version, or not registered by driftloop.
+        ModelNotFoundError: no such version.
+        ModelLoadError: not registered by driftloop (no or bad `driftloop.model_spec` tag), or
+            its tagged classes differ from its pipeline's.
         ModelIntegrityError: a stored file differs from the version's integrity record (or it
             has none); nothing of it was deserialized.
     """
-    from mlflow.exceptions import MlflowException
-
+    mv = get_version(client, name, version)
     try:
-        mv = client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise ModelLoadError(f"model {name!r} has no version {version}: {exc.message}") from None
-    try:
-        spec = read_model_spec(dict(mv.tags or {}))
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(
-            f"model {name!r} version {mv.version} was not registered by driftloop "
-            f"(tag problem: {exc}); register it with `driftloop train`"
-        ) from None
-    verified = load_verified_model(client, name, mv.version)
+        info = VersionInfo.from_version(mv)
+    except ModelNotFoundError as exc:
+        raise ModelLoadError(f"{exc}; register it with `driftloop train`") from None
+    verified = load_verified_model(client, name, info.version)
     pipeline = verified.pipeline
-    reference = load_reference(client, name, mv.version)
-    task = spec["task"]
+    reference = load_reference(client, name, info.version)
     classes: tuple[Any, ...] = ()
-    if task == "classification":
+    if info.task == "classification":
         fitted = getattr(pipeline, "classes_", None)
         if fitted is None:
             raise ModelLoadError(
-                f"model {name!r} version {mv.version} is a classifier without classes_"
+                f"model {name!r} version {info.version} is a classifier without classes_"
             )
         classes = tuple(_plain(c) for c in fitted)
-        tagged = spec["classes"]
+        tagged = list(info.classes)
         if tagged and [str(c) for c in tagged] != [str(c) for c in classes]:
             raise ModelLoadError(
-                f"model {name!r} version {mv.version}: the classes {tagged} in tag {SPEC_TAG} "
+                f"model {name!r} version {info.version}: the classes {tagged} in tag {SPEC_TAG} "
                 f"do not match the pipeline's classes {list(classes)}"
             )
-    numeric = tuple(spec["numeric"])
-    categorical = tuple(spec["categorical"])
+    numeric, categorical = info.spec.numeric, info.spec.categorical
     check_rows = None
-    if set(numeric + categorical) <= set(reference.columns):
+    if set(info.spec.columns) <= set(reference.columns):
         check_rows = reference_columns(reference, numeric, categorical, MAX_CHECK_ROWS)
     model = ServedModel(
         name=name,
-        version=int(mv.version),
-        run_id=mv.run_id,
-        task=task,
-        target=spec["target"],
+        version=info.version,
+        run_id=info.run_id,
+        task=info.task,
+        target=info.target,
         numeric=numeric,
         categorical=categorical,
-        not_null=frozenset(spec["not_null"]),
+        not_null=frozenset(info.not_null),
         classes=classes,
         pipeline=pipeline,
         signature=verified.signature,
@@ -327,24 +335,12 @@ def load_version(
     return with_fast_path(model, check_rows)
 
 
-def alias_version(client: Any, name: str, alias: str = CHAMPION) -> int | None:
-    """The version behind an alias, or None when the model or the alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return int(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
-            return None
-        raise
-
-
 def load_alias(client: Any, name: str, alias: str = CHAMPION) -> ServedModel:
     """Load the version an alias points at (`champion` by default)."""
-    version = alias_version(client, name, alias)
-    if version is None:
+    mv = get_alias(client, name, alias)
+    if mv is None:
         raise ModelLoadError(
             f"model {name!r} has no `{alias}` alias in the registry; train one with `driftloop train` "
             f"or set it with `driftloop promote --version N`"
         )
-    return load_version(client, name, version, alias=alias)
+    return load_version(client, name, mv.version, alias=alias)

@@ -16,17 +16,26 @@ from serving.config import ServingConfig
 from serving.schemas import ErrorResponse, PredictResponse
 from serving.validation import InputSpec
 
-ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
 #: Category strings hold no C0/C1 control character (serving.validation refuses them).
 PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
-_SECURITY = {
-    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-    "Bearer": {"type": "http", "scheme": "bearer", "description": "the same key as a bearer token"},
-}
+
+
+def _security_schemes() -> dict[str, Any]:
+    """The API-key schemes, built fresh for every schema (nothing shared between documents)."""
+    return {
+        "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "Bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "the same key as a bearer token",
+        },
+    }
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
+    schema = {"$ref": ERROR_SCHEMA}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def record_schema(model: Any | None, spec: InputSpec | None) -> dict[str, Any]:
@@ -149,7 +158,7 @@ def complete_schema(
             if protected and path != "/health":
                 operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
     if protected:
-        schema["components"]["securitySchemes"] = dict(_SECURITY)
+        schema["components"]["securitySchemes"] = _security_schemes()
     return schema
 
 

@@ -1,9 +1,11 @@
-"""Validation of /predict payloads against the served model's contract (pure functions).
+"""Validation of /predict payloads and /feedback labels against the served model's contract
+(pure functions).
 
 A payload is one record (a JSON object of feature values), a JSON array of records, or
 ``{"records": [...]}``. Every problem is reported with the row and the field it concerns, so the
 422 body tells the caller exactly what to fix; nothing here raises anything but
-:class:`PayloadError`.
+:class:`PayloadError`. :func:`check_label` says whether a label fits the model (one of its
+classes, or a finite number for a regressor).
 """
 
 from __future__ import annotations
@@ -326,3 +328,23 @@ def validate_payload(payload: Any, spec: InputSpec, *, max_rows: int) -> Records
         for name, value in clean.items():
             columns[name].append(value)
     return Records(columns=columns, rows=clean_rows, single=single)
+
+
+def check_label(label: Any, *, task: str, classes: Sequence[Any]) -> tuple[Any, str | None]:
+    """The label as the model knows it (a class itself, or a float), and why it does not fit."""
+    if task == "classification":
+        for cls in classes:
+            if type(cls) is type(label) and cls == label:
+                return cls, None
+        for cls in classes:
+            if str(cls) == str(label) and not isinstance(label, bool):
+                return cls, None
+        shown = clip(str(list(classes)), 200)
+        return label, f"{short(label)} is not one of the model's classes {shown}"
+    if (
+        isinstance(label, bool)
+        or not isinstance(label, (int, float))
+        or not math.isfinite(float(label))
+    ):
+        return label, "expected a finite number for a regression target"
+    return float(label), None

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from driftloop.registry import model_spec_tag
+from serving.model import ServedModel, reference_columns
 from tests.conftest import DATA, REPO
 
 MODEL = "employment"
@@ -38,6 +39,36 @@ CATEGORICAL = [
 NOT_NULL = ["AGEP"]
 TARGET = "employed"
 PYTHON = sys.executable
+
+
+@pytest.fixture(scope="module")
+def split_data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """2,000 employment rows: training features and labels (1,500), and 500 rows to check on."""
+    frame = pd.read_parquet(DATA / "reference_2015.parquet").sample(2000, random_state=3)
+    train, check = frame.iloc[:1500], frame.iloc[1500:]
+    return train[NUMERIC + CATEGORICAL], train[TARGET], check
+
+
+def served(pipeline: Any, *, task: str = "classification") -> ServedModel:
+    """A ServedModel around a fitted pipeline, without a registry (no fast path yet)."""
+    classes = tuple(pipeline.classes_.tolist()) if task == "classification" else ()
+    return ServedModel(
+        name="employment",
+        version=1,
+        run_id="run",
+        task=task,
+        target=TARGET,
+        numeric=tuple(NUMERIC),
+        categorical=tuple(CATEGORICAL),
+        not_null=frozenset(),
+        classes=classes,
+        pipeline=pipeline,
+    )
+
+
+def check_rows(check: pd.DataFrame) -> dict[str, list[Any]]:
+    """Rows of a frame as the service receives them (column-wise, float/None, str/None)."""
+    return reference_columns(check, NUMERIC, CATEGORICAL, len(check))
 
 
 def feature_frame(frame: pd.DataFrame) -> pd.DataFrame:

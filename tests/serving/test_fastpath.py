@@ -2,52 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import gc
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
 from pipelines.schema import FeatureSpec
 from pipelines.training import build_pipeline
-from serving.batching import MicroBatcher
 from serving.fastpath import TOLERANCE, compile_pipeline, probe_columns, verify
-from serving.model import ServedModel, reference_columns, with_fast_path
-from tests.conftest import DATA
-from tests.serving.conftest import CATEGORICAL, NUMERIC, TARGET
+from serving.model import reference_columns, with_fast_path
+from tests.serving.conftest import CATEGORICAL, NUMERIC, check_rows, served
 
 SPEC = FeatureSpec(numeric=tuple(NUMERIC), categorical=tuple(CATEGORICAL))
-
-
-@pytest.fixture(scope="module")
-def data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
-    frame = pd.read_parquet(DATA / "reference_2015.parquet").sample(2000, random_state=3)
-    train, check = frame.iloc[:1500], frame.iloc[1500:]
-    return train[NUMERIC + CATEGORICAL], train[TARGET], check
-
-
-def served(pipeline: Any, *, task: str = "classification") -> ServedModel:
-    classes = tuple(pipeline.classes_.tolist()) if task == "classification" else ()
-    return ServedModel(
-        name="employment",
-        version=1,
-        run_id="run",
-        task=task,
-        target=TARGET,
-        numeric=tuple(NUMERIC),
-        categorical=tuple(CATEGORICAL),
-        not_null=frozenset(),
-        classes=classes,
-        pipeline=pipeline,
-    )
-
-
-def check_rows(check: pd.DataFrame) -> dict[str, list[Any]]:
-    return reference_columns(check, NUMERIC, CATEGORICAL, len(check))
 
 
 @pytest.mark.parametrize(
@@ -60,9 +28,9 @@ def check_rows(check: pd.DataFrame) -> dict[str, list[Any]]:
     ],
 )
 def test_fast_path_equals_the_pipeline_on_held_out_rows(
-    data: Any, family: str, options: dict[str, Any]
+    split_data: Any, family: str, options: dict[str, Any]
 ) -> None:
-    X, y, check = data
+    X, y, check = split_data
     pipeline = build_pipeline(SPEC, task="classification", family=family, **options).fit(X, y)
     model = with_fast_path(served(pipeline), check_rows(check))
     assert model.fast is not None, model.scorer_note
@@ -77,8 +45,8 @@ def test_fast_path_equals_the_pipeline_on_held_out_rows(
     assert fast.predictions == [model.classes[i] for i in want.argmax(axis=1)]
 
 
-def test_fast_path_equals_a_ridge_regression_pipeline(data: Any) -> None:
-    X, _, check = data
+def test_fast_path_equals_a_ridge_regression_pipeline(split_data: Any) -> None:
+    X, _, check = split_data
     target = X[NUMERIC[0]].to_numpy()  # age from the categorical features
     spec = FeatureSpec(numeric=(), categorical=tuple(CATEGORICAL))
     pipeline = build_pipeline(spec, task="regression", family="linear").fit(X[CATEGORICAL], target)
@@ -90,8 +58,8 @@ def test_fast_path_equals_a_ridge_regression_pipeline(data: Any) -> None:
     assert np.max(np.abs(got - pipeline.predict(model.frame(columns)))) < TOLERANCE
 
 
-def test_an_unsupported_estimator_keeps_the_pipeline_and_says_why(data: Any) -> None:
-    X, y, check = data
+def test_an_unsupported_estimator_keeps_the_pipeline_and_says_why(split_data: Any) -> None:
+    X, y, check = split_data
     pipeline = build_pipeline(SPEC, task="classification", family="random_forest")
     pipeline.set_params(model__n_estimators=5).fit(X, y)
     model = with_fast_path(served(pipeline), check_rows(check))
@@ -111,8 +79,8 @@ class LogisticRegression(SklearnLogisticRegression):
         return np.column_stack([1 - p, p])
 
 
-def test_a_pipeline_the_fast_path_does_not_match_falls_back(data: Any) -> None:
-    X, y, check = data
+def test_a_pipeline_the_fast_path_does_not_match_falls_back(split_data: Any) -> None:
+    X, y, check = split_data
     pipeline = build_pipeline(SPEC, task="classification", family="logistic")
     pipeline.steps[-1] = ("model", LogisticRegression(max_iter=1000))
     pipeline.fit(X, y)
@@ -121,8 +89,8 @@ def test_a_pipeline_the_fast_path_does_not_match_falls_back(data: Any) -> None:
     assert "not equal" in model.scorer_note and "max abs difference" in model.scorer_note
 
 
-def test_verify_names_the_difference_of_a_wrong_fast_path(data: Any) -> None:
-    X, y, check = data
+def test_verify_names_the_difference_of_a_wrong_fast_path(split_data: Any) -> None:
+    X, y, check = split_data
     pipeline = build_pipeline(SPEC, task="classification", family="logistic").fit(X, y)
     fast = compile_pipeline(pipeline, numeric=NUMERIC, categorical=CATEGORICAL)
     model = served(pipeline)
@@ -135,8 +103,8 @@ def test_verify_names_the_difference_of_a_wrong_fast_path(data: Any) -> None:
     assert problem is not None and "max abs difference" in problem
 
 
-def test_probe_rows_visit_every_known_category_an_unseen_one_and_nulls(data: Any) -> None:
-    X, y, _ = data
+def test_probe_rows_visit_every_known_category_an_unseen_one_and_nulls(split_data: Any) -> None:
+    X, y, _ = split_data
     pipeline = build_pipeline(SPEC, task="classification", family="logistic").fit(X, y)
     fast = compile_pipeline(pipeline, numeric=NUMERIC, categorical=CATEGORICAL)
     columns = probe_columns(fast)
@@ -147,8 +115,8 @@ def test_probe_rows_visit_every_known_category_an_unseen_one_and_nulls(data: Any
     assert None in columns[NUMERIC[0]]
 
 
-def test_a_null_category_is_imputed_as_in_training(data: Any) -> None:
-    X, y, check = data
+def test_a_null_category_is_imputed_as_in_training(split_data: Any) -> None:
+    X, y, check = split_data
     pipeline = build_pipeline(SPEC, task="classification", family="logistic").fit(X, y)
     model = served(pipeline)
     columns = check_rows(check.head(1))
@@ -158,51 +126,3 @@ def test_a_null_category_is_imputed_as_in_training(data: Any) -> None:
     training_like["SCHL"] = np.nan
     want = pipeline.predict_proba(training_like)
     assert np.allclose(model.pipeline_scores(columns), want)
-
-
-def test_small_requests_of_a_fast_model_skip_the_scoring_thread(data: Any) -> None:
-    X, y, check = data
-    pipeline = build_pipeline(SPEC, task="classification", family="logistic").fit(X, y)
-    fast_model = with_fast_path(served(pipeline), check_rows(check))
-    slow_model = served(pipeline)
-
-    async def run() -> tuple[int, int, list[Any]]:
-        batcher = MicroBatcher(max_rows=64, inline_rows=4)
-        try:
-            await batcher.score(fast_model, check_rows(check.head(2)), 2)
-            inline = batcher.inline_calls
-            await batcher.score(fast_model, check_rows(check.head(10)), 10)
-            await batcher.score(slow_model, check_rows(check.head(2)), 2)
-            limits = await asyncio.get_running_loop().run_in_executor(
-                batcher._executor, _openmp_threads
-            )
-            return inline, batcher.calls, limits
-        finally:
-            await batcher.close()
-
-    inline, threaded, limits = asyncio.run(run())
-    assert inline == 1 and threaded == 2
-    assert limits and all(n == 1 for n in limits)  # one OpenMP thread on the scoring thread
-
-
-def _openmp_threads() -> list[int]:
-    from threadpoolctl import threadpool_info
-
-    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
-
-
-def test_a_swapped_in_model_is_frozen_out_of_gc_scans(tracking_uri: str) -> None:
-    from mlflow import MlflowClient
-
-    from serving.app import ModelHolder
-    from tests.serving.conftest import MODEL
-
-    holder = ModelHolder(MlflowClient(tracking_uri=tracking_uri), MODEL)
-    gc.unfreeze()
-    try:
-        assert gc.get_freeze_count() == 0
-        assert holder.refresh()
-        assert holder.current is not None and holder.current.scorer == "fast numpy path"
-        assert gc.get_freeze_count() > 0  # no full collection rescans the loaded model
-    finally:
-        gc.freeze()
