@@ -137,7 +137,7 @@ def primary_metric(
     """The served model's primary metric on a batch's true labels."""
     return pipeline_metric(
         model.pipeline,
-        FeatureSpec(model.numeric, model.categorical),
+        model.spec,
         frame,
         labels,
         metric=metric,
@@ -167,7 +167,7 @@ def batch_estimate(
     facts = reference.estimation if reference is not None else None
     if facts is None:
         return None, None, None
-    spec = FeatureSpec(served.numeric, served.categorical)
+    spec = served.spec
     X = prepare_features(frame, spec).reset_index(drop=True)
     outputs = scores_of(
         served.pipeline, X, np.zeros(len(X)), task=served.task, classes=served.classes or None
@@ -317,7 +317,7 @@ def backtest(
             raise BacktestError(f"the initial model was not made champion: {first.reason}")
         baseline = load_version(client, config.model_name, first.version)
         check_features(config, baseline, inputs.live)
-        spec = FeatureSpec(baseline.numeric, baseline.categorical)
+        spec = baseline.spec
         snapshot = registry.load_reference(client, config.model_name, first.version)
         reference = Rows(
             prepare_features(snapshot, spec).reset_index(drop=True),
