@@ -324,3 +324,60 @@ def test_read_log_status_on_a_missing_sqlite_file_is_a_store_error(tmp_path: Pat
     with pytest.raises(store.StoreError, match="no inference log at"):
         store.read_log_status(missing)
     assert not (tmp_path / "none.db").exists()
+
+
+def test_runs_keep_incidents_outcomes_and_realized_estimates(tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from monitoring import runs
+    from monitoring.incidents import Incident
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    store.upgrade_database(url)
+    engine = store.make_engine(url)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    opened = Incident("i1", "critical", "critical", now - timedelta(days=30))
+
+    def run(days_ago: float, **values: object) -> str:
+        row = {
+            "model_name": "m",
+            "model_version": 2,
+            "started_at": now - timedelta(days=days_ago),
+            "finished_at": now - timedelta(days=days_ago),
+            "triggered_by": "test",
+            "window_kind": "last_rows",
+            "window_start": now - timedelta(days=days_ago + 1),
+            "window_end": now - timedelta(days=days_ago),
+            "window_rows": 1000,
+            "labeled_rows": 0,
+            "status": "drift",
+            "drifted_features": [],
+            "scores": {},
+            "failed_checks": ["performance"],
+            "alerted": False,
+            "alert_reason": "",
+            "retrain": False,
+            "retrain_reason": "",
+            "details": {},
+            "severity": "critical",
+            "incident": opened.to_dict(),
+            **values,
+        }
+        return runs.record_run(engine, row)
+
+    refused = run(29, retrain=True, retrain_reason="drift that hurts: ...", performance_drop=0.1)
+    assert runs.record_retrain_outcome(engine, refused, "refused")
+    assert not runs.record_retrain_outcome(engine, "no-such-run", "refused")
+    run(20, retrain=True, retrain_reason="follow-up: ...")
+    run(1, estimated_value=0.8)
+    # the incident is a month old: its refused retraining still counts, beyond the 7 days
+    history = runs.recent_history(engine, "m", now=now)
+    first = history[0]
+    assert first.retrain_outcome == "refused" and first.drop == 0.1 and first.incident == opened
+    assert runs.follow_up_tried(engine, "m", 2, prefix="follow-up")
+    assert not runs.follow_up_tried(engine, "m", 3, prefix="follow-up")
+    (waiting,) = runs.awaiting_realization(engine, "m", 2, before=now)
+    runs.record_realized(engine, waiting["run_id"], 0.75)
+    (error,) = runs.estimation_errors(engine, "m")
+    assert error["error"] == pytest.approx(0.05)
+    engine.dispose()
