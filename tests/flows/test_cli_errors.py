@@ -30,6 +30,9 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
             "DRIFTLOOP_ARTIFACT_ROOT": str(cwd / "mlruns"),
             "DRIFTLOOP_DATABASE_URL": f"sqlite:///{cwd / 'driftloop.db'}",
             "DRIFTLOOP_STATE_DIR": str(cwd / "state"),
+            # Prefect's ephemeral server keeps a database under PREFECT_HOME: a fresh one, not
+            # whatever another Prefect version left in the home directory
+            "PREFECT_HOME": str(cwd / "prefect-home"),
             **env,
         }
     )
