@@ -197,6 +197,22 @@ def mark_challenger(
     client.set_model_version_tag(model_name, str(version), TAG + "decision", reason[:4000])
 
 
+def replaced(history: Sequence[Mapping[str, Any]], version: int) -> int | None:
+    """The champion ``version`` replaced the last time it became champion (pure; None when it
+    never did, or was the first)."""
+    versions = [int(item["version"]) for item in history]
+    for index in range(len(versions) - 1, -1, -1):
+        if versions[index] == version:
+            earlier = [v for v in versions[:index] if v != version]
+            return earlier[-1] if earlier else None
+    return None
+
+
+def predecessor(client: MlflowClient, model_name: str, version: int | str) -> int | None:
+    """The champion a version replaced (from the model's champion history)."""
+    return replaced(champion_history(client, model_name), int(version))
+
+
 def rollback_target(history: list[dict[str, Any]], current: int | None) -> int | None:
     """The champion before the current one in the history (pure)."""
     versions = [int(item["version"]) for item in history]

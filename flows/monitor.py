@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from prefect import flow, get_run_logger, task
@@ -39,12 +40,13 @@ from monitoring import incidents, runs, store
 from monitoring.alerts import Alert, deliver
 from monitoring.drift import ReferenceStats, compute_drift, reference_stats
 from monitoring.estimation import EstimationFacts, window_estimate
-from monitoring.performance import PerformanceResult, compute_performance
+from monitoring.performance import PerformanceResult, compute_performance, probability_matrix
 from monitoring.policy import (
     FOLLOW_UP,
     AlertDecision,
     Decision,
     MonitorResult,
+    Predecessor,
     Refresh,
     make_result,
     should_alert,
@@ -54,7 +56,8 @@ from monitoring.quality import compute_quality
 from monitoring.reports import run_report, save_html
 from monitoring.significance import MetricNoise
 from monitoring.workspace import publish_run
-from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from pipelines.holdout import HoldoutScores, compare, scores_of
+from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN, prepare_features
 
 DRIFT_EVENT = "driftloop.drift.detected"
 #: The window's per-class probabilities (multiclass), as `store.read_window` names them.
@@ -185,13 +188,15 @@ def evaluate_window(
     stats: ReferenceStats | None = None,
     noise: MetricNoise | None = None,
     estimation: EstimationFacts | None = None,
+    predecessor: Predecessor | None = None,
 ) -> MonitorResult:
     """Drift, quality and performance of a window against the reference (pure).
 
     ``stats`` are the reference's precomputed statistics (:func:`reference_statistics`);
     ``noise`` the primary metric's spread on the version's holdout (drops are judged by it);
     ``estimation`` what estimating the primary metric needs (labeled rows measured, the others
-    estimated, with a band).
+    estimated, with a band); ``predecessor`` the serving version against the champion it
+    replaced on the window's labeled rows (:func:`predecessor_comparison`).
     """
     mon = config.monitoring
     frame = window.frame
@@ -256,6 +261,7 @@ def evaluate_window(
         performance=performance,
         estimated_performance=estimated,
         noise=noise,
+        predecessor=predecessor,
     )
 
 
@@ -274,6 +280,49 @@ def performance_values(result: MonitorResult, estimation_error: float | None) ->
     if estimation_error is not None:
         out["performance.estimation_error"] = estimation_error
     return {k: float(v) for k, v in out.items() if v == v}
+
+
+def logged_scores(frame: pd.DataFrame, info: registry.VersionInfo, target: str) -> HoldoutScores:
+    """What the serving version answered on labeled window rows, as scores on those rows."""
+    X = prepare_features(frame, info.spec).reset_index(drop=True)
+    y = frame[target].to_numpy()
+    if info.task == "regression":
+        prediction = frame[PREDICTION_COLUMN].to_numpy(dtype=float)
+        return HoldoutScores(X, y, prediction, None, (), info.task, "live rows")
+    if len(info.classes) == 2:
+        p = frame[PROBABILITY_COLUMN].to_numpy(dtype=float)
+        proba = np.column_stack([1.0 - p, p])
+    else:
+        proba = probability_matrix(frame[PROBABILITIES_COLUMN].to_numpy(), info.classes)
+    prediction = frame[PREDICTION_COLUMN].to_numpy()
+    return HoldoutScores(X, y, prediction, proba, tuple(info.classes), info.task, "live rows")
+
+
+def predecessor_comparison(
+    ref: VersionReference, window: Window, config: ProjectConfig
+) -> Predecessor | None:
+    """The serving version against the champion it replaced, on the window's labeled rows
+    (pure: both models are loaded); None without a predecessor or enough labels."""
+    info = ref.info
+    if ref.predecessor_model is None or ref.predecessor is None:
+        return None
+    labeled = window.frame[window.frame[config.target].notna()]
+    if len(labeled) < config.monitoring.policy.min_labeled_rows:
+        return None
+    served = logged_scores(labeled, info, config.target)
+    if served.proba is not None and not np.isfinite(served.proba).all():
+        return None
+    before = scores_of(
+        ref.predecessor_model,
+        served.X,
+        served.y,
+        task=info.task,
+        classes=info.classes or None,
+        source="live rows",
+    )
+    metric = config.promotion.metric
+    difference = compare(served, before, metric)
+    return Predecessor(ref.predecessor, metric, difference)
 
 
 def breakdown_metrics(perf: PerformanceResult) -> dict[str, float]:
@@ -372,6 +421,9 @@ class VersionReference:
     retrain_window: dict[str, Any] | None = None
     #: what estimating the primary metric without labels needs (None: not estimable)
     estimation: EstimationFacts | None = None
+    #: the champion this version replaced, and its Pipeline (to compare on the same rows)
+    predecessor: int | None = None
+    predecessor_model: Any = None
 
 
 def reference_statistics(info: registry.VersionInfo, reference: pd.DataFrame) -> ReferenceStats:
@@ -397,6 +449,7 @@ def load_reference(
     frame = registry.load_reference(client, model_name, mv.version)
     evaluation = registry.load_evaluation(client, model_name, mv.version)
     window = mv.tags.get(f"{registry.TAG}retrain_window")
+    before = registry.predecessor(client, model_name, mv.version)
     return VersionReference(
         info,
         frame,
@@ -405,6 +458,8 @@ def load_reference(
         noise=noise_of(evaluation),
         retrain_window=json.loads(window) if window else None,
         estimation=EstimationFacts.from_files(evaluation),
+        predecessor=before,
+        predecessor_model=registry.load_model(client, model_name, before) if before else None,
     )
 
 
@@ -592,6 +647,7 @@ def monitor_once(
                 stats=ref.stats,
                 noise=ref.noise.get(config.promotion.metric),
                 estimation=ref.estimation,
+                predecessor=predecessor_comparison(ref, window, config),
             )
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy

@@ -34,12 +34,10 @@ from flows.retry import transient
 from monitoring.estimation import fit_estimation
 from monitoring.significance import measure_noise
 from pipelines.evaluation import figures_from_outputs, overfit_gap
-from pipelines.holdout import HoldoutScores, finite, scores_of
+from pipelines.holdout import HoldoutScores, compare, finite, scores_of
 from pipelines.promotion import (
-    Difference,
     PromotionDecision,
     PromotionPolicy,
-    paired_difference,
     should_promote,
 )
 from pipelines.reference import build_reference
@@ -162,18 +160,6 @@ def champion_on(
             None,
             f"champion v{current.version} cannot score these rows: {exc}",
         )
-
-
-def difference_on(
-    candidate: HoldoutScores, champion: HoldoutScores, metric: str, *, higher_is_better: bool
-) -> Difference:
-    """Candidate minus champion on the same rows, with its paired bootstrap interval."""
-    scores = {"candidate": candidate, "champion": champion}
-    return paired_difference(
-        lambda who, rows: scores[who].metric(metric, rows),
-        len(candidate),
-        higher_is_better=higher_is_better,
-    )
 
 
 def evaluation_files(
@@ -416,13 +402,7 @@ def gate(
             champion=None,
         )
     else:
-        difference = (
-            difference_on(
-                holdout, champion, policy.metric, higher_is_better=policy.higher_is_better
-            )
-            if champion is not None
-            else None
-        )
+        difference = compare(holdout, champion, policy.metric) if champion is not None else None
         decision = should_promote(metrics, champion_metrics, policy, difference)
     if champion_metrics:
         with mlflow.start_run(run_id=run_id):

@@ -27,7 +27,12 @@ DriftMethod = Literal[
     "kl_div",
 ]
 Check = Literal[
-    "data_drift", "prediction_drift", "data_quality", "performance", "estimated_performance"
+    "data_drift",
+    "prediction_drift",
+    "data_quality",
+    "performance",
+    "estimated_performance",
+    "regression",
 ]
 ALL_CHECKS: tuple[Check, ...] = (
     "data_drift",
@@ -35,6 +40,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     "data_quality",
     "performance",
     "estimated_performance",
+    "regression",
 )
 
 

@@ -22,6 +22,7 @@ from monitoring.incidents import Incident, Severity
 from monitoring.performance import PerformanceResult
 from monitoring.quality import QualityResult
 from monitoring.significance import DropVerdict, MetricNoise, judge_drop
+from pipelines.promotion import Difference
 
 Status = Literal["ok", "drift", "not_enough_data"]
 _DAY = timedelta(hours=24)
@@ -58,6 +59,21 @@ class AlertDecision(Decision):
 
 
 @dataclass(frozen=True)
+class Predecessor:
+    """The serving version minus the version it replaced, on the same labeled rows (positive =
+    the new one is better), with its paired bootstrap interval."""
+
+    version: int
+    metric: str
+    difference: Difference
+
+    @property
+    def worse(self) -> bool:
+        """The new version is worse beyond noise (the whole interval below zero)."""
+        return self.difference.high < 0
+
+
+@dataclass(frozen=True)
 class MonitorResult:
     """Everything one monitor run found; ``status`` is set by :func:`make_result`.
 
@@ -73,6 +89,8 @@ class MonitorResult:
     performance: PerformanceResult | None = None
     estimated_performance: PerformanceResult | None = None
     feature_importances: Mapping[str, float] | None = None
+    #: the serving version against the champion it replaced, on the window's labeled rows
+    predecessor: Predecessor | None = None
     failed: tuple[Check, ...] = ()
     condition: str | None = None
     details: Mapping[str, str] = field(default_factory=dict)
@@ -148,6 +166,7 @@ def make_result(
     estimated_performance: PerformanceResult | None = None,
     feature_importances: Mapping[str, float] | None = None,
     noise: MetricNoise | None = None,
+    predecessor: Predecessor | None = None,
 ) -> MonitorResult:
     """Assemble a run's result and judge each check the policy counts.
 
@@ -163,6 +182,7 @@ def make_result(
         performance=performance,
         estimated_performance=estimated_performance,
         feature_importances=None if feature_importances is None else dict(feature_importances),
+        predecessor=predecessor,
     )
     if window_rows < min_window_rows:
         return _replace(base, status="not_enough_data")
@@ -230,6 +250,13 @@ def _failures(
         listed = "; ".join(i.message for i in errors[:_MAX_NAMED])
         more = f"; and {len(errors) - _MAX_NAMED} more" if len(errors) > _MAX_NAMED else ""
         out["data_quality"] = f"{len(errors)} data quality error(s): {listed}{more}"
+    before = result.predecessor
+    if "regression" in checks and before is not None and before.worse:
+        out["regression"] = (
+            f"the promoted version scores worse than v{before.version}, the champion it "
+            f"replaced, on the same labeled rows: {before.metric} "
+            f"{before.difference.text().replace('improvement', 'difference')}"
+        )
     for check, perf in (
         ("performance", result.performance),
         ("estimated_performance", result.estimated_performance),

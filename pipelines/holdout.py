@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.metrics import METRICS, kind_of
+from core.metrics import METRICS, higher_is_better, kind_of
 from pipelines.evaluation import expected_calibration_error, score_metric
+from pipelines.promotion import Difference, paired_difference
 
 TARGET = "driftloop.target"
 PREDICTION = "driftloop.prediction"
@@ -135,3 +136,14 @@ def scores_of(
 def finite(metrics: dict[str, float]) -> dict[str, float]:
     """The metrics with a defined value (MLflow refuses NaN)."""
     return {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}
+
+
+def compare(candidate: HoldoutScores, incumbent: HoldoutScores, metric: str) -> Difference:
+    """``candidate`` minus ``incumbent`` on the same rows (positive = better, whatever the
+    metric's direction), with its paired bootstrap interval."""
+    scores = {"candidate": candidate, "champion": incumbent}
+    return paired_difference(
+        lambda who, rows: scores[who].metric(metric, rows),
+        len(candidate),
+        higher_is_better=higher_is_better(metric),
+    )

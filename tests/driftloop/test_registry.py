@@ -38,3 +38,14 @@ def test_model_spec_tag_round_trips_and_bad_tags_are_named() -> None:
         read_model_spec({SPEC_TAG: "{oops"})
     with pytest.raises(KeyError, match="target"):
         read_model_spec({SPEC_TAG: '{"task": "regression", "numeric": [], "categorical": []}'})
+
+
+def test_the_champion_a_version_replaced() -> None:
+    from driftloop.registry import replaced
+
+    history = [{"version": 1}, {"version": 2}, {"version": 1}, {"version": 3}]
+    assert replaced(history, 3) == 1  # the last time 3 became champion, 1 served
+    assert replaced(history, 2) == 1
+    assert replaced(history, 1) == 2  # 1 came back after 2
+    assert replaced([{"version": 1}], 1) is None
+    assert replaced(history, 9) is None

@@ -283,3 +283,28 @@ def _set_features(url: str, ages: dict[str, float]) -> None:
                 )
     finally:
         engine.dispose()
+
+
+def test_a_promoted_version_worse_than_the_one_it_replaced_is_reported_as_a_regression(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame, live: pd.DataFrame
+) -> None:
+    """A version trained on shuffled labels, promoted by hand: the labeled live rows show it
+    worse than the champion it replaced (a critical alert), even though it matches its own
+    (poor) reference."""
+    config = write_config(tmp_path, small_employment, monitoring=MONITORING)
+    train(config_path=str(config))
+    shuffled = small_employment.assign(
+        employed=small_employment["employed"].sample(frac=1.0, random_state=3).to_numpy()
+    )
+    noise_dir = tmp_path / "shuffled"
+    noise_dir.mkdir()
+    train(config_path=str(write_config(noise_dir, shuffled, monitoring=MONITORING)))
+    client = registry.make_client(mlflow_env["MLFLOW_TRACKING_URI"])
+    registry.set_champion(client, "employment", 2, reason="by hand", actor="test")
+    _serve(mlflow_env, live)
+
+    summary = monitor(config_path=str(config))
+
+    assert "regression" in summary["failed_checks"], summary
+    assert summary["severity"] == "critical" and "worse than v1" in summary["alert_reason"]
+    assert summary["alert"] is True

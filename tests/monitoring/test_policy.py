@@ -379,3 +379,15 @@ def test_values_beyond_the_training_range_alone_are_a_warning_missing_ones_criti
     broken = QualityIssue("missing_share", "age", "error", 0.9, 0.05, "90% of 'age' missing")
     assert result(quality=QualityResult((), (shift,), False, 1000)).severity == "warning"
     assert result(quality=QualityResult((), (shift, broken), False, 1000)).severity == "critical"
+
+
+def test_a_promoted_version_worse_than_its_predecessor_is_critical() -> None:
+    from monitoring.policy import Predecessor
+    from pipelines.promotion import Difference
+
+    worse = Predecessor(1, "roc_auc", Difference(-0.3, -0.35, -0.25, 0.9, 1000))
+    r = result(predecessor=worse)
+    assert r.failed == ("regression",) and r.severity == "critical"
+    assert "worse than v1" in r.details["regression"] and "-0.3" in r.details["regression"]
+    noise = Predecessor(1, "roc_auc", Difference(-0.01, -0.03, 0.01, 0.9, 1000))
+    assert result(predecessor=noise).failed == ()
