@@ -14,10 +14,7 @@ Everything lives under ``ROOT/.driftloop/stack/``: one log per process, ``stack.
 ``state.json`` recording exactly what was started (pid = process group, command, port, URL).
 :func:`stop_stack` stops those process groups and nothing else.
 
-The Prefect server runs through :func:`prefect_server_main`, which first applies two
-compatibility fixes for the pinned FastAPI 0.154 and SQLAlchemy 2.1 (see
-:func:`apply_prefect_server_compat`); without them ``prefect deploy`` and every listing command
-get HTTP 422, and the scheduler never creates a scheduled run.
+Every service runs unpatched, started with its own command line.
 """
 
 from __future__ import annotations
@@ -214,69 +211,6 @@ def port_in_use(port: int, host: str = HOST) -> bool:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------------------------
-# Prefect server compatibility (runs only inside the Prefect server process)
-# ---------------------------------------------------------------------------------------------
-
-
-def apply_prefect_server_compat() -> list[str]:
-    """Patch the pinned FastAPI/SQLAlchemy so Prefect 3.8.8's server works; return what was done.
-
-    1. FastAPI 0.154 validates an explicit JSON ``null`` against an embedded body field's type
-       instead of using its default, and Prefect's client sends ``"limit": null`` (and ``sort``,
-       ``offset``, filters) on every listing call: ``prefect deploy``, ``deployment ls`` and the
-       UI's filters get HTTP 422. Fix: for embedded bodies, drop ``null`` for optional fields
-       (FastAPI's earlier behaviour), so the default applies.
-    2. SQLAlchemy 2.1 refuses a bulk INSERT whose rows contain a hybrid property without a
-       ``bulk_dml`` setter; Prefect's scheduler inserts runs with a ``state`` key (a hybrid on
-       ``FlowRun``), so no scheduled run is ever created. Fix: a bulk_dml setter that drops the
-       key (SQLAlchemy 2.0 ignored it; Prefect inserts the state rows itself right after).
-    """
-    done: list[str] = []
-    import fastapi.dependencies.utils as fdu
-
-    original = fdu.request_body_to_args
-    if not getattr(original, "_driftloop_compat", False):
-
-        async def request_body_to_args(
-            body_fields: list[Any], received_body: Any, embed_body_fields: bool
-        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            if isinstance(received_body, dict) and (len(body_fields) > 1 or embed_body_fields):
-                required = {
-                    fdu.get_validation_alias(f) for f in body_fields if f.field_info.is_required()
-                }
-                received_body = {
-                    k: v for k, v in received_body.items() if v is not None or k in required
-                }
-            return await original(body_fields, received_body, embed_body_fields)
-
-        request_body_to_args._driftloop_compat = True  # type: ignore[attr-defined]
-        fdu.request_body_to_args = request_body_to_args
-        done.append("fastapi: explicit null in embedded request bodies falls back to the default")
-
-    from prefect.server.database import orm_models
-
-    def drop_state(cls: type, mapping: dict[str, Any], value: Any) -> None:
-        mapping.pop("state", None)
-
-    for model in (orm_models.FlowRun, orm_models.TaskRun):
-        hybrid = model.__dict__.get("state")
-        if hybrid is not None and getattr(hybrid, "bulk_dml_setter", False) is None:
-            hybrid.bulk_dml_setter = drop_state
-            done.append(f"sqlalchemy: bulk INSERT of {model.__name__} ignores the 'state' hybrid")
-    return done
-
-
-def prefect_server_main(argv: Sequence[str]) -> None:
-    """``prefect server start ARGS`` in this process, after :func:`apply_prefect_server_compat`."""
-    for line in apply_prefect_server_compat():
-        print(f"driftloop compat: {line}", file=sys.stderr, flush=True)
-    from prefect.cli import app
-
-    sys.argv = ["prefect", "server", "start", *argv]
-    app()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -684,8 +618,9 @@ def start_stack(
                     [
                         _python(),
                         "-m",
-                        "driftloop.stack",
-                        "prefect-server",
+                        "prefect",
+                        "server",
+                        "start",
                         "--host",
                         HOST,
                         "--port",
@@ -939,12 +874,9 @@ def stack_status(root: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m driftloop.stack up|down|status|prefect-server``."""
+    """``python -m driftloop.stack up|down|status``."""
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else "status"
-    if command == "prefect-server":
-        prefect_server_main(args[1:])
-        return
     root = Path(args[1]) if len(args) > 1 else Path.cwd()
     try:
         if command == "up":
