@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from driftloop.stack import PID_FILE, deployment_names, is_alive, read_state, stack_status
+from driftloop.stack import stack_status
+from driftloop.stack.prefect_server import deployment_names
+from driftloop.stack.processes import is_alive
+from driftloop.stack.state import PID_FILE, read_state
 from tests.e2e.harness import REPO, Stack, run_deployment_and_wait, wait_for_flow_run
 
 pytestmark = pytest.mark.e2e
