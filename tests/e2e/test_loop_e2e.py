@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from prefect.client.schemas.objects import FlowRun, StateType
 
 from driftloop.scenarios import apply_scenario
-from driftloop.stack import is_alive
+from driftloop.stack.processes import is_alive
 from monitoring import runs, store
 from tests.e2e.harness import (
     REPO,

@@ -50,7 +50,7 @@ def probe_retrain(model: str = "", drift_run_id: str = "", seconds: float = 0.0)
 
 PROBE_YAML = """
 name: probe
-prefect-version: 3.8.8
+prefect-version: 3.9.1
 pull:
   - prefect.deployments.steps.set_working_directory:
       directory: "{directory}"

@@ -9,7 +9,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from driftloop.stack import StackPorts, deployment_names, start_stack, stop_stack, with_database
+from driftloop.stack import StackPorts, start_stack, stop_stack
+from driftloop.stack.backends import with_database
+from driftloop.stack.prefect_server import deployment_names
 from tests.e2e.harness import REPO, link_repo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

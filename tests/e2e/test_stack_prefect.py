@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from driftloop.stack import PID_FILE, deployment_names, is_alive, read_state, stack_status
-from tests.e2e.harness import REPO, Stack, run_deployment_and_wait
+from driftloop.stack import stack_status
+from driftloop.stack.prefect_server import deployment_names
+from driftloop.stack.processes import is_alive
+from driftloop.stack.state import PID_FILE, read_state
+from tests.e2e.harness import REPO, Stack, run_deployment_and_wait, wait_for_flow_run
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +51,19 @@ def test_worker_runs_a_deployment_from_the_repo_in_place(prefect_stack: Stack) -
 
 
 def test_listing_endpoints_accept_null_limits(prefect_stack: Stack) -> None:
-    """The FastAPI 0.154 compat fix: Prefect's client sends `"limit": null` on every listing."""
+    """Prefect's client sends `"limit": null` on every listing; the unpatched server takes it."""
     import httpx
 
     response = httpx.post(
         f"{prefect_stack.api_url}/deployments/filter", json={"limit": None, "sort": None}
     )
     assert response.status_code == 200, response.text
+
+
+def test_scheduler_creates_runs_of_the_scheduled_deployment(prefect_stack: Stack) -> None:
+    """The server's scheduler inserts the monitor deployment's runs (its loop runs every 60 s)."""
+    runs = wait_for_flow_run(
+        prefect_stack.client, "monitor/monitor", timeout=240, states=set(StateType), poll=2.0
+    )
+    scheduled = [r for r in runs if r.auto_scheduled]
+    assert scheduled, [(r.name, r.state_name) for r in runs]

@@ -1,0 +1,43 @@
+"""`make stack`: the production topology on one machine, as separate processes on loopback.
+
+Started in order, each waited for on its HTTP health endpoint:
+
+1. a Prefect server (PostgreSQL when ``DRIFTLOOP_STACK_DB`` is a PostgreSQL URL, else SQLite),
+2. the ``driftloop`` process work pool and a process worker,
+3. ``prefect deploy --all`` from the repo's ``prefect.yaml``,
+4. an MLflow tracking server that also proxies artifacts (``mlflow-artifacts:``),
+5. a first champion (``driftloop train``) when the registry has none,
+6. the inference service (``serving.server``, what ``driftloop serve`` runs),
+7. the Evidently UI on the workspace.
+
+Everything lives under ``ROOT/.driftloop/stack/``: one log per process, ``stack.pids`` and
+``state.json`` recording exactly what was started (pid = process group, command, port, URL).
+:func:`stop_stack` stops those process groups and nothing else. Every service runs unpatched,
+started with its own command line.
+
+Modules:
+
+- :mod:`~driftloop.stack.lifecycle`: up, down, status (:func:`start_stack` is the recipe);
+- :mod:`~driftloop.stack.prefect_server`, :mod:`~driftloop.stack.mlflow_server`,
+  :mod:`~driftloop.stack.inference`, :mod:`~driftloop.stack.evidently_ui`: each service's
+  command, settings and health check;
+- :mod:`~driftloop.stack.launch`: the ports, environment and state of one start in progress;
+- :mod:`~driftloop.stack.backends`: SQLite files or the PostgreSQL databases;
+- :mod:`~driftloop.stack.state`: ``state.json`` and ``stack.pids``;
+- :mod:`~driftloop.stack.processes`: start, wait for, track and stop one child process.
+"""
+
+from driftloop.stack.launch import StackPorts
+from driftloop.stack.lifecycle import ALL_SERVICES, stack_status, start_stack, stop_stack
+from driftloop.stack.processes import StackError
+from driftloop.stack.state import StackState
+
+__all__ = [
+    "ALL_SERVICES",
+    "StackError",
+    "StackPorts",
+    "StackState",
+    "stack_status",
+    "start_stack",
+    "stop_stack",
+]
