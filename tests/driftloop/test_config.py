@@ -93,5 +93,5 @@ def test_sql_source_is_accepted() -> None:
 def test_regression_gets_regression_defaults() -> None:
     config = parse_config({**MINIMAL, "task": "regression"})
     assert config.promotion.metric == "rmse"
-    assert [c.family for c in config.model.candidates] == ["linear"]
+    assert [c.family for c in config.model.candidates] == ["linear", "hist_gradient_boosting"]
     assert not config.higher_is_better
