@@ -1,8 +1,9 @@
 """The `monitor` flow: compare the latest window of logged traffic with the champion's reference.
 
 Each run reads a window of the inference log, loads the training snapshot of the exact model
-version that served it, computes drift, data quality and performance (measured on the labels that
-have arrived, estimated from probabilities otherwise), asks the pure policies whether to alert and
+version that served it, computes drift, data quality and performance (measured on the version's
+newest labeled rows, which with delayed labels are older than the window, and estimated for the
+window itself from probabilities or a loss model), asks the pure policies whether to alert and
 whether to retrain, and then acts: a `drift_runs` row, an Evidently snapshot in the workspace, an
 MLflow monitoring run with the HTML report, a Prefect markdown artifact, alerts, and the
 `driftloop.drift.detected` event that starts the `retrain` deployment (or, with no Prefect server,
@@ -12,6 +13,7 @@ the retrain flow in-process).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import tempfile
@@ -90,6 +92,15 @@ class Window:
     kind: str
     start: datetime | None
     end: datetime | None
+    #: the version's newest labeled rows (at most ``window.rows``), up to the window's end, where
+    #: performance is measured: with delayed labels the window's own rows have none yet
+    labeled: pd.DataFrame | None = None
+
+    def labeled_rows(self, target: str) -> pd.DataFrame:
+        """The rows performance is measured on: ``labeled`` when read, else the window's own."""
+        if self.labeled is not None:
+            return self.labeled
+        return self.frame[self.frame[target].notna()]
 
 
 @dataclass(frozen=True)
@@ -158,20 +169,21 @@ def read_served_window(
     )
     if version is None or info is None:
         return Window(pd.DataFrame(), version, mon.window.kind, since, now)
-    frame = store.read_window(
+    read = functools.partial(
+        store.read_window,
         engine,
         model_name=config.model_name,
         numeric=info.spec.numeric,
         categorical=info.spec.categorical,
         target=config.target,
-        since=since,
         until=now,
-        last_n=mon.window.rows if mon.window.kind == "last_rows" else None,
         version=version,
         probabilities=is_multiclass(info),
     )
+    frame = read(since=since, last_n=mon.window.rows if mon.window.kind == "last_rows" else None)
+    labeled = read(last_n=mon.window.rows, labeled_only=True)
     start = frame["ts"].min() if len(frame) else since
-    return Window(frame, version, mon.window.kind, start, now)
+    return Window(frame, version, mon.window.kind, start, now, labeled=labeled)
 
 
 def is_multiclass(info: registry.VersionInfo) -> bool:
@@ -225,7 +237,7 @@ def evaluate_window(
         reference_stats=stats,
     )
     metric = config.promotion.metric
-    labeled = frame[frame[config.target].notna()]
+    labeled = window.labeled_rows(config.target)
     binary = classification and len(info.classes) == 2
     positive = info.classes[-1] if binary else 1
     performance = None
@@ -301,12 +313,12 @@ def logged_scores(frame: pd.DataFrame, info: registry.VersionInfo, target: str) 
 def predecessor_comparison(
     ref: VersionReference, window: Window, config: ProjectConfig
 ) -> Predecessor | None:
-    """The serving version against the champion it replaced, on the window's labeled rows
+    """The serving version against the champion it replaced, on its newest labeled rows
     (pure: both models are loaded); None without a predecessor or enough labels."""
     info = ref.info
     if ref.predecessor_model is None or ref.predecessor is None:
         return None
-    labeled = window.frame[window.frame[config.target].notna()]
+    labeled = window.labeled_rows(config.target)
     if len(labeled) < config.monitoring.policy.min_labeled_rows:
         return None
     served = logged_scores(labeled, info, config.target)

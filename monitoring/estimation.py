@@ -630,6 +630,9 @@ class EstimationFacts:
     calibrator: Calibrator | None = None
     loss_model: Pipeline | None = None
     noise: NoiseModel | None = None
+    #: the metric estimated on the holdout out of fold: what an estimate is compared with, so
+    #: the estimator's own bias cancels out of the drop (None: compare with the measured value)
+    reference_value: float | None = None
 
     def to_files(self) -> dict[str, bytes]:
         import json
@@ -642,6 +645,7 @@ class EstimationFacts:
             "classes": list(self.classes),
             "calibrator": self.calibrator.to_dict() if self.calibrator is not None else None,
             "noise": self.noise.to_dict() if self.noise is not None else None,
+            "reference_value": self.reference_value,
         }
         files = {ESTIMATION_FILE: json.dumps(payload).encode()}
         if self.loss_model is not None:
@@ -668,6 +672,7 @@ class EstimationFacts:
             calibrator=Calibrator.from_dict(data["calibrator"]) if data["calibrator"] else None,
             loss_model=skops.io.loads(loss, trusted=list(LOSS_MODEL_SKOPS_TYPES)) if loss else None,
             noise=NoiseModel.from_dict(data["noise"]) if data["noise"] else None,
+            reference_value=data.get("reference_value"),
         )
 
 
@@ -714,7 +719,10 @@ def fit_estimation(
             noise = fit_noise_model(
                 metric, kind=kind, proba_or_pred=prediction, labels=y, expected=expected, seed=seed
             )
-            return EstimationFacts(metric, kind, (), loss_model=loss, noise=noise)
+            reference = expected_value(metric, kind=kind, scores=expected, outcome=expected)
+            return EstimationFacts(
+                metric, kind, (), loss_model=loss, noise=noise, reference_value=_finite(reference)
+            )
         index = class_positions(y, classes)
         calibrator = fit_calibrator(proba, index, classes=classes, seed=seed)
         expected = cross_calibrate(
@@ -730,9 +738,35 @@ def fit_estimation(
             decisions=prediction,
             seed=seed,
         )
-        return EstimationFacts(metric, kind, tuple(classes), calibrator=calibrator, noise=noise)
+        scores, decided, _ = _classification_inputs(kind, classes, proba, prediction)
+        reference = expected_value(
+            metric, kind=kind, scores=scores, outcome=expected, decisions=decided
+        )
+        return EstimationFacts(
+            metric,
+            kind,
+            tuple(classes),
+            calibrator=calibrator,
+            noise=noise,
+            reference_value=_finite(reference),
+        )
     except (CalibrationError, EstimationInputError, ValueError):
         return None
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def estimate_reference(
+    facts: EstimationFacts, measured: float | None, unlabeled_share: float
+) -> float | None:
+    """What a window's estimate is compared with: its labeled share against the measured holdout
+    value, its estimated share against the holdout's out-of-fold estimate (same estimator, same
+    bias), blended by the share of rows estimated."""
+    if facts.reference_value is None or measured is None:
+        return measured if measured is not None else facts.reference_value
+    return (1.0 - unlabeled_share) * float(measured) + unlabeled_share * facts.reference_value
 
 
 def window_estimate(
@@ -748,8 +782,9 @@ def window_estimate(
     coverage: float = 0.95,
 ) -> Any:
     """The primary metric of a logged window, labeled rows measured and the others estimated,
-    with its band, as a ``PerformanceResult`` against the version's holdout value (None when
-    the window lacks the outputs the estimate needs)."""
+    with its band, as a ``PerformanceResult`` against the version's holdout value (its estimated
+    share against the holdout's out-of-fold estimate, :func:`estimate_reference`; None when the
+    window lacks the outputs the estimate needs)."""
     from core.metrics import drop as metric_drop
     from monitoring.performance import PerformanceResult, probability_matrix
 
@@ -785,7 +820,9 @@ def window_estimate(
         noise=facts.noise,
         coverage=coverage,
     )
-    reference = float("nan") if reference_value is None else float(reference_value)
+    unlabeled = 1.0 - result.labeled_rows / result.rows if result.rows else 1.0
+    blended = estimate_reference(facts, reference_value, unlabeled)
+    reference = float("nan") if blended is None else float(blended)
     return PerformanceResult(
         facts.metric,
         result.value,

@@ -209,9 +209,8 @@ def _verdicts(
     """Each performance figure's drop judged against noise for its number of rows."""
     out: dict[str, DropVerdict] = {}
     measured = _counted_performance(result, policy)
-    # the estimate judges when labels are too few; with enough labels the measured check does
-    estimated = result.estimated_performance if measured is None else None
-    if estimated is not None and estimated.unlabeled_share <= 0:
+    estimated = result.estimated_performance
+    if estimated is not None and not _estimate_judges(estimated, measured):
         estimated = None
     for name, perf in (("performance", measured), ("estimated_performance", estimated)):
         if perf is None:
@@ -269,6 +268,18 @@ def _failures(
 
 def _finite(x: float) -> bool:
     return x == x and x not in (float("inf"), float("-inf"))
+
+
+#: The estimate judges a window when labels are too few to measure, or when at least this share
+#: of the window's own rows is unlabeled: with delayed labels the measured figure describes older
+#: rows, and the estimate is the only view of the newest ones.
+ESTIMATE_JUDGES_SHARE = 0.5
+
+
+def _estimate_judges(estimated: PerformanceResult, measured: PerformanceResult | None) -> bool:
+    if estimated.unlabeled_share <= 0:
+        return False
+    return measured is None or estimated.unlabeled_share >= ESTIMATE_JUDGES_SHARE
 
 
 def _counted_performance(result: MonitorResult, policy: PolicyConfig) -> PerformanceResult | None:
@@ -480,11 +491,12 @@ def should_retrain(
     """Retrain on harm a new model may fix, once or twice per incident, within the limits.
 
     Harm: data or prediction drift together with a significant measured performance drop, or
-    an estimated one when labels are too few, or ``drift_alone_retrains``; or a measured drop
+    an estimated one when labels are too few or most of the window is unlabeled, or
+    ``drift_alone_retrains``; or a measured drop
     alone when ``performance_alone_retrains``. ``incident`` is the incident after this run
     (``AlertDecision.incident``): within one incident at most ``max_retrains_per_incident``
-    retrainings start, and none after a refused challenger (retraining did not help; a
-    retraining deferred for lack of rows since the change does not count). Without harm, a
+    retrainings start, and after a refused challenger none until the harm grew beyond noise
+    (retraining did not help at that level; a retraining deferred for lack of rows since the change does not count). Without harm, a
     follow-up ``refresh`` may be due. Cooldown (backed off while the problem persists) and the
     daily limit apply to all. Never on not_enough_data.
     """
@@ -526,9 +538,9 @@ def should_retrain(
 def _harm_reason(result: MonitorResult, policy: PolicyConfig) -> str | None:
     failed = set(result.failed)
     drift_checks = [c for c in ("data_drift", "prediction_drift") if c in failed]
-    measured = _counted_performance(result, policy) is not None
     perf_bad = "performance" in failed
-    est_bad = "estimated_performance" in failed and not measured
+    # the estimate has a verdict only when it judges (_estimate_judges)
+    est_bad = "estimated_performance" in failed
     why = [
         result.details[c]
         for c in (*drift_checks, "performance", "estimated_performance")

@@ -308,3 +308,43 @@ def test_a_promoted_version_worse_than_the_one_it_replaced_is_reported_as_a_regr
     assert "regression" in summary["failed_checks"], summary
     assert summary["severity"] == "critical" and "worse than v1" in summary["alert_reason"]
     assert summary["alert"] is True
+
+
+def test_delayed_labels_are_measured_on_the_versions_newest_labeled_rows(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
+    """The window's own rows have no labels yet: performance is measured on the older labeled
+    rows of the same version, and the window itself is judged by its estimate."""
+    frame = pd.read_parquet(DATA / "live_2016_2018.parquet").iloc[:4000]
+    labels = pd.read_parquet(DATA / "live_2016_2018_labels.parquet").set_index("id")["employed"]
+    config = write_config(tmp_path, small_employment, monitoring=MONITORING)
+    train(config_path=str(config))
+    url = mlflow_env["DRIFTLOOP_DATABASE_URL"]
+    store.upgrade_database(url)
+    engine = store.make_engine(url)
+    try:
+        model = load_alias(registry.make_client(mlflow_env["MLFLOW_TRACKING_URI"]), "employment")
+        old, new = frame.iloc[:2000], frame.iloc[2000:]
+        old_ids = [f"old{i}" for i in range(len(old))]
+        score_and_log(model, old, engine=engine, request_ids=old_ids)
+        store.record_labels(engine, dict(zip(old_ids, old["id"].map(labels).tolist(), strict=True)))
+        score_and_log(model, new, engine=engine, request_ids=[f"new{i}" for i in range(len(new))])
+    finally:
+        engine.dispose()
+
+    @flow
+    def once() -> MonitorOutcome:
+        return monitor_once(load_config(config), Settings(), publish_views=False)
+
+    outcome = once()
+
+    window = outcome.window
+    assert len(window.frame) == 2000 and window.frame["employed"].isna().all()
+    assert window.labeled is not None and len(window.labeled) == 2000
+    assert set(window.labeled["request_id"]) == set(old_ids)
+    perf, est = outcome.result.performance, outcome.result.estimated_performance
+    assert perf is not None and perf.labeled_rows == 2000 and not perf.estimated
+    assert est is not None and est.unlabeled_share == 1.0
+    # the estimate judges the unlabeled window even though the measured figure exists
+    assert "performance" in outcome.result.verdicts
+    assert "estimated_performance" in outcome.result.verdicts

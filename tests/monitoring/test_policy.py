@@ -45,9 +45,14 @@ def drift(*drifted: str, features: tuple[str, ...] = ("age", "job", "edu", "sex"
     )
 
 
-def perf(drop: float, *, labeled: int = 1000, estimated: bool = False) -> PerformanceResult:
+def perf(
+    drop: float, *, labeled: int = 1000, estimated: bool = False, rows: int = 1000
+) -> PerformanceResult:
+    """A figure on ``rows`` rows; an estimate has ``labeled`` of them measured (default none)."""
+    if estimated:
+        labeled = 0 if labeled == 1000 else labeled
     return PerformanceResult(
-        "roc_auc", 0.85 - drop, 0.85, drop, 0 if estimated else labeled, estimated
+        "roc_auc", 0.85 - drop, 0.85, drop, labeled, estimated, rows=rows if estimated else 0
     )
 
 
@@ -259,11 +264,27 @@ def test_estimated_drop_counts_when_labels_are_missing() -> None:
     assert d and "estimated without labels" in d.reason
 
 
-def test_enough_labels_overrule_the_estimate() -> None:
+def test_enough_labels_overrule_the_estimate_of_a_mostly_labeled_window() -> None:
     r = result(
-        drift=drift("age"), performance=perf(0.0), estimated_performance=perf(0.04, estimated=True)
+        drift=drift("age"),
+        performance=perf(0.0),
+        estimated_performance=perf(0.04, estimated=True, labeled=600),
     )
+    assert "estimated_performance" not in r.verdicts
     assert not should_retrain(r, [], POLICY, NOW)
+
+
+def test_the_estimate_judges_a_mostly_unlabeled_window_even_with_older_labels() -> None:
+    # delayed labels: the measured figure is on older rows (no drop yet); the window's own rows
+    # are unlabeled and their estimate shows the drop, which counts
+    r = result(
+        drift=drift("age"),
+        performance=perf(0.0),
+        estimated_performance=perf(0.04, estimated=True, labeled=400),
+    )
+    assert "estimated_performance" in r.failed
+    d = should_retrain(r, [], POLICY, NOW)
+    assert d and "estimated (400 labeled rows measured" in d.reason
 
 
 def test_drift_alone_retrains_when_the_policy_says_so() -> None:

@@ -112,3 +112,40 @@ def test_multiclass_macro_auc_is_estimated_from_the_per_class_probabilities() ->
         reference_value=0.9,
     )
     assert 0.5 < result.value < 1.0 and result.estimated
+
+
+def test_an_estimate_is_compared_with_the_holdouts_out_of_fold_estimate() -> None:
+    """The drop of an estimate is against the same estimator on the holdout (out of fold), so
+    its bias cancels; labeled rows still count against the measured holdout value."""
+    from monitoring.estimation import fit_estimation
+
+    rng = np.random.default_rng(5)
+    holdout = binary_window(rng, 3000, spread=2.0, labels=True)
+    p = holdout["probability"].to_numpy()
+    fitted = fit_estimation(
+        "accuracy",
+        task="classification",
+        classes=(0, 1),
+        X=holdout[["x"]],
+        y=holdout["y"].to_numpy().astype(int),
+        prediction=holdout["prediction"].to_numpy(),
+        proba=np.column_stack([1 - p, p]),
+        numeric=("x",),
+        categorical=(),
+    )
+    assert fitted is not None and fitted.reference_value is not None
+    measured = float(np.mean(holdout["prediction"] == holdout["y"]))
+    assert abs(fitted.reference_value - measured) < 0.03
+    stored = EstimationFacts.from_files(fitted.to_files())
+    assert stored is not None and stored.reference_value == fitted.reference_value
+
+    window = binary_window(rng, 2000, spread=2.0, labels=True)
+    unlabeled = window.assign(y=np.nan)
+    alone = window_estimate(unlabeled, stored, target="y", spec=SPEC, reference_value=measured)
+    assert alone.reference_value == pytest.approx(stored.reference_value)
+    half = window.assign(y=window["y"].where(np.arange(2000) < 1000))
+    mixed = window_estimate(half, stored, target="y", spec=SPEC, reference_value=measured)
+    assert mixed.reference_value == pytest.approx((measured + stored.reference_value) / 2)
+    # a version stored before the out-of-fold reference: the measured value, as before
+    old = window_estimate(unlabeled, facts("accuracy"), target="y", spec=SPEC, reference_value=0.8)
+    assert old.reference_value == 0.8
