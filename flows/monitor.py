@@ -17,6 +17,7 @@ import functools
 import json
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +51,7 @@ from monitoring.policy import (
     MonitorResult,
     Predecessor,
     Refresh,
+    RunRecord,
     make_result,
     should_alert,
     should_retrain,
@@ -680,6 +682,7 @@ def monitor_once(
                 refresh=refresh_of(ref, engine, config.model_name),
                 max_live_rows=config.monitoring.retrain.max_live_rows,
                 window_rows=config.monitoring.window.rows,
+                labels_since_refusal=labels_since_refusal(engine, config.model_name, history),
             ),
             window=window,
             report_path=None,
@@ -766,6 +769,17 @@ def realize_estimates(
             runs.record_realized(engine, run["run_id"], value)
             error = run["estimated_value"] - value
     return error
+
+
+def labels_since_refusal(
+    engine: Engine, model_name: str, history: Sequence[RunRecord]
+) -> int | None:
+    """Labels that arrived after the newest refused retraining in ``history`` (None: none)."""
+    refused = [r for r in history if r.retrained and r.retrain_outcome == "refused"]
+    if not refused:
+        return None
+    latest = max(r.time for r in refused)
+    return store.count_labels_since(engine, model_name=model_name, since=latest)
 
 
 def refresh_of(ref: VersionReference | None, engine: Engine, model_name: str) -> Refresh | None:

@@ -487,6 +487,7 @@ def should_retrain(
     refresh: Refresh | None = None,
     max_live_rows: int = 50_000,
     window_rows: int = 5000,
+    labels_since_refusal: int | None = None,
 ) -> Decision:
     """Retrain on harm a new model may fix, once or twice per incident, within the limits.
 
@@ -495,8 +496,10 @@ def should_retrain(
     ``drift_alone_retrains``; or a measured drop
     alone when ``performance_alone_retrains``. ``incident`` is the incident after this run
     (``AlertDecision.incident``): within one incident at most ``max_retrains_per_incident``
-    retrainings start, and after a refused challenger none until the harm grew beyond noise
-    (retraining did not help at that level; a retraining deferred for lack of rows since the change does not count). Without harm, a
+    retrainings start, and after a refused challenger none until the harm grew beyond noise and
+    at least half a monitor window of labels arrived since it (``labels_since_refusal``, counted
+    by the caller: a challenger built from mostly the same rows would give the same answer;
+    retraining did not help at that level; a retraining deferred for lack of rows since the change does not count). Without harm, a
     follow-up ``refresh`` may be due. Cooldown (backed off while the problem persists) and the
     daily limit apply to all. Never on not_enough_data.
     """
@@ -509,7 +512,15 @@ def should_retrain(
             return Decision(False, _no_harm(result, policy))
         reason = follow_up
     elif incident is not None:
-        blocked = _incident_budget(history, incident, policy, now, result)
+        blocked = _incident_budget(
+            history,
+            incident,
+            policy,
+            now,
+            result,
+            labels_since_refusal=labels_since_refusal,
+            window_rows=window_rows,
+        )
         if blocked is not None:
             return Decision(False, f"{blocked}; {reason}")
     started = [
@@ -588,6 +599,9 @@ def _incident_budget(
     policy: PolicyConfig,
     now: datetime,
     result: MonitorResult,
+    *,
+    labels_since_refusal: int | None = None,
+    window_rows: int = 5000,
 ) -> str | None:
     """Why the incident may start no more retrainings, or None."""
     attempts = [
@@ -605,6 +619,15 @@ def _incident_budget(
             f"no retraining: in incident {incident.id} the challenger trained at "
             f"{refused[-1].time.isoformat()} did not beat the champion (retraining did not "
             "help); none more until the incident resolves or the harm grows beyond noise"
+        )
+    needed = max(1, window_rows // 2)
+    if refused and labels_since_refusal is not None and labels_since_refusal < needed:
+        return (
+            f"no retraining: in incident {incident.id} the challenger trained at "
+            f"{refused[-1].time.isoformat()} did not beat the champion, and only "
+            f"{labels_since_refusal} labels arrived since; another challenger waits for "
+            f"{needed} (half a monitor window) so that it can learn something the last one "
+            "could not"
         )
     if len(attempts) >= policy.max_retrains_per_incident:
         return (

@@ -604,6 +604,19 @@ def count_rows(
         return int(connection.scalar(statement) or 0)
 
 
+def count_labels_since(engine: Engine, *, model_name: str, since: datetime) -> int:
+    """How many labels of a model's logged rows arrived after ``since`` (by ``label_ts``, not by
+    when the rows were served): the evidence a retraining at ``since`` could not have seen."""
+    c = inference_log.c
+    statement = (
+        sa.select(sa.func.count())
+        .select_from(inference_log)
+        .where(c.model_name == model_name, c.label_ts > since)
+    )
+    with engine.connect() as connection:
+        return int(connection.scalar(statement) or 0)
+
+
 def read_window(
     engine: Engine,
     *,

@@ -412,3 +412,25 @@ def test_a_promoted_version_worse_than_its_predecessor_is_critical() -> None:
     assert "worse than v1" in r.details["regression"] and "-0.3" in r.details["regression"]
     noise = Predecessor(1, "roc_auc", Difference(-0.01, -0.03, 0.01, 0.9, 1000))
     assert result(predecessor=noise).failed == ()
+
+
+def test_after_a_refused_challenger_a_retraining_waits_for_new_labels_too() -> None:
+    """Harm that grew is not enough: a challenger built from mostly the rows the refused one
+    saw gives the same answer, so half a monitor window of new labels must have arrived."""
+    open_ = incident()
+    refused = dataclasses.replace(
+        alerted("x", 48, retrained=True, outcome="refused", open_incident=open_), drop=0.05
+    )
+    worse = result(drift=drift("age"), performance=perf(0.3))
+    few = should_retrain(
+        worse, [refused], POLICY, NOW, incident=open_, window_rows=5000, labels_since_refusal=1000
+    )
+    assert not few and "only 1000 labels arrived since" in few.reason and "2500" in few.reason
+    enough = should_retrain(
+        worse, [refused], POLICY, NOW, incident=open_, window_rows=5000, labels_since_refusal=2500
+    )
+    assert enough, enough.reason
+    # a new incident starts with its full budget whatever arrived since
+    assert should_retrain(
+        worse, [refused], POLICY, NOW, incident=incident(name="i2"), labels_since_refusal=0
+    )

@@ -166,6 +166,16 @@ def test_labels_join_by_request_id(engine: Engine) -> None:
     assert store.known_request_ids(engine, ["r0", "zz"]) == {"r0"}
 
 
+def test_labels_since_count_by_arrival_not_by_serving_time(engine: Engine) -> None:
+    store.insert_records(engine, [rec(i) for i in range(6)] + [rec(9, model="other")])
+    day1, day2 = T0 + timedelta(days=1), T0 + timedelta(days=2)
+    store.record_labels(engine, {"r0": 1, "r1": 0}, at=day1)
+    store.record_labels(engine, {"r2": 1, "r5": 0, "r9": 1}, at=day2)  # r5 served last, r2 early
+    assert store.count_labels_since(engine, model_name="m", since=day1) == 2
+    assert store.count_labels_since(engine, model_name="m", since=T0) == 4
+    assert store.count_labels_since(engine, model_name="m", since=day2) == 0
+
+
 def test_duplicate_request_id_is_refused_unless_replaying(engine: Engine) -> None:
     store.insert_records(engine, [rec(1)])
     with pytest.raises(sa.exc.IntegrityError):
