@@ -195,7 +195,8 @@ class PolicyConfig(_Section):
         3,
         ge=0,
         description="retrainings one incident may start; after a refused challenger the next "
-        "one waits until the harm grew beyond noise (retraining did not help at that level)",
+        "one waits until the harm grew beyond noise (retraining did not help at that level) and "
+        "half a monitor window of labels arrived since",
     )
     refresh_factor: float = Field(
         4.0,
