@@ -120,7 +120,8 @@ class QualityConfig(_Section):
         ge=0,
         le=1,
         description="share of numeric values outside the reference range, beyond the "
-        "reference's own share outside it",
+        "reference's own share outside it and (for the min-max range) beyond what a reference "
+        "of its size lets through by chance (0.1% level)",
     )
     range_quantiles: tuple[float, float] | None = Field(
         None, description="reference quantile band, e.g. [0.001, 0.999]; default: min and max"

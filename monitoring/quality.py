@@ -227,6 +227,8 @@ def _numeric_quality(
         ref_outside /= rv.size
         out_share = float(outside)
         limit = float(ref_outside) + config.max_out_of_range_share
+        if config.range_quantiles is None:
+            limit += chance_outside_range(int(rv.size))
         if outside > limit:
             issues.append(
                 QualityIssue(
@@ -240,6 +242,25 @@ def _numeric_quality(
                 )
             )
     return ColumnQuality(col, "numeric", missing, ref_missing, None, (), out_share, band), issues
+
+
+#: How improbable the share beyond a small reference's range must be before it counts.
+RANGE_CHANCE = 0.001
+
+
+def chance_outside_range(reference_rows: int, level: float = RANGE_CHANCE) -> float:
+    """The share of new values from the reference's own distribution that may fall outside its
+    [min, max] by chance, at probability ``level`` (pure).
+
+    For exchangeable values the share beyond the extremes of n reference rows follows
+    Beta(2, n - 1) (mean 2 / (n + 1)): about 1% for 850 rows, 0.01% for 100,000, so a version
+    trained on a small window is not flagged for values its own distribution produces.
+    """
+    from scipy.stats import beta
+
+    if reference_rows < 2:
+        return 1.0
+    return float(beta.ppf(1.0 - level, 2, reference_rows - 1))
 
 
 def _categorical_quality(

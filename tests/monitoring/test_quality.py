@@ -95,10 +95,10 @@ def test_new_categories_are_named(reference: pd.DataFrame) -> None:
 
 def test_out_of_range_values_against_min_max_and_a_quantile_band(reference: pd.DataFrame) -> None:
     current = reference.copy()
-    current.loc[:9, "age"] = 150.0  # 5% outside [18, 80]
+    current.loc[:19, "age"] = 150.0  # 10% outside [18, 80]
     result = compute_quality(reference=reference, current=current, numeric=NUM, categorical=CAT)
     assert kinds(result) == {("out_of_range", "age")}
-    assert result.columns[0].out_of_range_share == pytest.approx(0.05)
+    assert result.columns[0].out_of_range_share == pytest.approx(0.10)
     # a 10% band: the reference itself has ~10% outside, so 10% + 5% is within the tolerance
     banded = compute_quality(
         reference=reference,
@@ -108,6 +108,31 @@ def test_out_of_range_values_against_min_max_and_a_quantile_band(reference: pd.D
         config=QualityConfig(range_quantiles=(0.05, 0.95)),
     )
     assert banded.passed and banded.columns[0].out_of_range_share == pytest.approx(0.10, abs=0.01)
+
+
+def test_a_small_reference_range_tolerates_what_its_size_lets_through_by_chance() -> None:
+    """800 reference rows that happen to miss 1.4% of their distribution's tails: a window from
+    the same distribution is not flagged; the same gap in a reference 20 times larger is."""
+    from scipy.stats import norm
+
+    from monitoring.quality import chance_outside_range
+
+    window = pd.DataFrame({"age": norm.ppf(np.linspace(1e-4, 1 - 1e-4, 5000)), "job": "a"})
+
+    def reference_of(rows: int) -> pd.DataFrame:
+        return pd.DataFrame({"age": norm.ppf(np.linspace(0.007, 0.993, rows)), "job": "a"})
+
+    small = compute_quality(
+        reference=reference_of(800), current=window, numeric=NUM, categorical=CAT
+    )
+    assert small.passed, small.issues
+    assert small.columns[0].out_of_range_share == pytest.approx(0.014, abs=0.001)
+    large = compute_quality(
+        reference=reference_of(16_000), current=window, numeric=NUM, categorical=CAT
+    )
+    assert kinds(large) == {("out_of_range", "age")}
+    assert chance_outside_range(800) == pytest.approx(0.0115, abs=0.0005)
+    assert chance_outside_range(100_000) < 0.0001
 
 
 def test_empty_window_fails(reference: pd.DataFrame) -> None:
