@@ -11,8 +11,8 @@ import typer
 from driftloop.cli import app
 from driftloop.config_reference import README
 
-#: Options every command has, described once above the table rather than in each row.
-SAID_ONCE = {"--config", "-c", "--help"}
+#: Options described once above the table rather than in each row.
+SAID_ONCE = {"--config", "-c", "--verbose", "--help"}
 
 
 def command_table(text: str) -> dict[str, str]:
