@@ -34,24 +34,40 @@ def _front_door(
 ) -> None:
     """Quiet, offline-friendly defaults for a terminal; a variable the user set explicitly wins.
 
-    Prefect's and MLflow's logs go to a file under the state directory (``--verbose`` keeps
-    them in the terminal); Prefect's ephemeral server would log an ERROR for every telemetry
-    ping it cannot send offline, and MLflow draws a progress bar for every artifact download.
+    Prefect's and MLflow's logs go to a file under the state directory (``--verbose``, before
+    or after the command name, keeps them in the terminal: :func:`route_logs`); Prefect's
+    ephemeral server would log an ERROR for every telemetry ping it cannot send offline, and
+    MLflow draws a progress bar for every artifact download.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Prefect's ephemeral server waits 20 s for its own start-up by default: too short on a
     # busy two-core machine
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    if not verbose:
-        from driftloop.logs import log_file, send_logs_to_file
-        from driftloop.settings import Settings
-
-        _LOG["path"] = send_logs_to_file(log_file(Settings().state_dir))
+    _VERBOSE["global"] = verbose
 
 
-#: The log file of this command (set by the callback unless --verbose).
+#: `driftloop --verbose <command>` (set by the callback); each command also takes --verbose.
+_VERBOSE: dict[str, bool] = {}
+#: The log file of this command (set by route_logs unless --verbose).
 _LOG: dict[str, Path] = {}
+
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", help="show Prefect's and MLflow's logs in the terminal")
+]
+
+
+def route_logs(verbose: bool) -> None:
+    """Send Prefect's and MLflow's logs to the log file unless --verbose (before or after the
+    command name). Every command calls it first, before it imports Prefect or MLflow."""
+    _LOG.pop("path", None)
+    if verbose or _VERBOSE.get("global", False):
+        return
+    from driftloop.logs import log_file, send_logs_to_file
+    from driftloop.settings import Settings
+
+    _LOG["path"] = send_logs_to_file(log_file(Settings().state_dir))
+
 
 T = TypeVar("T")
 
@@ -62,13 +78,22 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def run_or_exit(action: Callable[[], T]) -> T:
+def run_or_exit(action: Callable[[], T], *, libraries_to_log: bool = False) -> T:
     """Run a command body; a user-fixable error is one ``error:`` line (exit 2), a bug one line
-    naming the log file that holds its traceback (exit 1)."""
-    from driftloop.errors import DriftloopError
+    naming the log file that holds its traceback (exit 1).
 
+    With ``libraries_to_log`` (a body that runs flows) and no ``--verbose``, what libraries
+    print to stderr meanwhile goes to the log file; driftloop's error line is printed after.
+    """
+    from contextlib import nullcontext
+
+    from driftloop.errors import DriftloopError
+    from driftloop.logs import stderr_to
+
+    quiet = stderr_to(_LOG["path"]) if libraries_to_log and "path" in _LOG else nullcontext()
     try:
-        return action()
+        with quiet:
+            return action()
     except DriftloopError as exc:
         fail(str(exc))
     except typer.Exit:
@@ -84,6 +109,12 @@ def run_or_exit(action: Callable[[], T]) -> T:
         raise typer.Exit(code=1) from None
 
 
+def log_note() -> None:
+    """Say once where this command's Prefect and MLflow logs are (nothing with --verbose)."""
+    if "path" in _LOG:
+        typer.echo(f"Prefect and MLflow logs: {_LOG['path']}")
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -92,20 +123,25 @@ def _actor() -> str:
 
 
 @app.command()
-def train(config: ConfigOpt = Path("driftloop.yaml")) -> None:
+def train(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    verbose: VerboseOpt = False,
+) -> None:
     """Ingest, validate, train, evaluate and register a model; promote it only if it beats the champion."""
+    route_logs(verbose)
     from driftloop.config import load_config
 
     run_or_exit(lambda: load_config(config))  # fail fast, before Prefect starts
     from flows.train import train as train_flow
 
     outcome: dict[str, Any] = run_or_exit(
-        lambda: train_flow(config_path=str(config), trigger="manual")
+        lambda: train_flow(config_path=str(config), trigger="manual"), libraries_to_log=True
     )
     verdict = "promoted to champion" if outcome["promoted"] else "registered as challenger"
     typer.echo(
         f"{outcome['model_name']} version {outcome['version']} {verdict}: {outcome['reason']}"
     )
+    log_note()
 
 
 @app.command()
@@ -113,8 +149,10 @@ def promote(
     version: Annotated[int, typer.Option("--version", "-v", help="model version to make champion")],
     config: ConfigOpt = Path("driftloop.yaml"),
     reason: Annotated[str, typer.Option(help="recorded on the version")] = "manual promotion",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Point the `champion` alias at a version (the server picks it up without restart)."""
+    route_logs(verbose)
     from driftloop import registry
     from driftloop.config import load_config
     from driftloop.settings import Settings
@@ -133,8 +171,12 @@ def promote(
 
 
 @app.command()
-def rollback(config: ConfigOpt = Path("driftloop.yaml")) -> None:
+def rollback(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    verbose: VerboseOpt = False,
+) -> None:
     """Move `champion` back to the previous champion."""
+    route_logs(verbose)
     from driftloop import registry
     from driftloop.config import load_config
     from driftloop.settings import Settings
@@ -149,8 +191,12 @@ def rollback(config: ConfigOpt = Path("driftloop.yaml")) -> None:
 
 
 @app.command()
-def versions(config: ConfigOpt = Path("driftloop.yaml")) -> None:
+def versions(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    verbose: VerboseOpt = False,
+) -> None:
     """List the registered versions with their role, metric and trigger."""
+    route_logs(verbose)
     from driftloop import registry
     from driftloop.config import load_config
     from driftloop.settings import Settings
@@ -181,8 +227,10 @@ def verify(
     version: Annotated[
         int | None, typer.Option("--version", "-v", help="check only this version")
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Check every version's stored files (model and reference) against its integrity record."""
+    route_logs(verbose)
     from driftloop import registry
     from driftloop.config import load_config
     from driftloop.settings import Settings
@@ -226,8 +274,10 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve models:/<model_name>@champion over HTTP, logging every prediction."""
+    route_logs(verbose)
     from serving.server import load_serving_config, run
 
     run_or_exit(lambda: load_serving_config(config))
@@ -235,36 +285,46 @@ def serve(
 
 
 @app.command()
-def monitor(config: ConfigOpt = Path("driftloop.yaml")) -> None:
+def monitor(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    verbose: VerboseOpt = False,
+) -> None:
     """Run the monitor once: drift, quality and performance of the latest window; alert and retrain."""
+    route_logs(verbose)
     from driftloop.config import load_config
 
     run_or_exit(lambda: load_config(config))
     from flows.monitor import monitor as monitor_flow
 
-    summary = run_or_exit(lambda: monitor_flow(config_path=str(config)))
+    summary = run_or_exit(lambda: monitor_flow(config_path=str(config)), libraries_to_log=True)
     typer.echo(
         f"{summary['model_name']} v{summary['version']}: {summary['status']} over {summary['window_rows']} rows"
         f"\n  alert: {summary['alert_reason']}\n  retrain: {summary['retrain_reason']}"
     )
+    log_note()
 
 
 @app.command()
 def retrain(
     config: ConfigOpt = Path("driftloop.yaml"),
     reason: Annotated[str, typer.Option(help="recorded on the new version")] = "manual",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Train a challenger on recent labeled traffic; promote it only if it beats the champion."""
+    route_logs(verbose)
     from driftloop.config import load_config
 
     run_or_exit(lambda: load_config(config))
     from flows.retrain import retrain as retrain_flow
 
-    outcome = run_or_exit(lambda: retrain_flow(config_path=str(config), reason=reason))
+    outcome = run_or_exit(
+        lambda: retrain_flow(config_path=str(config), reason=reason), libraries_to_log=True
+    )
     verdict = "promoted to champion" if outcome["promoted"] else "registered as challenger"
     typer.echo(
         f"{outcome['model_name']} version {outcome['version']} {verdict}: {outcome['reason']}"
     )
+    log_note()
 
 
 @app.command()
@@ -277,17 +337,21 @@ def score(
     output: Annotated[
         str | None, typer.Option(help="write request ids and predictions here")
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Batch-score a file or table with the champion; every row is logged for monitoring."""
+    route_logs(verbose)
     from driftloop.config import load_config
 
     run_or_exit(lambda: load_config(config))
     from flows.score import batch_score
 
     result = run_or_exit(
-        lambda: batch_score(source=source, query=query, output=output, config_path=str(config))
+        lambda: batch_score(source=source, query=query, output=output, config_path=str(config)),
+        libraries_to_log=True,
     )
     typer.echo(f"scored and logged {result['rows']} rows with version {result['model_version']}")
+    log_note()
 
 
 @app.command()
@@ -316,8 +380,10 @@ def backtest(
             min=1,
         ),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Replay the monitoring and retraining policy on history and write a summary."""
+    route_logs(verbose)
     import tempfile
 
     from driftloop.config import load_config
@@ -347,7 +413,8 @@ def backtest(
             workdir=work,
             batch_hours=batch_hours,
             compare_every=compare_every,
-        )
+        ),
+        libraries_to_log=True,
     )
     write_summary(summary, out)
     for line in summary_lines(summary):
@@ -356,6 +423,7 @@ def backtest(
         f"{len(summary['batches'])} batches: {summary['alerts']} alerts, {summary['retrains']} retrains, "
         f"{summary['promotions']} promotions; summary in {out}, state in {work}"
     )
+    log_note()
 
 
 @app.command()
@@ -375,13 +443,19 @@ def demo(
     state: Annotated[
         Path, typer.Option(help="demo state (registry, log, workspace); wiped first")
     ] = Path(".driftloop/demo"),
+    verbose: VerboseOpt = False,
 ) -> None:
     """The whole loop on the shipped data: train, serve, traffic with drift, monitor, retrain, hot swap."""
+    route_logs(verbose)
     from driftloop.scenarios import SCENARIOS
     from flows.demo import run_demo
 
     if scenario not in SCENARIOS:
         fail(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    typer.echo(
+        f"driftloop demo: scenario '{scenario}' on the shipped employment data (state in {state})"
+    )
+    log_note()
     run_or_exit(
         lambda: run_demo(
             scenario,
@@ -390,7 +464,8 @@ def demo(
             out_dir=out,
             state=state,
             echo=typer.echo,
-        )
+        ),
+        libraries_to_log=True,
     )
 
 
@@ -398,8 +473,10 @@ def demo(
 def stack(
     action: Annotated[str, typer.Argument(help="up | down | status")],
     root: Annotated[Path, typer.Option(help="the repo checkout the services run from")] = Path("."),
+    verbose: VerboseOpt = False,
 ) -> None:
     """The production topology on one machine: Prefect server + worker + deployments, MLflow, serving, Evidently UI."""
+    route_logs(verbose)
     import json as _json
     import os as _os
 
@@ -432,8 +509,10 @@ def log(
     action: Annotated[str, typer.Argument(help="status")],
     config: ConfigOpt = Path("driftloop.yaml"),
     newest: Annotated[int, typer.Option(help="how many of the newest dead letters to show")] = 5,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The inference log: rows per model version, labels, dead letters, records waiting in the spool."""
+    route_logs(verbose)
     if action != "status":
         fail(f"unknown action {action!r}; use status")
     from driftloop.config import load_config
@@ -482,8 +561,10 @@ def ui(
         str, typer.Option(help="bind address (loopback: the Evidently UI has no login)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8001,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Open the Evidently UI on the workspace (drift dashboards per model)."""
+    route_logs(verbose)
     from driftloop.settings import Settings
     from monitoring.workspace import serve_ui
 

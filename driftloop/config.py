@@ -157,7 +157,9 @@ class ProjectConfig(_Section):
     target: str = Field(description="the column to predict")
     data: DataConfig = Field(description="where the training data comes from")
     id_column: str | None = Field(
-        None, description="unique row id; joins delayed labels to logged predictions"
+        None,
+        description="unique row id: never a feature, checked unique in training data; "
+        "`driftloop backtest --labels` joins labels on it (live labels join on request_id)",
     )
     time_column: str | None = Field(
         None,

@@ -2,14 +2,17 @@
 
 The terminal shows the user's story (what driftloop itself prints); Prefect's task and flow
 logs, MLflow's messages and Python warnings go to ``<state dir>/logs/driftloop.log``, through
-Prefect's and MLflow's own configuration switches (nothing is patched). ``driftloop --verbose``
-leaves every library's logging as it is.
+Prefect's and MLflow's own configuration switches (nothing is patched), and what libraries print
+straight to stderr while a flow runs (MLflow's "Successfully registered model ..." lines) goes
+there too (:func:`stderr_to`). ``driftloop --verbose`` leaves every library's output as it is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 PREFECT_LOGGING = Path(__file__).resolve().parent / "prefect-logging.yml"
@@ -38,3 +41,15 @@ def send_logs_to_file(path: Path) -> Path:
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
     return path
+
+
+@contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Append what is written to ``sys.stderr`` meanwhile to ``path`` (the log file).
+
+    MLflow prints its registry events ("Created version '2' of model ...") to whatever
+    ``sys.stderr`` is at the time, not through logging.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8", buffering=1) as stream, redirect_stderr(stream):
+        yield

@@ -236,6 +236,11 @@ def plot_timeline(rows: list[Row], path: Path, scenario: str, change_at: int) ->
     plt.close(fig)
 
 
+def headline(reason: str) -> str:
+    """The first clause of a decision's reason, for a one-line progress note (pure)."""
+    return reason.split(":", 1)[0].split(";", 1)[0].strip()
+
+
 def accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(pred == truth)) if len(truth) else float("nan")
 
@@ -299,7 +304,8 @@ def run_demo(
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         since_monitor = 0
-        with Progress(transient=False) as progress:
+        # the bar does not capture stderr: the CLI sends what libraries print there to its log
+        with Progress(transient=False, redirect_stdout=False, redirect_stderr=False) as progress:
             bar = progress.add_task("traffic", total=len(traffic))
             for start in range(0, len(traffic), REQUEST_ROWS):
                 chunk = traffic.iloc[start : start + REQUEST_ROWS]
@@ -335,9 +341,8 @@ def run_demo(
                     champion_version = max(s[2] for s in served)
                     served = []
                     if outcome.retrain.yes:
-                        progress.console.print(
-                            f"[bold]retraining[/bold]: {outcome.retrain.reason[:160]}"
-                        )
+                        say = progress.console.print
+                        window_no = len(rows) + 1
                         try:
                             result = retrain_once(
                                 config,
@@ -347,13 +352,22 @@ def run_demo(
                                 trigger="demo",
                             )
                             verdict = "PROMOTED" if result["promoted"] else "refused"
-                            progress.console.print(
-                                f"  v{result['version']} {verdict}: {result['reason']}"
+                            say(
+                                f"window {window_no}: retrained ({headline(outcome.retrain.reason)})"
+                                f" -> v{result['version']} {verdict}: {headline(result['reason'])}",
+                                no_wrap=True,
+                                overflow="ellipsis",
+                                markup=False,
                             )
                             if result["promoted"]:
                                 http.post("/reload").raise_for_status()
                         except RetrainRefused as exc:
-                            progress.console.print(f"  retraining refused: {exc}")
+                            say(
+                                f"window {window_no}: retraining refused: {exc}",
+                                no_wrap=True,
+                                overflow="ellipsis",
+                                markup=False,
+                            )
                     drift = outcome.result.drift
                     rows.append(
                         Row(

@@ -41,7 +41,7 @@ from pipelines.promotion import (
     should_promote,
 )
 from pipelines.reference import build_reference
-from pipelines.schema import FeatureSpec, prepare_features
+from pipelines.schema import FeatureSpec, dataset_frame, prepare_features
 from pipelines.training import TrainingResult, split_holdout, train_model
 
 Trigger = Literal["manual", "schedule", "drift", "backtest", "demo", "stack"]
@@ -245,13 +245,13 @@ def register(
     X_train, y_train = split_xy(candidate.train_frame, spec, config.target)
     holdout = candidate.holdout
     train_data = mlflow.data.from_pandas(
-        X_train.assign(**{config.target: y_train.to_numpy()}),
+        dataset_frame(X_train, y_train, config.target),
         source=candidate.source,
         targets=config.target,
         name=f"{config.model_name}-train",
     )
     holdout_data = mlflow.data.from_pandas(
-        holdout.X.assign(**{config.target: holdout.y}),
+        dataset_frame(holdout.X, holdout.y, config.target),
         source=candidate.source,
         targets=config.target,
         name=f"{config.model_name}-holdout",
@@ -298,6 +298,8 @@ def register(
             (Path(tmp) / "feature_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             mlflow.log_artifact(str(Path(tmp) / "feature_spec.json"))
         lineage = {**lineage, "data_digest": train_data.digest}
+        # numeric features are float64 (prepare_features), so the signature declares them
+        # double: an integer column could not take the missing value serving accepts
         example = X_train.head(5)
         version = registry.log_model_version(
             client,

@@ -214,3 +214,17 @@ def prepare_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     for column in spec.categorical:
         columns[column] = _as_categorical_strings(df[column])
     return pd.DataFrame(columns, index=df.index, columns=list(spec.columns))
+
+
+def dataset_frame(X: pd.DataFrame, y: Any, target: str) -> pd.DataFrame:
+    """Prepared features and the target as one new frame, typed for MLflow's dataset record.
+
+    MLflow types a logged dataset's columns from their dtypes, and an integer column declares
+    values that can never be missing (its "integer column(s)" hint). The features are already
+    float64 (:func:`prepare_features`); an integer target is declared float64 too, with the same
+    values (exact up to 2**53). Other targets (labels as strings, floats, booleans) are kept.
+    """
+    values = pd.Series(np.asarray(y), index=X.index, name=target)
+    if pd.api.types.is_integer_dtype(values.dtype):
+        values = values.astype(np.float64)
+    return X.assign(**{target: values})

@@ -88,6 +88,8 @@ class ServedModel:
     scorer_note: str = "scikit-learn pipeline (fast path not tried)"
     #: largest finite magnitude of each numeric feature in the reference snapshot (NaN: unknown)
     magnitudes: Mapping[str, float] = field(default_factory=dict)
+    #: one real row of the reference snapshot, as a /predict record (None: no snapshot)
+    example: Mapping[str, Any] | None = None
 
     @property
     def scorer(self) -> str:
@@ -179,6 +181,7 @@ class ServedModel:
             },
             "classes": list(self.classes) if self.task == "classification" else None,
             "signature": self.signature,
+            "example": None if self.example is None else dict(self.example),
             "loaded_at": self.loaded_at.isoformat(),
             "scorer": self.scorer,
             "scorer_note": self.scorer_note,
@@ -279,6 +282,18 @@ def reference_columns(
     return columns
 
 
+def example_record(columns: Mapping[str, Sequence[Any]]) -> dict[str, Any] | None:
+    """The first row of column-wise values with every feature present (else the first row), as
+    one /predict record; None when there are no rows."""
+    names = list(columns)
+    rows = len(columns[names[0]]) if names else 0
+    if rows == 0:
+        return None
+    complete = (i for i in range(rows) if all(columns[n][i] is not None for n in names))
+    index = next(complete, 0)
+    return {name: columns[name][index] for name in names}
+
+
 def load_version(
     client: Any, name: str, version: int | str, *, alias: str | None = None
 ) -> ServedModel:
@@ -331,6 +346,7 @@ def load_version(
         signature=verified.signature,
         alias=alias,
         magnitudes=training_magnitudes(reference, numeric),
+        example=None if check_rows is None else example_record(check_rows),
     )
     return with_fast_path(model, check_rows)
 

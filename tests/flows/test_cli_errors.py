@@ -100,11 +100,30 @@ def test_an_unreachable_database(tmp_path: Path, config: Path, command: list[str
     assert_one_error_line(result, "cannot migrate the inference log at postgresql")
 
 
-def test_verbose_keeps_the_library_logs_in_the_terminal(tmp_path: Path, config: Path) -> None:
+@pytest.mark.parametrize(
+    "args", [["--verbose", "train"], ["train", "--verbose"]], ids=["before", "after"]
+)
+def test_verbose_keeps_the_library_logs_in_the_terminal(
+    tmp_path: Path, config: Path, args: list[str]
+) -> None:
     raw = yaml.safe_load(config.read_text())
     raw["data"]["train"] = str(tmp_path / "gone.parquet")
     config.write_text(yaml.safe_dump(raw))
-    result = run(["--verbose", "train", "--config", str(config)], tmp_path)
+    result = run([*args, "--config", str(config)], tmp_path)
     assert result.returncode == 2
     assert "Task run failed" in result.stderr or "Finished in state Failed" in result.stderr
     assert any(line.startswith("error: data file not found") for line in result.stderr.splitlines())
+
+
+def test_a_training_prints_its_verdict_and_the_log_file_only(tmp_path: Path, config: Path) -> None:
+    result = run(["train", "--config", str(config)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # MLflow's "Created version '1' ..." went to the log file
+    log = tmp_path / "state" / "logs" / "driftloop.log"
+    assert result.stdout.splitlines() == [
+        result.stdout.splitlines()[0],
+        f"Prefect and MLflow logs: {log}",
+    ]
+    assert "version 1 promoted to champion" in result.stdout
+    text = log.read_text()
+    assert "Created version '1' of model 'employment'" in text and "Finished in state" in text

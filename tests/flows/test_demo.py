@@ -6,12 +6,16 @@ better model and the server hot-swaps to it; the untouched traffic retrains noth
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from flows.demo import DemoError, Row, in_time_order, load_traffic, run_demo
+from flows.demo import DemoError, Row, headline, in_time_order, load_traffic, run_demo
 
 #: Demo settings scaled to a fifth of the traffic and a fast model search.
 SMALL: dict[str, object] = {
@@ -80,3 +84,59 @@ def test_in_time_order_sorts_years_and_mixes_rows_within_a_year() -> None:
     assert sorted(out["id"]) == list(range(8))
     assert not out["id"].is_monotonic_increasing  # file order within a year is not time
     assert live["id"].tolist() == list(range(8))  # the input is not mutated
+
+
+@pytest.mark.parametrize(
+    ("reason", "first"),
+    [
+        ("drift that hurts: data drift in 2 of 16 features: AGEP (p=0)", "drift that hurts"),
+        (
+            "candidate roc_auc 0.89 is worse than champion 0.90; champion kept",
+            "candidate roc_auc 0.89 is worse than champion 0.90",
+        ),
+        ("no champion yet", "no champion yet"),
+    ],
+)
+def test_headline_is_the_first_clause_of_a_reason(reason: str, first: str) -> None:
+    assert headline(reason) == first
+
+
+#: A Prefect or Python log line as their console handlers print it (`12:00:00 | INFO    | ...`).
+LOG_LINE = re.compile(r"\|\s*(DEBUG|INFO|WARNING|ERROR|CRITICAL)\s*\|")
+
+
+def test_the_demo_command_prints_the_story_and_the_libraries_log_to_a_file(
+    tmp_path: Path,
+) -> None:
+    """`driftloop demo` as a user runs it (a tenth of the traffic, no drift): a short story on
+    the terminal; Prefect's logs and MLflow's messages in the log file it names."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_"))
+    }
+    env.update(
+        {"DRIFTLOOP_STATE_DIR": str(tmp_path / "state"), "PREFECT_HOME": str(tmp_path / "ph")}
+    )
+    command = [str(Path(sys.executable).parent / "driftloop"), "demo", "--scenario", "none"]
+    command += ["--sample-every", "10", "--monitor-every", "5000"]
+    command += ["--state", str(tmp_path / "demo"), "--out", str(tmp_path / "report")]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800
+    )
+    terminal = result.stdout + result.stderr
+    assert result.returncode == 0, terminal
+    assert result.stderr == ""
+    story = [line for line in result.stdout.splitlines() if "━" not in line]  # the bar
+    assert len(story) < 40, terminal
+    assert "4/4 done" in terminal and "timeline" in terminal
+    for noise in ("UserWarning", "Warning:", "Task run", "Flow run", "Created version"):
+        assert noise not in terminal, noise
+    assert not [line for line in story if LOG_LINE.search(line)], terminal
+
+    (note,) = [line for line in story if line.startswith("Prefect and MLflow logs: ")]
+    log = Path(note.removeprefix("Prefect and MLflow logs: "))
+    assert log == tmp_path / "state" / "logs" / "driftloop.log"
+    text = log.read_text()
+    assert "prefect.task_runs" in text and "Finished in state Completed" in text
+    assert "Created version '1' of model 'employment'" in text  # MLflow's own print

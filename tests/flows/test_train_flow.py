@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -12,6 +14,7 @@ from mlflow import MlflowClient
 from driftloop import registry
 from flows.train import train
 from tests.flows.conftest import write_config
+from tests.serving.conftest import Server, server_env
 
 
 def _client(env: dict[str, str]) -> MlflowClient:
@@ -143,3 +146,33 @@ def test_native_categorical_gradient_boosting_registers_and_loads(
     model = pipeline.named_steps["model"]
     assert model.is_categorical_ is not None and model.is_categorical_.sum() == 15
     assert pipeline.predict_proba(small_employment.head(5)).shape == (5, 2)
+
+
+def test_an_integer_feature_is_declared_double_and_may_be_missing_when_served(
+    tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
+) -> None:
+    frame = small_employment.assign(AGEP=small_employment["AGEP"].round().astype("int64"))
+    config = write_config(tmp_path, frame)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = train(config_path=str(config), trigger="manual")
+    hints = [str(w.message) for w in caught if "integer column" in str(w.message)]
+    assert hints == []
+
+    from mlflow.models import get_model_info
+
+    inputs = get_model_info(f"models:/employment/{outcome['version']}").signature.inputs
+    assert {c.name: c.type.name for c in inputs.inputs}["AGEP"] == "double"
+
+    server = Server(
+        config=config,
+        env=server_env(mlflow_env["MLFLOW_TRACKING_URI"], mlflow_env["DRIFTLOOP_DATABASE_URL"]),
+    ).start()
+    try:
+        row = httpx.get(f"{server.url}/model", timeout=30).json()["example"]
+        body = {"records": [{**row, "AGEP": 37}, {**row, "AGEP": None}]}
+        response = httpx.post(f"{server.url}/predict", json=body, timeout=30)
+    finally:
+        server.stop()
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 2

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.schema import FeatureSpec, infer_features, prepare_features
+from pipelines.schema import FeatureSpec, dataset_frame, infer_features, prepare_features
 from pipelines.validation import DataValidationError
 from tests.pipelines.conftest import SPEC, make_frame
 
@@ -174,3 +174,21 @@ def test_prepare_names_a_repeated_column() -> None:
     )
     with pytest.raises(DataValidationError, match="'age': column name appears more than once"):
         prepare_features(frame, SPEC)
+
+
+@pytest.mark.parametrize(
+    ("labels", "dtype"),
+    [
+        (np.array([0, 1, 1], dtype=np.int64), "float64"),
+        (pd.Series([3, 1, 2], dtype="int32", index=[7, 8, 9]), "float64"),
+        (np.array([0.5, 1.5, 2.5]), "float64"),
+        (np.array(["no", "yes", "no"], dtype=object), "object"),
+        (np.array([True, False, True]), "bool"),
+    ],
+)
+def test_dataset_frame_declares_an_integer_target_double(labels: object, dtype: str) -> None:
+    X = pd.DataFrame({"age": [30.0, 41.0, np.nan]}, index=[4, 5, 6])
+    out = dataset_frame(X, labels, "y")
+    assert str(out["y"].dtype) == dtype
+    assert out["y"].tolist() == list(np.asarray(labels))  # same values, in row order
+    assert list(out.index) == [4, 5, 6] and list(X.columns) == ["age"]  # the input is kept

@@ -202,6 +202,18 @@ def test_every_endpoint_but_health_needs_the_key(server: Any, method: str, path:
     assert response.status_code != 401
 
 
+def test_model_shows_a_real_reference_row_that_predict_accepts(
+    server: Any, registry_template: Registry
+) -> None:
+    info = httpx.get(f"{server.url}/model", headers=server.headers()).json()
+    example = info["example"]
+    assert list(example) == NUMERIC + CATEGORICAL
+    train = records(registry_template.train)  # the reference snapshot is drawn from these rows
+    assert example in train
+    response = post(server, "/predict", example)
+    assert response.status_code == 200, response.text
+
+
 def scrape(server: Any) -> dict[str, float]:
     text = httpx.get(f"{server.url}/metrics", headers=server.headers()).text
     values = {}
