@@ -71,7 +71,7 @@ def test_promtool_test_rules() -> None:
             "max by (model) (driftloop_performance_drop) > 0.05",
             "max by (model) (driftloop_performance_drop) > 0.5",
         ),
-        ("> 7200", "> 72000"),
+        ("> 3600", "> 36000"),
         ("for: 30m", "for: 50m"),
         ('driftloop_request_errors_total{status=~"5.."}', "driftloop_request_errors_total"),
         (") > 0.5\n", ") > 5\n"),
