@@ -6,8 +6,10 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: setup system-deps demo test lint bench ui stack stack-down clean
 
-# Debian tools the tests drive: Chromium (UI screenshots), promtool (alert rules), wrk (bench).
-SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/promtool /usr/bin/wrk
+# Debian tools the tests and the stack drive: Chromium (UI screenshots), Prometheus and promtool
+# (alert rules), Alertmanager (the stack's alert routing), wrk (bench).
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/prometheus /usr/bin/promtool \
+	/usr/bin/prometheus-alertmanager /usr/bin/wrk
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +24,7 @@ system-deps:
 	@missing=""; for f in $(SYSTEM_TOOLS); do test -x $$f || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus wrk >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus prometheus-alertmanager wrk >/dev/null; \
 	fi
 
 demo: $(STAMP)
@@ -39,7 +41,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/train.py
 
-stack: $(STAMP)
+stack: $(STAMP) system-deps
 	$(BIN)/driftloop stack up
 
 stack-down:

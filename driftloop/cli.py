@@ -475,7 +475,7 @@ def stack(
     root: Annotated[Path, typer.Option(help="the repo checkout the services run from")] = Path("."),
     verbose: VerboseOpt = False,
 ) -> None:
-    """The production topology on one machine: Prefect server + worker + deployments, MLflow, serving, Evidently UI."""
+    """The production topology on one machine: Prefect server + worker + deployments, MLflow, serving, Evidently UI, Alertmanager, Prometheus."""
     route_logs(verbose)
     import json as _json
     import os as _os
@@ -486,7 +486,12 @@ def stack(
     if action == "up":
         state = run_or_exit(
             lambda: stack_mod.start_stack(
-                root, db_url=_os.environ.get("DRIFTLOOP_STACK_DB") or None, echo=typer.echo
+                root,
+                db_url=_os.environ.get("DRIFTLOOP_STACK_DB") or None,
+                alerting_options=stack_mod.AlertingOptions(
+                    alert_webhook=_os.environ.get("DRIFTLOOP_STACK_ALERT_WEBHOOK") or None
+                ),
+                echo=typer.echo,
             )
         )
         for name, url in state.urls().items():

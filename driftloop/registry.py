@@ -54,6 +54,8 @@ EVALUATION_DIR = "evaluation"
 #: The evaluation files: the holdout's out-of-sample scores and each metric's noise on them.
 HOLDOUT_FILE = "holdout.parquet"
 NOISE_FILE = "noise.json"
+#: permutation importance of each feature on the holdout (drift_rule: weighted)
+IMPORTANCE_FILE = "importance.json"
 _HISTORY_KEEP = 50
 logger = logging.getLogger("driftloop.registry")
 

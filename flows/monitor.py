@@ -203,6 +203,7 @@ def evaluate_window(
     noise: MetricNoise | None = None,
     estimation: EstimationFacts | None = None,
     predecessor: Predecessor | None = None,
+    importances: dict[str, float] | None = None,
 ) -> MonitorResult:
     """Drift, quality and performance of a window against the reference (pure).
 
@@ -210,7 +211,8 @@ def evaluate_window(
     ``noise`` the primary metric's spread on the version's holdout (drops are judged by it);
     ``estimation`` what estimating the primary metric needs (labeled rows measured, the others
     estimated, with a band); ``predecessor`` the serving version against the champion it
-    replaced on the window's labeled rows (:func:`predecessor_comparison`).
+    replaced on the window's labeled rows (:func:`predecessor_comparison`); ``importances``
+    each feature's permutation importance (``drift_rule: weighted`` weighs drift by it).
     """
     mon = config.monitoring
     frame = window.frame
@@ -276,6 +278,7 @@ def evaluate_window(
         estimated_performance=estimated,
         noise=noise,
         predecessor=predecessor,
+        feature_importances=importances,
     )
 
 
@@ -438,6 +441,8 @@ class VersionReference:
     #: the champion this version replaced, and its Pipeline (to compare on the same rows)
     predecessor: int | None = None
     predecessor_model: Any = None
+    #: each feature's permutation importance on the holdout (None: an older version without it)
+    importances: dict[str, float] | None = None
 
 
 def reference_statistics(info: registry.VersionInfo, reference: pd.DataFrame) -> ReferenceStats:
@@ -474,7 +479,15 @@ def load_reference(
         estimation=EstimationFacts.from_files(evaluation),
         predecessor=before,
         predecessor_model=registry.load_model(client, model_name, before) if before else None,
+        importances=importances_of(evaluation),
     )
+
+
+def importances_of(evaluation: dict[str, bytes]) -> dict[str, float] | None:
+    """Each feature's permutation importance from a version's evaluation files (None when the
+    version was registered without them)."""
+    raw = evaluation.get(registry.IMPORTANCE_FILE)
+    return None if raw is None else dict(json.loads(raw)["importances"])
 
 
 def noise_of(evaluation: dict[str, bytes]) -> dict[str, MetricNoise]:
@@ -662,6 +675,7 @@ def monitor_once(
                 noise=ref.noise.get(config.promotion.metric),
                 estimation=ref.estimation,
                 predecessor=predecessor_comparison(ref, window, config),
+                importances=ref.importances,
             )
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy

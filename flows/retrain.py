@@ -25,9 +25,11 @@ from driftloop import registry
 from driftloop.config import ProjectConfig, load_config
 from driftloop.errors import DriftloopError
 from driftloop.settings import Settings
+from flows.notify import notify_blocks
 from flows.retry import transient
 from flows.train import Candidate, TrainOutcome, gate
 from monitoring import runs, store
+from monitoring.alerts import Alert, AlertError, deliver, retrain_alert
 from monitoring.policy import FOLLOW_UP
 from pipelines.holdout import scores_of
 from pipelines.retraining import Challenger, RetrainSettings, Rows, build_challenger
@@ -189,6 +191,52 @@ def retrain_once(
     return outcome.to_dict()
 
 
+def outcome_alert(
+    config: ProjectConfig,
+    result: str,
+    outcome: dict[str, Any] | str,
+    drift_run_id: str,
+    reason: str,
+) -> Alert:
+    """The alert for a retraining's result, from its outcome (or, when it failed, the error)."""
+    if isinstance(outcome, str):
+        return retrain_alert(
+            config.model_name,
+            result,
+            message=outcome,
+            drift_run_id=drift_run_id,
+            details={"retrain_reason": reason[:500]},
+        )
+    return retrain_alert(
+        config.model_name,
+        result,
+        message=outcome["reason"],
+        drift_run_id=drift_run_id,
+        version=outcome["version"],
+        details={
+            "retrain_reason": reason[:500],
+            "previous_champion": outcome["previous_champion"],
+            "mlflow_run_id": outcome["run_id"],
+            "metrics": outcome["metrics"],
+            "champion_metrics": outcome["champion_metrics"],
+        },
+    )
+
+
+def announce(config: ProjectConfig, alert: Alert) -> None:
+    """Send a retraining's outcome to the configured webhooks and notification blocks; a sink
+    that fails is logged, never fatal (the outcome is recorded either way)."""
+    logger = get_run_logger()
+    try:
+        for delivery in deliver(alert, config.alerts):
+            logger.info("alert delivery: %s", delivery)
+    except AlertError as exc:  # e.g. no webhook secret: the outcome stands
+        logger.error("retrain alert not delivered: %s", exc)
+    if config.alerts.prefect_blocks:
+        for block in notify_blocks(alert, config.alerts.prefect_blocks):
+            logger.info("notification block: %s", block)
+
+
 def _retrain(
     config: ProjectConfig, settings: Settings, *, drift_run_id: str, reason: str, trigger: str
 ) -> TrainOutcome:
@@ -272,13 +320,22 @@ def retrain(
 ) -> dict[str, Any]:
     """Train a challenger on recent labeled traffic; promote it only if it beats the champion."""
     config = load_config(config_path)
-    outcome = retrain_once(
-        config,
-        Settings(),
-        drift_run_id=drift_run_id,
-        reason=reason,
-        trigger="drift" if drift_run_id else "manual",
-    )
+    try:
+        outcome = retrain_once(
+            config,
+            Settings(),
+            drift_run_id=drift_run_id,
+            reason=reason,
+            trigger="drift" if drift_run_id else "manual",
+        )
+    except RetrainDeferred:  # not an outcome: the monitor asks again
+        raise
+    except Exception as exc:
+        failure = f"{type(exc).__name__}: {exc}"[:1000]
+        announce(config, outcome_alert(config, "failed", failure, drift_run_id, reason))
+        raise
+    result = "promoted" if outcome["promoted"] else "refused"
+    announce(config, outcome_alert(config, result, outcome, drift_run_id, reason))
     get_run_logger().info(
         "retrain of %s: v%s %s", config.model_name, outcome["version"], outcome["reason"]
     )

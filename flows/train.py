@@ -35,6 +35,7 @@ from monitoring.estimation import fit_estimation
 from monitoring.significance import measure_noise
 from pipelines.evaluation import figures_from_outputs, overfit_gap
 from pipelines.holdout import HoldoutScores, compare, finite, scores_of
+from pipelines.importance import permutation_importances
 from pipelines.promotion import (
     PromotionDecision,
     PromotionPolicy,
@@ -163,10 +164,11 @@ def champion_on(
 
 
 def evaluation_files(
-    holdout: HoldoutScores, *, metric: str, spec: FeatureSpec, seed: int
+    holdout: HoldoutScores, *, metric: str, spec: FeatureSpec, seed: int, pipeline: Any
 ) -> dict[str, bytes]:
-    """The files stored with a version: its out-of-sample scores, each metric's noise, and what
-    estimating the primary metric without labels needs (calibrator or loss model, band)."""
+    """The files stored with a version: its out-of-sample scores, each metric's noise, each
+    feature's permutation importance for the primary metric, and what estimating the primary
+    metric without labels needs (calibrator or loss model, band)."""
     noise = {
         name: measure_noise(
             name,
@@ -198,9 +200,24 @@ def evaluation_files(
             "small to calibrate): monitoring will use labels only",
             metric,
         )
+    importance = {
+        "metric": metric,
+        "source": holdout.source,
+        "rows": len(holdout),
+        "importances": permutation_importances(
+            pipeline,
+            holdout.X,
+            holdout.y,
+            metric=metric,
+            task=holdout.task,
+            classes=holdout.classes,
+            seed=seed,
+        ),
+    }
     return {
         registry.HOLDOUT_FILE: holdout.to_parquet(),
         registry.NOISE_FILE: json.dumps(payload, allow_nan=True).encode(),
+        registry.IMPORTANCE_FILE: json.dumps(importance).encode(),
         **(facts.to_files() if facts is not None else {}),
     }
 
@@ -311,7 +328,11 @@ def register(
             signature=infer_signature(example, candidate.pipeline.predict(example)),
             input_example=example,
             evaluation=evaluation_files(
-                holdout, metric=config.promotion.metric, spec=spec, seed=config.model.seed
+                holdout,
+                metric=config.promotion.metric,
+                spec=spec,
+                seed=config.model.seed,
+                pipeline=candidate.pipeline,
             ),
             tags={
                 **{registry.TAG + k: str(v) for k, v in lineage.items()},

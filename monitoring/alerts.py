@@ -303,3 +303,49 @@ def deliver(
 def failed(results: Sequence[DeliveryResult]) -> list[DeliveryResult]:
     """The deliveries that did not succeed."""
     return [r for r in results if not r.ok]
+
+
+#: What became of a retraining, as alert kind and severity (deferred is not an outcome: it waits).
+RETRAIN_OUTCOMES: dict[str, tuple[str, Severity]] = {
+    "promoted": ("promotion", "info"),
+    "refused": ("retrain_refused", "warning"),
+    "failed": ("retrain_failed", "critical"),
+}
+
+
+def retrain_alert(
+    model_name: str,
+    outcome: str,
+    *,
+    message: str,
+    drift_run_id: str = "",
+    version: int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Alert:
+    """The alert that tells people what became of a retraining (promoted, refused, failed).
+
+    Raises:
+        ValueError: ``outcome`` is not one of :data:`RETRAIN_OUTCOMES`.
+    """
+    if outcome not in RETRAIN_OUTCOMES:
+        raise ValueError(f"unknown retrain outcome {outcome!r}; one of {sorted(RETRAIN_OUTCOMES)}")
+    kind, severity = RETRAIN_OUTCOMES[outcome]
+    what = {
+        "promoted": f"v{version} promoted to champion",
+        "refused": f"challenger v{version} refused, the champion stays",
+        "failed": "retraining failed, the champion stays",
+    }[outcome]
+    return Alert(
+        kind=kind,
+        model_name=model_name,
+        severity=severity,
+        title=f"{model_name}: {what}",
+        message=message,
+        details={
+            "outcome": outcome,
+            "drift_run_id": drift_run_id or None,
+            "version": version,
+            **(details or {}),
+        },
+        condition_key=f"retrain:{drift_run_id or 'manual'}",
+    )

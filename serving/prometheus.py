@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+logger = logging.getLogger("driftloop.serving")
+
+#: How long the monitor gauges read from ``drift_runs`` are reused (scrapes stay cheap).
+MONITOR_GAUGES_TTL_SECONDS = 5.0
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -165,3 +175,71 @@ class _LiveCollector(Collector):
             "failed attempts to load a champion",
             value=s.get("load_failures", 0),
         )
+
+
+def read_monitor_gauges(engine: Engine, model_name: str) -> str:
+    """The Prometheus text of the newest ``drift_runs`` row of a model ('' when it has none)."""
+    from monitoring import runs
+    from monitoring.metrics import gauges_of_run, render_monitor_gauges
+
+    row = runs.latest_run(engine, model_name)
+    return render_monitor_gauges([gauges_of_run(row)] if row else [])
+
+
+class MonitorGaugeCache:
+    """The monitor gauges, read at most once per ``ttl`` seconds, never more than one read at a
+    time, and never longer than ``timeout`` per scrape.
+
+    When the read fails or does not answer in time, the gauges are left out of ``/metrics``
+    (Prometheus then sees no series rather than a stale verdict) until a later read succeeds;
+    the rest of ``/metrics`` and the service are unaffected.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], str],
+        *,
+        ttl: float = MONITOR_GAUGES_TTL_SECONDS,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._timeout = timeout
+        self._clock = clock
+        self._text = ""
+        self._read_at: float | None = None
+        self._pending: asyncio.Future[None] | None = None
+        self._failing = False
+
+    async def text(self) -> str:
+        """The gauges' text, read again when older than the ttl."""
+        if self._read_at is not None and self._clock() - self._read_at < self._ttl:
+            return self._text
+        if self._pending is not None and not self._pending.done():
+            return self._text  # a read is under way (or hung): do not start another
+        self._pending = asyncio.ensure_future(self._refresh())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._pending), self._timeout)
+        if not self._pending.done():
+            self._text = ""
+            self._note_failure(f"no answer within {self._timeout:g} s")
+        return self._text
+
+    async def _refresh(self) -> None:
+        try:
+            text = await asyncio.to_thread(self._read)
+        except Exception as exc:
+            self._text = ""
+            self._note_failure(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        else:
+            self._text = text
+            if self._failing:
+                logger.info("monitor gauges readable again")
+            self._failing = False
+        self._read_at = self._clock()
+
+    def _note_failure(self, why: str) -> None:
+        if not self._failing:  # once per outage, not once per scrape
+            logger.warning("monitor gauges left out of /metrics: drift_runs unreadable (%s)", why)
+        self._failing = True

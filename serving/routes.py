@@ -99,8 +99,11 @@ def add_routes(app: FastAPI, *, model_name: str, config: ServingConfig) -> None:
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
+        service = svc()
+        monitor = await service.monitor_gauges.text()  # the latest drift_runs row, cached
         return PlainTextResponse(
-            svc().metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+            service.metrics.render() + monitor.encode(),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
     @app.post(

@@ -6,6 +6,7 @@ holder, the micro-batcher, the metrics, the gate's limits) and handed to the gat
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -26,7 +27,7 @@ from serving.logwriter import LogWriter
 from serving.microbatch import MicroBatcher
 from serving.model import ServedModel
 from serving.predict import predict_answer
-from serving.prometheus import ServiceMetrics
+from serving.prometheus import MonitorGaugeCache, ServiceMetrics, read_monitor_gauges
 from serving.validation import InputSpec, numeric_limits
 
 logger = logging.getLogger("driftloop.serving")
@@ -67,6 +68,10 @@ class Service:
         )
         self.batcher = MicroBatcher(max_rows=config.microbatch_rows)
         self.metrics = ServiceMetrics(self.live_state)
+        self.monitor_gauges = MonitorGaugeCache(
+            functools.partial(read_monitor_gauges, engine, model_name),
+            timeout=config.db_timeout_seconds,
+        )
         self.limits = GateLimits(config.max_body_bytes, config.body_timeout_seconds)
         self.throttle = AuthThrottle(free=config.auth_free_failures)
         self._id_prefix = os.urandom(8).hex()

@@ -8,7 +8,9 @@ Started in order, each waited for on its HTTP health endpoint:
 4. an MLflow tracking server that also proxies artifacts (``mlflow-artifacts:``),
 5. a first champion (``driftloop train``) when the registry has none,
 6. the inference service (``serving.server``, what ``driftloop serve`` runs),
-7. the Evidently UI on the workspace.
+7. the Evidently UI on the workspace,
+8. Alertmanager (Debian's ``prometheus-alertmanager``), routing to ``DRIFTLOOP_STACK_ALERT_WEBHOOK``,
+9. Prometheus, scraping the inference service and evaluating ``monitoring/prometheus``'s rules.
 
 Everything lives under ``ROOT/.driftloop/stack/``: one log per process, ``stack.pids`` and
 ``state.json`` recording exactly what was started (pid = process group, command, port, URL).
@@ -19,14 +21,15 @@ Modules:
 
 - :mod:`~driftloop.stack.lifecycle`: up, down, status (:func:`start_stack` is the recipe);
 - :mod:`~driftloop.stack.prefect_server`, :mod:`~driftloop.stack.mlflow_server`,
-  :mod:`~driftloop.stack.inference`, :mod:`~driftloop.stack.evidently_ui`: each service's
-  command, settings and health check;
+  :mod:`~driftloop.stack.inference`, :mod:`~driftloop.stack.evidently_ui`, :mod:`~driftloop.stack.alerting`: each
+  service's command, settings and health check;
 - :mod:`~driftloop.stack.launch`: the ports, environment and state of one start in progress;
 - :mod:`~driftloop.stack.backends`: SQLite files or the PostgreSQL databases;
 - :mod:`~driftloop.stack.state`: ``state.json`` and ``stack.pids``;
 - :mod:`~driftloop.stack.processes`: start, wait for, track and stop one child process.
 """
 
+from driftloop.stack.alerting import AlertingOptions
 from driftloop.stack.launch import StackPorts
 from driftloop.stack.lifecycle import ALL_SERVICES, stack_status, start_stack, stop_stack
 from driftloop.stack.processes import StackError
@@ -34,6 +37,7 @@ from driftloop.stack.state import StackState
 
 __all__ = [
     "ALL_SERVICES",
+    "AlertingOptions",
     "StackError",
     "StackPorts",
     "StackState",

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from driftloop.stack.alerting import AlertingOptions
 from driftloop.stack.lifecycle import stack_status, start_stack, stop_stack
 from driftloop.stack.processes import StackError
 
@@ -18,7 +19,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     root = Path(args[1]) if len(args) > 1 else Path.cwd()
     try:
         if command == "up":
-            start_stack(root, db_url=os.environ.get("DRIFTLOOP_STACK_DB") or None)
+            start_stack(
+                root,
+                db_url=os.environ.get("DRIFTLOOP_STACK_DB") or None,
+                alerting_options=AlertingOptions(
+                    alert_webhook=os.environ.get("DRIFTLOOP_STACK_ALERT_WEBHOOK") or None
+                ),
+            )
         elif command == "down":
             if not stop_stack(root):
                 print("nothing to stop")

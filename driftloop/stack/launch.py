@@ -22,6 +22,8 @@ class StackPorts:
     mlflow: int = 5000
     serve: int = 8000
     evidently: int = 8001
+    prometheus: int = 9090
+    alertmanager: int = 9093
     worker_health: int = 0
 
 

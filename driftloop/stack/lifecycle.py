@@ -10,13 +10,24 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from driftloop.stack import evidently_ui, inference, mlflow_server, prefect_server
+from driftloop.stack import alerting, evidently_ui, inference, mlflow_server, prefect_server
+from driftloop.stack.alerting import AlertingOptions
 from driftloop.stack.backends import is_postgres_url, prepare_backend, redact
 from driftloop.stack.launch import Launch, StackPorts, choose_ports
 from driftloop.stack.processes import HOST, StackError, http_ok, is_alive, now, terminate
 from driftloop.stack.state import PID_FILE, StackState, read_state, state_dir_for, write_state
 
-ALL_SERVICES = ("prefect", "worker", "deploy", "mlflow", "train", "serve", "evidently")
+ALL_SERVICES = (
+    "prefect",
+    "worker",
+    "deploy",
+    "mlflow",
+    "train",
+    "serve",
+    "evidently",
+    "alertmanager",
+    "prometheus",
+)
 
 
 def start_stack(
@@ -30,6 +41,7 @@ def start_stack(
     timeout: float = 180.0,
     train_timeout: float = 1800.0,
     worker_query_seconds: float | None = None,
+    alerting_options: AlertingOptions = AlertingOptions(),
     echo: Callable[[str], None] = print,
 ) -> StackState:
     """Start the stack for the repo checkout at ``root`` and return what was started.
@@ -45,6 +57,7 @@ def start_stack(
         timeout: how long each service may take to become healthy.
         train_timeout: how long training the first champion may take.
         worker_query_seconds: how often the worker polls (Prefect's default is 10 s).
+        alerting_options: Prometheus' and Alertmanager's webhook, intervals and rule durations.
 
     Raises:
         StackError: a stack is already running, a port is busy, or a component failed; what
@@ -80,6 +93,10 @@ def start_stack(
             inference.start_service(launch, config_path, has_champion=has_champion)
         if "evidently" in want:
             evidently_ui.start_ui(launch)
+        if "alertmanager" in want:
+            alerting.start_alertmanager(launch, alerting_options)
+        if "prometheus" in want:
+            alerting.start_prometheus(launch, alerting_options)
     except BaseException:
         stop_stack(root, echo=lambda _: None)
         raise
@@ -160,7 +177,13 @@ def _prepare(
     chosen = choose_ports(ports)
     databases = prepare_backend(db_url, state_dir)
     child_env = child_environment(
-        root, state_dir, ports=chosen, databases=databases, with_mlflow="mlflow" in want, extra=env
+        root,
+        state_dir,
+        ports=chosen,
+        databases=databases,
+        with_mlflow="mlflow" in want,
+        with_prefect="prefect" in want,
+        extra=env,
     )
     state = StackState(
         root=str(root),
@@ -189,18 +212,26 @@ def child_environment(
     ports: Mapping[str, int],
     databases: Mapping[str, str],
     with_mlflow: bool,
+    with_prefect: bool = True,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of every process the stack starts: this one's, ``extra``, then the
-    stack's own Prefect, driftloop and (``with_mlflow``) MLflow settings."""
-    env = {
-        **os.environ,
-        **(extra or {}),
-        **prefect_server.client_env(
+    stack's own Prefect (``with_prefect``; else only its PREFECT_HOME, so flows run on
+    whatever Prefect the environment names, or a temporary local one), driftloop and
+    (``with_mlflow``) MLflow settings."""
+    prefect = (
+        prefect_server.client_env(
             api_url=f"http://{HOST}:{ports['prefect']}/api",
             database_url=databases["prefect"],
             home=state_dir / "prefect-home",
-        ),
+        )
+        if with_prefect
+        else {"PREFECT_HOME": str(state_dir / "prefect-home")}
+    )
+    env = {
+        **os.environ,
+        **(extra or {}),
+        **prefect,
         "DRIFTLOOP_HOME": str(root),
         "DRIFTLOOP_DATABASE_URL": databases["driftloop"],
         "DRIFTLOOP_WORKSPACE": str(evidently_ui.workspace_dir(root)),

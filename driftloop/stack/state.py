@@ -29,6 +29,8 @@ class StackState:
     mlflow_url: str | None = None
     serve_url: str | None = None
     evidently_url: str | None = None
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
     work_pool: str = WORK_POOL
     deployments: list[str] = field(default_factory=list)
     services: list[ServiceRecord] = field(default_factory=list)
@@ -43,6 +45,8 @@ class StackState:
             "MLflow UI": self.mlflow_url,
             "inference API": self.serve_url,
             "Evidently UI": self.evidently_url,
+            "Prometheus": self.prometheus_url,
+            "Alertmanager": self.alertmanager_url,
         }
         return {k: v for k, v in found.items() if v}
 

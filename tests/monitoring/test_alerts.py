@@ -22,6 +22,7 @@ from monitoring.alerts import (
     AlertError,
     dedup_key,
     deliver,
+    retrain_alert,
     send_webhook,
     sign,
     signature_headers,
@@ -261,3 +262,24 @@ def test_dedup_key_is_stable_per_condition(alert: Alert) -> None:
     same = Alert(**{**alert.__dict__, "message": "other words", "details": {}})
     other = Alert(**{**alert.__dict__, "condition_key": "drift:AGEP"})
     assert dedup_key(alert) == dedup_key(same) != dedup_key(other)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "kind", "severity"),
+    [
+        ("promoted", "promotion", "info"),
+        ("refused", "retrain_refused", "warning"),
+        ("failed", "retrain_failed", "critical"),
+    ],
+)
+def test_retrain_outcomes_have_their_kind_and_severity(
+    outcome: str, kind: str, severity: str
+) -> None:
+    alert = retrain_alert("m", outcome, message="why", drift_run_id="r1", version=4)
+    assert (alert.kind, alert.severity) == (kind, severity)
+    assert alert.details["version"] == 4 and alert.condition_key == "retrain:r1"
+
+
+def test_a_deferred_retraining_is_no_outcome_to_alert() -> None:
+    with pytest.raises(ValueError, match="deferred"):
+        retrain_alert("m", "deferred", message="waits")

@@ -21,7 +21,7 @@ needs_promtool = pytest.mark.skipif(
 
 EXPECTED_ALERTS = {
     "DatasetDrift",
-    "PerformanceDrop",
+    "ModelHarm",
     "MonitorStale",
     "HighErrorRate",
     "HighLatencyP99",
@@ -68,10 +68,14 @@ def test_promtool_test_rules() -> None:
     ("original", "broken"),
     [
         (
-            "max by (model) (driftloop_performance_drop) > 0.05",
-            "max by (model) (driftloop_performance_drop) > 0.5",
+            "max by (model, version) (driftloop_monitor_severity) == 2",
+            "max by (model, version) (driftloop_monitor_severity) >= 1",
         ),
-        ("> 7200", "> 72000"),
+        (
+            "(max by (model) (driftloop_monitor_severity) == 1)",
+            "(max by (model) (driftloop_monitor_severity) >= 1)",
+        ),
+        ("> 3600", "> 36000"),
         ("for: 30m", "for: 50m"),
         ('driftloop_request_errors_total{status=~"5.."}', "driftloop_request_errors_total"),
         (") > 0.5\n", ") > 5\n"),

@@ -104,3 +104,20 @@ def test_children_get_no_mlflow_settings_without_the_mlflow_server(
     )
     assert "MLFLOW_TRACKING_URI" not in env
     assert env["DRIFTLOOP_HOME"] == str(tmp_path)
+
+
+def test_children_get_no_prefect_api_without_the_prefect_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    env = child_environment(
+        tmp_path,
+        tmp_path / "state",
+        ports={"prefect": 4201, "mlflow": 5001},
+        databases={"prefect": "sqlite+aiosqlite:///p.db", "driftloop": "sqlite:///d.db"},
+        with_mlflow=True,
+        with_prefect=False,
+    )
+    assert "PREFECT_API_URL" not in env  # flows then run on a temporary local Prefect
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in env
+    assert env["PREFECT_HOME"] == str(tmp_path / "state" / "prefect-home")
