@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from driftloop.config import ProjectConfig
     from monitoring.spool import SpoolStatus
     from monitoring.store import LogStatus
 
@@ -47,7 +48,7 @@ def _front_door(
         from driftloop.logs import log_file, send_logs_to_file
         from driftloop.settings import Settings
 
-        _LOG["path"] = send_logs_to_file(log_file(Settings().state_dir))
+        _LOG["path"] = run_or_exit(lambda: send_logs_to_file(log_file(Settings().state_dir)))
 
 
 #: The log file of this command (set by the callback unless --verbose).
@@ -84,6 +85,18 @@ def run_or_exit(action: Callable[[], T]) -> T:
         raise typer.Exit(code=1) from None
 
 
+def ready_for_flows(config: Path) -> ProjectConfig:
+    """The config, loaded, and the configured Prefect server, checked: before a flow starts, so
+    a bad config or an unreachable server is one line, not a failure deep inside Prefect."""
+    from driftloop.config import load_config
+    from driftloop.settings import Settings
+    from flows.preflight import require_prefect_api
+
+    project = load_config(config)
+    require_prefect_api(Settings().prefect_api_url)
+    return project
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -94,9 +107,7 @@ def _actor() -> str:
 @app.command()
 def train(config: ConfigOpt = Path("driftloop.yaml")) -> None:
     """Ingest, validate, train, evaluate and register a model; promote it only if it beats the champion."""
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))  # fail fast, before Prefect starts
+    run_or_exit(lambda: ready_for_flows(config))  # fail fast, before Prefect starts
     from flows.train import train as train_flow
 
     outcome: dict[str, Any] = run_or_exit(
@@ -237,9 +248,7 @@ def serve(
 @app.command()
 def monitor(config: ConfigOpt = Path("driftloop.yaml")) -> None:
     """Run the monitor once: drift, quality and performance of the latest window; alert and retrain."""
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))
+    run_or_exit(lambda: ready_for_flows(config))
     from flows.monitor import monitor as monitor_flow
 
     summary = run_or_exit(lambda: monitor_flow(config_path=str(config)))
@@ -255,9 +264,7 @@ def retrain(
     reason: Annotated[str, typer.Option(help="recorded on the new version")] = "manual",
 ) -> None:
     """Train a challenger on recent labeled traffic; promote it only if it beats the champion."""
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))
+    run_or_exit(lambda: ready_for_flows(config))
     from flows.retrain import retrain as retrain_flow
 
     outcome = run_or_exit(lambda: retrain_flow(config_path=str(config), reason=reason))
@@ -279,9 +286,7 @@ def score(
     ] = None,
 ) -> None:
     """Batch-score a file or table with the champion; every row is logged for monitoring."""
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))
+    run_or_exit(lambda: ready_for_flows(config))
     from flows.score import batch_score
 
     result = run_or_exit(
@@ -320,9 +325,7 @@ def backtest(
     """Replay the monitoring and retraining policy on history and write a summary."""
     import tempfile
 
-    from driftloop.config import load_config
-
-    cfg = run_or_exit(lambda: load_config(config))
+    cfg = run_or_exit(lambda: ready_for_flows(config))
     from flows.backtest import backtest as backtest_flow
     from flows.backtest import check_arguments, summary_lines, write_summary
 
@@ -378,10 +381,14 @@ def demo(
 ) -> None:
     """The whole loop on the shipped data: train, serve, traffic with drift, monitor, retrain, hot swap."""
     from driftloop.scenarios import SCENARIOS
-    from flows.demo import run_demo
+    from driftloop.settings import Settings
+    from flows.preflight import require_prefect_api
 
     if scenario not in SCENARIOS:
         fail(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    run_or_exit(lambda: require_prefect_api(Settings().prefect_api_url))
+    from flows.demo import run_demo
+
     run_or_exit(
         lambda: run_demo(
             scenario,
@@ -401,16 +408,14 @@ def stack(
 ) -> None:
     """The production topology on one machine: Prefect server + worker + deployments, MLflow, serving, Evidently UI."""
     import json as _json
-    import os as _os
 
     from driftloop import stack as stack_mod
+    from driftloop.settings import Settings
 
     root = root.resolve()
     if action == "up":
         state = run_or_exit(
-            lambda: stack_mod.start_stack(
-                root, db_url=_os.environ.get("DRIFTLOOP_STACK_DB") or None, echo=typer.echo
-            )
+            lambda: stack_mod.start_stack(root, db_url=Settings().stack_db or None, echo=typer.echo)
         )
         for name, url in state.urls().items():
             typer.echo(f"  {name:<10} {url}")
@@ -442,8 +447,13 @@ def log(
 
     def body() -> None:
         cfg = load_config(config)
-        url = Settings().database_url
-        engine = store.make_engine(url, statement_timeout_seconds=_STATUS_STATEMENT_TIMEOUT_S)
+        settings = Settings()
+        url = settings.database_url
+        engine = store.make_engine(
+            url,
+            statement_timeout_seconds=_STATUS_STATEMENT_TIMEOUT_S,
+            synchronous=settings.sqlite_synchronous,
+        )
         try:
             status = store.read_log_status(engine, newest=newest)
         finally:

@@ -261,3 +261,18 @@ def test_dedup_key_is_stable_per_condition(alert: Alert) -> None:
     same = Alert(**{**alert.__dict__, "message": "other words", "details": {}})
     other = Alert(**{**alert.__dict__, "condition_key": "drift:AGEP"})
     assert dedup_key(alert) == dedup_key(same) != dedup_key(other)
+
+
+def test_undelivered_names_every_sink_that_missed_the_alert() -> None:
+    from monitoring.alerts import DeliveryResult, undelivered
+
+    ok = DeliveryResult("http://a/hook", True, 1, 200)
+    missed = DeliveryResult("http://b/hook", False, 3, None, "ConnectError: refused")
+    assert undelivered([ok], what="the alert") is None
+    assert undelivered([], what="the alert") is None
+    error = undelivered([ok, missed], what="the alert of run r1")
+    assert error is not None and error.attempts == 3
+    assert str(error) == (
+        "the alert of run r1 was not delivered to 1 of 2 webhook(s) "
+        "(http://b/hook: ConnectError: refused)"
+    )
