@@ -6,6 +6,8 @@ better model and the server hot-swaps to it; the untouched traffic retrains noth
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -28,9 +30,21 @@ SMALL: dict[str, object] = {
 
 
 @pytest.fixture
-def demo_env(tmp_path: Path, mlflow_env: dict[str, str]) -> Path:
-    """The demo sets these variables itself; mlflow_env makes the test restore them."""
-    return tmp_path
+def demo_env(tmp_path: Path, mlflow_env: dict[str, str]) -> Iterator[Path]:
+    """The demo passes its settings down: it leaves the environment as it found it."""
+    before = _store_variables()
+    yield tmp_path
+    assert _store_variables() == before
+
+
+def _store_variables() -> dict[str, str]:
+    """The variables Settings reads its stores and Prefect server from."""
+    names = ("MLFLOW_TRACKING_URI", "DRIFTLOOP_ARTIFACT_ROOT", "DRIFTLOOP_DATABASE_URL")
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k in (*names, "DRIFTLOOP_WORKSPACE", "PREFECT_API_URL")
+    }
 
 
 def _demo(tmp_path: Path, scenario: str) -> list[Row]:
