@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from driftloop.config import ProjectConfig
     from monitoring.spool import SpoolStatus
     from monitoring.store import LogStatus
 
@@ -66,7 +67,8 @@ def route_logs(verbose: bool) -> None:
     from driftloop.logs import log_file, send_logs_to_file
     from driftloop.settings import Settings
 
-    _LOG["path"] = send_logs_to_file(log_file(Settings().state_dir))
+    # a bad DRIFTLOOP_* variable is one error line (Settings raises SettingsError)
+    _LOG["path"] = run_or_exit(lambda: send_logs_to_file(log_file(Settings().state_dir)))
 
 
 T = TypeVar("T")
@@ -115,6 +117,18 @@ def log_note() -> None:
         typer.echo(f"Prefect and MLflow logs: {_LOG['path']}")
 
 
+def ready_for_flows(config: Path) -> ProjectConfig:
+    """The config, loaded, and the configured Prefect server, checked: before a flow starts, so
+    a bad config or an unreachable server is one line, not a failure deep inside Prefect."""
+    from driftloop.config import load_config
+    from driftloop.settings import Settings
+    from flows.preflight import require_prefect_api
+
+    project = load_config(config)
+    require_prefect_api(Settings().prefect_api_url)
+    return project
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -129,9 +143,7 @@ def train(
 ) -> None:
     """Ingest, validate, train, evaluate and register a model; promote it only if it beats the champion."""
     route_logs(verbose)
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))  # fail fast, before Prefect starts
+    run_or_exit(lambda: ready_for_flows(config))  # fail fast, before Prefect starts
     from flows.train import train as train_flow
 
     outcome: dict[str, Any] = run_or_exit(
@@ -291,9 +303,7 @@ def monitor(
 ) -> None:
     """Run the monitor once: drift, quality and performance of the latest window; alert and retrain."""
     route_logs(verbose)
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))
+    run_or_exit(lambda: ready_for_flows(config))
     from flows.monitor import monitor as monitor_flow
 
     summary = run_or_exit(lambda: monitor_flow(config_path=str(config)), libraries_to_log=True)
@@ -312,9 +322,7 @@ def retrain(
 ) -> None:
     """Train a challenger on recent labeled traffic; promote it only if it beats the champion."""
     route_logs(verbose)
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))
+    run_or_exit(lambda: ready_for_flows(config))
     from flows.retrain import retrain as retrain_flow
 
     outcome = run_or_exit(
@@ -341,9 +349,7 @@ def score(
 ) -> None:
     """Batch-score a file or table with the champion; every row is logged for monitoring."""
     route_logs(verbose)
-    from driftloop.config import load_config
-
-    run_or_exit(lambda: load_config(config))
+    run_or_exit(lambda: ready_for_flows(config))
     from flows.score import batch_score
 
     result = run_or_exit(
@@ -386,9 +392,7 @@ def backtest(
     route_logs(verbose)
     import tempfile
 
-    from driftloop.config import load_config
-
-    cfg = run_or_exit(lambda: load_config(config))
+    cfg = run_or_exit(lambda: ready_for_flows(config))
     from flows.backtest import backtest as backtest_flow
     from flows.backtest import check_arguments, summary_lines, write_summary
 
@@ -448,10 +452,14 @@ def demo(
     """The whole loop on the shipped data: train, serve, traffic with drift, monitor, retrain, hot swap."""
     route_logs(verbose)
     from driftloop.scenarios import SCENARIOS
-    from flows.demo import run_demo
+    from driftloop.settings import Settings
+    from flows.preflight import require_prefect_api
 
     if scenario not in SCENARIOS:
         fail(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    run_or_exit(lambda: require_prefect_api(Settings().prefect_api_url))
+    from flows.demo import run_demo
+
     typer.echo(
         f"driftloop demo: scenario '{scenario}' on the shipped employment data (state in {state})"
     )
@@ -478,18 +486,18 @@ def stack(
     """The production topology on one machine: Prefect server + worker + deployments, MLflow, serving, Evidently UI, Alertmanager, Prometheus."""
     route_logs(verbose)
     import json as _json
-    import os as _os
 
     from driftloop import stack as stack_mod
+    from driftloop.settings import Settings
 
     root = root.resolve()
     if action == "up":
         state = run_or_exit(
             lambda: stack_mod.start_stack(
                 root,
-                db_url=_os.environ.get("DRIFTLOOP_STACK_DB") or None,
+                db_url=Settings().stack_db or None,
                 alerting_options=stack_mod.AlertingOptions(
-                    alert_webhook=_os.environ.get("DRIFTLOOP_STACK_ALERT_WEBHOOK") or None
+                    alert_webhook=Settings().stack_alert_webhook or None
                 ),
                 echo=typer.echo,
             )
@@ -526,8 +534,13 @@ def log(
 
     def body() -> None:
         cfg = load_config(config)
-        url = Settings().database_url
-        engine = store.make_engine(url, statement_timeout_seconds=_STATUS_STATEMENT_TIMEOUT_S)
+        settings = Settings()
+        url = settings.database_url
+        engine = store.make_engine(
+            url,
+            statement_timeout_seconds=_STATUS_STATEMENT_TIMEOUT_S,
+            synchronous=settings.sqlite_synchronous,
+        )
         try:
             status = store.read_log_status(engine, newest=newest)
         finally:

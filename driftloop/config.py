@@ -255,6 +255,16 @@ def parse_config(
         raise ConfigError(f"{source} is invalid:\n{_format_errors(exc)}") from None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What YAML found wrong and where, in one line (its own text spans several)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_config(path: str | Path) -> ProjectConfig:
     """Read and validate a driftloop YAML config."""
     path = Path(path)
@@ -271,5 +281,5 @@ def load_config(path: str | Path) -> ProjectConfig:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
     return parse_config(raw, base_dir=path.resolve().parent, source=str(path))

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ import mlflow
 import pandas as pd
 import skops.io
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
@@ -89,9 +93,39 @@ _RETRAIN = (
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
-    """Point MLflow at the tracking store and return a client for it."""
-    mlflow.set_tracking_uri(tracking_uri)
+    """A client for the tracking store (and its model registry); sets nothing global."""
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+#: MLflow's own variable: `mlflow.set_tracking_uri` also writes it, so :func:`tracked` restores it.
+_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+@contextmanager
+def tracked(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API (`mlflow.start_run`, `mlflow.log_*`, `mlflow.sklearn.log_model`) on
+    this tracking store inside the block; what was there before is back afterwards.
+
+    The fluent API has only a process-wide URI; a flow that logs with it says so here, in one
+    visible place, instead of relying on whatever an earlier call left behind.
+    """
+    before = os.environ.get(_TRACKING_URI_ENV)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        # set_tracking_uri(None) clears MLflow's global and the variable; then the variable as it was
+        mlflow.set_tracking_uri(None)
+        if before is not None:
+            os.environ[_TRACKING_URI_ENV] = before
+
+
+def log_run_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float]) -> None:
+    """Add metrics to a finished run through the client (no active run, no global URI)."""
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()]
+    )
 
 
 def ensure_experiment(client: MlflowClient, name: str, *, artifact_location: str | None) -> str:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from driftloop.errors import DriftloopError
+
+
+class SettingsError(DriftloopError, ValueError):
+    """An environment variable holds a value driftloop cannot use; the message names it."""
 
 
 class Settings(BaseSettings):
@@ -45,11 +52,40 @@ class Settings(BaseSettings):
         description="where people open the MLflow UI (used for links in Prefect artifacts)",
     )
 
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
+        "NORMAL",
+        validation_alias="DRIFTLOOP_SQLITE_SYNCHRONOUS",
+        description="PRAGMA synchronous of a SQLite inference log: FULL or EXTRA also survive "
+        "power loss (NORMAL in WAL mode survives process crashes)",
+    )
+    stack_db: str | None = Field(
+        None,
+        validation_alias="DRIFTLOOP_STACK_DB",
+        description="`driftloop stack up` only: a PostgreSQL URL for Prefect, MLflow and the log "
+        "(unset: SQLite)",
+    )
+    stack_alert_webhook: str | None = Field(
+        None,
+        validation_alias="DRIFTLOOP_STACK_ALERT_WEBHOOK",
+        description="`driftloop stack up` only: the URL Alertmanager delivers alerts to "
+        "(unset: Alertmanager routes to no receiver)",
+    )
     state_dir: Path = Field(
         Path(".driftloop"),
         validation_alias="DRIFTLOOP_STATE_DIR",
         description="driftloop's own state: the command log (logs/driftloop.log), demo, stack",
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     def artifact_location(self) -> str:
         """Artifact root as a URI MLflow accepts (absolute file path or a remote URI)."""
@@ -57,6 +93,15 @@ class Settings(BaseSettings):
         if "://" in text:
             return text
         return self.artifact_root.resolve().as_uri()
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line naming each environment variable that failed and why."""
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'])}={error.get('input')!r}: {error['msg']}"
+        for error in exc.errors()
+    ]
+    return "invalid setting(s) in the environment: " + "; ".join(problems)
 
 
 def get_settings() -> Settings:

@@ -16,9 +16,6 @@ without a gate). :func:`summary_lines` prints them side by side around each dete
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,26 +230,14 @@ def retrain_on_schedule(
         schedule.retrains += 1
 
 
-@contextmanager
-def isolated_state(workdir: Path) -> Iterator[Settings]:
-    """Environment pointing every store at the work directory, restored afterwards."""
-    env = {
+def state_environment(workdir: Path) -> dict[str, str]:
+    """The settings (by their variable names) that put every store under the work directory."""
+    return {
         "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
         "DRIFTLOOP_ARTIFACT_ROOT": str(workdir / "mlruns"),
         "DRIFTLOOP_DATABASE_URL": f"sqlite:///{workdir / 'driftloop.db'}",
         "DRIFTLOOP_WORKSPACE": str(workdir / "workspace"),
     }
-    saved = {k: os.environ.get(k) for k in [*env, "PREFECT_API_URL"]}
-    os.environ.update(env)
-    os.environ.pop("PREFECT_API_URL", None)  # retraining runs in-process
-    try:
-        yield Settings()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _clean(value: float) -> float | None:
@@ -308,7 +293,10 @@ def backtest(
     )
     workdir.mkdir(parents=True, exist_ok=True)
     metric = config.promotion.metric
-    with isolated_state(workdir) as settings, threadpool_limits(BACKTEST_THREADS):
+    # every store under the work directory; the rest of the environment as it is. Retraining
+    # runs in this process (retrain_once below), whatever Prefect server is configured.
+    settings = Settings(**state_environment(workdir))
+    with threadpool_limits(BACKTEST_THREADS):
         client = registry.make_client(settings.mlflow_tracking_uri)
         first = train_and_gate(
             config, settings, ingested=ingest_config(config), lineage={"trigger": "backtest"}
@@ -327,7 +315,7 @@ def backtest(
         schedules = [Schedule(k, baseline.pipeline) for k in everies]
         schedule = schedules[0] if compare_every else None
         store.upgrade_database(settings.database_url)
-        engine = store.make_engine(settings.database_url)
+        engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
         served = baseline
         references: dict[int, VersionReference] = {}
         batches: list[dict[str, Any]] = []

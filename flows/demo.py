@@ -105,6 +105,7 @@ def free_port() -> int:
 
 
 def demo_env(state: Path) -> dict[str, str]:
+    """The settings (by their variable names) that put every store under the demo's state."""
     return {
         "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
         "DRIFTLOOP_ARTIFACT_ROOT": str(state / "mlruns"),
@@ -272,12 +273,11 @@ def run_demo(
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
+    # every store under the state directory, for this process and the inference server's;
+    # retraining runs in this process (retrain_once below), whatever Prefect server is configured
     env = demo_env(state)
-    os.environ.update(env)
-    # Prefect's ephemeral server: retraining runs in-process
-    os.environ.pop("PREFECT_API_URL", None)
+    settings = Settings(**env)
     config, config_path = demo_config(state, overrides)
-    settings = Settings()
     started = time.monotonic()
     echo("1/4 training the first champion on 2015 (68,785 rows) ...")
     first = train_and_gate(

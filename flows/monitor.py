@@ -40,7 +40,7 @@ from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
 from flows.retry import transient
 from monitoring import incidents, runs, store
-from monitoring.alerts import Alert, deliver
+from monitoring.alerts import Alert, DeliveryResult, deliver, undelivered
 from monitoring.drift import ReferenceStats, compute_drift, reference_stats
 from monitoring.estimation import EstimationFacts, window_estimate
 from monitoring.performance import PerformanceResult, compute_performance, probability_matrix
@@ -120,6 +120,8 @@ class MonitorOutcome:
     #: the newest earlier estimate of this version checked against its labels (estimate minus
     #: measured), None when no earlier window got its labels since the last run
     estimation_error: float | None = None
+    #: what became of the alert at each webhook (empty when none was sent)
+    deliveries: tuple[DeliveryResult, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         drift = self.result.drift
@@ -563,8 +565,12 @@ def publish(
         registry.monitoring_experiment(config.model_name),
         artifact_location=settings.artifact_location(),
     )
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"monitor v{outcome.version} {now:%Y-%m-%d %H:%M}"
+    with (
+        registry.tracked(settings.mlflow_tracking_uri),
+        mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"monitor v{outcome.version} {now:%Y-%m-%d %H:%M}",
+        ),
     ):
         mlflow.set_tags(
             {
@@ -599,8 +605,9 @@ def publish(
     return html
 
 
-def send_alert(outcome: MonitorOutcome, config: ProjectConfig) -> None:
-    """Tell people about the run's incident event (opened, escalated, calmed, resolved)."""
+def send_alert(outcome: MonitorOutcome, config: ProjectConfig) -> list[DeliveryResult]:
+    """Tell people about the run's incident event (opened, escalated, calmed, resolved); returns
+    what became of it at each webhook."""
     step = outcome.alert.step
     assert step is not None and step.event is not None
     event = step.event
@@ -616,12 +623,14 @@ def send_alert(outcome: MonitorOutcome, config: ProjectConfig) -> None:
         condition_key=step.incident_id or "",
     )
     logger = get_run_logger()
-    for delivery in deliver(alert, config.alerts):
+    results = deliver(alert, config.alerts)
+    for delivery in results:
         logger.info("alert delivery: %s", delivery)
     if config.alerts.prefect_blocks:
         from flows.notify import notify_blocks
 
         notify_blocks(alert, config.alerts.prefect_blocks)
+    return results
 
 
 def monitor_once(
@@ -644,7 +653,7 @@ def monitor_once(
     now = now or datetime.now(UTC)
 
     client = registry.make_client(settings.mlflow_tracking_uri)
-    engine = store.make_engine(settings.database_url)
+    engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
         store.upgrade_database(settings.database_url)
         version = runs.latest_served_version(engine, config.model_name)
@@ -731,7 +740,7 @@ def monitor_once(
         and step is not None
         and incidents.delivered(step, deliver_warnings=config.alerts.deliver_warnings)
     ):
-        send_alert(outcome, config)
+        outcome = dataclasses.replace(outcome, deliveries=tuple(send_alert(outcome, config)))
     return outcome
 
 
@@ -852,6 +861,7 @@ def monitor(
     config = load_config(config_path)
     settings = Settings()
     outcome = monitor_once(config, settings, triggered_by=f"prefect:{flow_run.id or 'local'}")
+    summary = outcome.summary()
     if outcome.retrain.yes:
         if settings.prefect_api_url:
             emit_drift_event(outcome)
@@ -869,5 +879,13 @@ def monitor(
                 )
             except RetrainRefused as exc:  # recorded on the run; the monitor's verdict stands
                 print(f"retraining of {config.model_name} did not start: {exc}")
-                return {**outcome.summary(), "retrain_refused": str(exc)}
-    return outcome.summary()
+                summary["retrain_refused"] = str(exc)
+    # last, once the verdict is stored and acted on: an alert nobody received fails the run
+    error = undelivered(
+        outcome.deliveries,
+        what=f"the alert of monitor run {outcome.run_id} ({config.model_name} "
+        f"v{outcome.version}: {outcome.result.status}, the verdict is stored)",
+    )
+    if error is not None:
+        raise error
+    return summary

@@ -137,7 +137,7 @@ def read_labeled(
     settings: Settings, config: ProjectConfig, info: registry.VersionInfo
 ) -> pd.DataFrame:
     """The newest labeled live rows (every version's), up to what a challenger may use."""
-    engine = store.make_engine(settings.database_url)
+    engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
         return store.read_window(
             engine,
@@ -156,7 +156,7 @@ def record_outcome(settings: Settings, drift_run_id: str, outcome: str) -> None:
     """Tell the monitor's history what became of the retraining its run started."""
     if not drift_run_id:
         return
-    engine = store.make_engine(settings.database_url)
+    engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
         runs.record_retrain_outcome(engine, drift_run_id, outcome)
     finally:

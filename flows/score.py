@@ -98,7 +98,7 @@ def batch_score(
     frame = read_input(source, query, config.base_dir)  # a bad source fails before any model I/O
     model = load_alias(client, config.model_name)
     store.upgrade_database(settings.database_url)
-    engine = store.make_engine(settings.database_url)
+    engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
         result = score_and_log(model, frame, engine=engine)
     finally:

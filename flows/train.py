@@ -273,10 +273,13 @@ def register(
         targets=config.target,
         name=f"{config.model_name}-holdout",
     )
-    mlflow.set_experiment(experiment_id=experiment_id)
-    with mlflow.start_run(
-        run_name=f"{config.model_name}-{lineage.get('trigger', 'manual')}"
-    ) as run:
+    with (
+        registry.tracked(settings.mlflow_tracking_uri),
+        mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"{config.model_name}-{lineage.get('trigger', 'manual')}",
+        ) as run,
+    ):
         mlflow.set_tags({registry.TAG + k: v for k, v in lineage.items()})
         mlflow.log_params(
             {
@@ -428,10 +431,11 @@ def gate(
         difference = compare(holdout, champion, policy.metric) if champion is not None else None
         decision = should_promote(metrics, champion_metrics, policy, difference)
     if champion_metrics:
-        with mlflow.start_run(run_id=run_id):
-            mlflow.log_metrics(
-                {f"champion_holdout_{k}": v for k, v in finite(champion_metrics).items()}
-            )
+        registry.log_run_metrics(
+            client,
+            run_id,
+            {f"champion_holdout_{k}": v for k, v in finite(champion_metrics).items()},
+        )
     if decision.promote:
         registry.set_champion(
             client,

@@ -349,3 +349,16 @@ def retrain_alert(
         },
         condition_key=f"retrain:{drift_run_id or 'manual'}",
     )
+
+
+def undelivered(results: Sequence[DeliveryResult], *, what: str) -> AlertError | None:
+    """One error naming every sink that did not get the alert ``what`` (None when all did)."""
+    missed = failed(results)
+    if not missed:
+        return None
+    sinks = "; ".join(f"{r.sink}: {r.error}" for r in missed)
+    return AlertError(
+        f"{what} was not delivered to {len(missed)} of {len(results)} webhook(s) ({sinks})",
+        attempts=max(r.attempts for r in missed),
+        status_code=missed[-1].status_code,
+    )

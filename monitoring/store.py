@@ -5,8 +5,9 @@ and evolved by Alembic (`monitoring/migrations`), run with :func:`upgrade_databa
 functions return pandas frames typed like the training data (numeric features float64,
 categorical features object str), so Evidently can compare them with the reference directly.
 
-SQLite runs in WAL mode with a busy timeout and `synchronous=NORMAL` (a committed row survives a
-crash or kill of the process; FULL via DRIFTLOOP_SQLITE_SYNCHRONOUS also survives power loss); PostgreSQL is the production backend.
+SQLite runs in WAL mode with a busy timeout and `synchronous=NORMAL` by default (a committed row
+survives a crash or kill of the process; `synchronous="FULL"`, the `sqlite_synchronous` setting,
+also survives power loss); PostgreSQL is the production backend.
 
 A record the database refuses (a value it cannot store, not an outage) is never lost and never
 blocks the others: :func:`write_log` commits every group of records it accepts and keeps each
@@ -16,7 +17,6 @@ refused record in the `inference_dead_letter` table, as escaped JSON text.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,8 +42,9 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: WAL + NORMAL: a commit survives a crash or `kill -9` of the process (the WAL is written before
 #: COMMIT returns); only an OS crash / power loss can drop the last commits. FULL also fsyncs each
-#: commit (set DRIFTLOOP_SQLITE_SYNCHRONOUS=FULL), at ~10x the commit latency on slow disks.
-_SQLITE_SYNCHRONOUS_DEFAULT = "NORMAL"
+#: commit (`synchronous="FULL"`), at ~10x the commit latency on slow disks.
+SQLITE_SYNCHRONOUS_DEFAULT = "NORMAL"
+SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 _INSERT_CHUNK = 2_000
 _LOOKUP_CHUNK = 500
 _REASON_CHARS = 300
@@ -196,9 +197,14 @@ def _json_loads(text: str | bytes | float) -> Any:
 
 
 def make_engine(
-    url: str, *, statement_timeout_seconds: float | None = None, **kwargs: Any
+    url: str,
+    *,
+    statement_timeout_seconds: float | None = None,
+    synchronous: str = SQLITE_SYNCHRONOUS_DEFAULT,
+    **kwargs: Any,
 ) -> Engine:
-    """An engine for the inference log; SQLite gets WAL mode, a busy timeout and full sync.
+    """An engine for the inference log; SQLite gets WAL mode, a busy timeout and
+    `PRAGMA synchronous=<synchronous>` (NORMAL, FULL or EXTRA; ignored for PostgreSQL).
 
     PostgreSQL connections time out after a few seconds instead of hanging when the server is
     unreachable, so the writer can fall back to its spool quickly. With
@@ -226,9 +232,14 @@ def make_engine(
                 parsed.query.get("options"), statement_timeout_seconds
             )
     options.update(kwargs)
+    mode = synchronous.upper()
+    if backend == "sqlite" and mode not in SQLITE_SYNCHRONOUS_MODES:
+        raise StoreError(
+            f"DRIFTLOOP_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA, got {synchronous!r}"
+        )
     engine = sa.create_engine(url, **options)
     if backend == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(mode))
     return engine
 
 
@@ -240,17 +251,17 @@ def _postgres_options(existing: Any, timeout_seconds: float) -> str:
     return f"{given} {ours}".strip()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-    mode = os.environ.get("DRIFTLOOP_SQLITE_SYNCHRONOUS", _SQLITE_SYNCHRONOUS_DEFAULT).upper()
-    if mode not in {"NORMAL", "FULL", "EXTRA"}:
-        raise StoreError(
-            f"DRIFTLOOP_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA, got {mode!r}"
-        )
-    cursor.execute(f"PRAGMA synchronous={mode}")
-    cursor.close()
+def _sqlite_pragmas(synchronous: str) -> Any:
+    """The connect hook that sets WAL, the busy timeout and `synchronous` on every connection."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return on_connect
 
 
 def alembic_config(url: str) -> Any:

@@ -1,8 +1,12 @@
 """Run the inference service with uvicorn: `driftloop serve` calls :func:`run`.
 
-With several workers, uvicorn imports :func:`app_from_environment` in each worker process; the
-parent migrates the database once before they start. Also runnable as
-`python -m serving.server --config driftloop.yaml --port 8000`.
+Settings come from one :class:`~driftloop.settings.Settings`, built here at the entry point.
+With several workers, uvicorn starts each worker process by importing
+:func:`app_from_environment`; the one thing handed to them through the environment is the config
+path (``DRIFTLOOP_SERVE_CONFIG``, set by :func:`run`), because an import string is all uvicorn
+passes across processes. Each worker builds its own Settings from the environment it inherits;
+the parent migrates the database once before they start, so workers never migrate. Also runnable
+as `python -m serving.server --config driftloop.yaml --port 8000`.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from serving.config import ServingConfig
 
+if TYPE_CHECKING:
+    from driftloop.settings import Settings
+
+#: The config path handed to uvicorn's worker processes (the only environment handoff).
 _CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
-_MIGRATED_ENV = "DRIFTLOOP_SERVE_MIGRATED"
 
 
 def load_serving_config(config_path: str | Path) -> tuple[Any, ServingConfig]:
@@ -29,14 +36,16 @@ def load_serving_config(config_path: str | Path) -> tuple[Any, ServingConfig]:
     return project, project.serving
 
 
-def build_app(config_path: str | Path, *, migrate: bool = True) -> FastAPI:
-    """The app for a config file, with settings from the environment."""
+def build_app(
+    config_path: str | Path, *, settings: Settings | None = None, migrate: bool = True
+) -> FastAPI:
+    """The app for a config file; ``settings`` default to those of the environment."""
     from driftloop.settings import Settings
     from serving.app import create_app
 
     project, serving = load_serving_config(config_path)
     return create_app(
-        settings=Settings(),
+        settings=settings if settings is not None else Settings(),
         model_name=project.model_name,
         serving_config=serving,
         spool_dir=serving.resolved_spool_dir(project.base_dir),
@@ -45,11 +54,12 @@ def build_app(config_path: str | Path, *, migrate: bool = True) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    """uvicorn factory for worker processes (config path passed in the environment)."""
+    """uvicorn factory for the worker processes of `driftloop serve --workers N` (the parent
+    passes the config path in ``DRIFTLOOP_SERVE_CONFIG`` and has migrated the database)."""
     path = os.environ.get(_CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{_CONFIG_ENV} is not set; start the service with `driftloop serve`")
-    return build_app(path, migrate=os.environ.get(_MIGRATED_ENV) != "1")
+    return build_app(path, migrate=False)
 
 
 def run(
@@ -75,7 +85,8 @@ def run(
     )
     config_path = Path(config_path).resolve()
     load_serving_config(config_path)  # fail fast on a bad config, before any worker starts
-    upgrade_database(Settings().database_url)
+    settings = Settings()
+    upgrade_database(settings.database_url)
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -88,10 +99,9 @@ def run(
     import uvicorn
 
     if workers == 1:
-        uvicorn.run(build_app(config_path, migrate=False), **options)
+        uvicorn.run(build_app(config_path, settings=settings, migrate=False), **options)
         return
     os.environ[_CONFIG_ENV] = str(config_path)
-    os.environ[_MIGRATED_ENV] = "1"
     uvicorn.run("serving.server:app_from_environment", factory=True, workers=workers, **options)
 
 

@@ -167,7 +167,9 @@ def start_service(
         engine
         if engine is not None
         else store.make_engine(
-            settings.database_url, statement_timeout_seconds=config.db_timeout_seconds
+            settings.database_url,
+            statement_timeout_seconds=config.db_timeout_seconds,
+            synchronous=settings.sqlite_synchronous,
         )
     )
     registry = (

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from driftloop.settings import Settings
 from driftloop.stack.alerting import AlertingOptions
 from driftloop.stack.lifecycle import stack_status, start_stack, stop_stack
 from driftloop.stack.processes import StackError
@@ -19,11 +19,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     root = Path(args[1]) if len(args) > 1 else Path.cwd()
     try:
         if command == "up":
+            settings = Settings()
             start_stack(
                 root,
-                db_url=os.environ.get("DRIFTLOOP_STACK_DB") or None,
+                db_url=settings.stack_db or None,
                 alerting_options=AlertingOptions(
-                    alert_webhook=os.environ.get("DRIFTLOOP_STACK_ALERT_WEBHOOK") or None
+                    alert_webhook=settings.stack_alert_webhook or None
                 ),
             )
         elif command == "down":

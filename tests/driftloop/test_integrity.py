@@ -158,7 +158,7 @@ def _register(client: Any, artifacts: Path, seed: int) -> int:
         client, "integrity", artifact_location=artifacts.as_uri()
     )
     pipeline, X, y = _pipeline(seed)
-    with mlflow.start_run(experiment_id=experiment):
+    with registry.tracked(client.tracking_uri), mlflow.start_run(experiment_id=experiment):
         return registry.log_model_version(
             client,
             model_name=MODEL,

@@ -49,3 +49,51 @@ def test_the_champion_a_version_replaced() -> None:
     assert replaced(history, 1) == 2  # 1 came back after 2
     assert replaced([{"version": 1}], 1) is None
     assert replaced(history, 9) is None
+
+
+def test_make_client_sets_no_global_tracking_uri(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from driftloop.registry import make_client
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default.db'}")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    client = make_client(other)
+    assert client.tracking_uri == other
+    assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'default.db'}"
+
+
+def test_tracked_points_the_fluent_api_at_a_store_and_restores_the_environment(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import mlflow
+
+    from driftloop.registry import make_client, tracked
+
+    default = f"sqlite:///{tmp_path / 'default.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", default)
+    uri = f"sqlite:///{tmp_path / 'tracked.db'}"
+    client = make_client(uri)
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    with tracked(uri), mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_metric("m", 1.0)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    assert os.environ["MLFLOW_TRACKING_URI"] == default
+    assert mlflow.get_tracking_uri() == default
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with tracked(uri):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_log_run_metrics_adds_metrics_to_a_finished_run(tmp_path) -> None:
+    from driftloop.registry import log_run_metrics, make_client
+
+    client = make_client(f"sqlite:///{tmp_path / 'm.db'}")
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(experiment)
+    client.set_terminated(run.info.run_id)
+    log_run_metrics(client, run.info.run_id, {"champion_holdout_auc": 0.75})
+    assert client.get_run(run.info.run_id).data.metrics == {"champion_holdout_auc": 0.75}

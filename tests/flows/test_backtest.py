@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,20 @@ def _write(tmp_path: Path) -> tuple[Path, Path, Path]:
     return path, tmp_path / "live.parquet", tmp_path / "labels.csv"
 
 
+def _store_variables() -> dict[str, str]:
+    """The variables Settings reads its stores and Prefect server from."""
+    names = ("MLFLOW_TRACKING_URI", "DRIFTLOOP_ARTIFACT_ROOT", "DRIFTLOOP_DATABASE_URL")
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k in (*names, "DRIFTLOOP_WORKSPACE", "PREFECT_API_URL")
+    }
+
+
 def test_backtest_contract_on_generated_regression(tmp_path: Path) -> None:
     config, live, labels = _write(tmp_path)
     out = tmp_path / "summary.json"
+    environment = _store_variables()
 
     result = runner.invoke(
         app,
@@ -103,6 +115,9 @@ def test_backtest_contract_on_generated_regression(tmp_path: Path) -> None:
     )
 
     assert result.exit_code == 0, result.output
+    assert _store_variables() == environment  # settings passed down, the environment untouched
+    assert (tmp_path / "work" / "mlflow.db").exists()
+    assert (tmp_path / "work" / "driftloop.db").exists()
     summary = json.loads(out.read_text())
     assert summary["metric_name"] == "rmse"
     batches = summary["batches"]

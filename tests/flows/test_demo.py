@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -32,9 +33,21 @@ SMALL: dict[str, object] = {
 
 
 @pytest.fixture
-def demo_env(tmp_path: Path, mlflow_env: dict[str, str]) -> Path:
-    """The demo sets these variables itself; mlflow_env makes the test restore them."""
-    return tmp_path
+def demo_env(tmp_path: Path, mlflow_env: dict[str, str]) -> Iterator[Path]:
+    """The demo passes its settings down: it leaves the environment as it found it."""
+    before = _store_variables()
+    yield tmp_path
+    assert _store_variables() == before
+
+
+def _store_variables() -> dict[str, str]:
+    """The variables Settings reads its stores and Prefect server from."""
+    names = ("MLFLOW_TRACKING_URI", "DRIFTLOOP_ARTIFACT_ROOT", "DRIFTLOOP_DATABASE_URL")
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k in (*names, "DRIFTLOOP_WORKSPACE", "PREFECT_API_URL")
+    }
 
 
 def _demo(tmp_path: Path, scenario: str) -> list[Row]:

@@ -283,3 +283,18 @@ def test_retrain_outcomes_have_their_kind_and_severity(
 def test_a_deferred_retraining_is_no_outcome_to_alert() -> None:
     with pytest.raises(ValueError, match="deferred"):
         retrain_alert("m", "deferred", message="waits")
+
+
+def test_undelivered_names_every_sink_that_missed_the_alert() -> None:
+    from monitoring.alerts import DeliveryResult, undelivered
+
+    ok = DeliveryResult("http://a/hook", True, 1, 200)
+    missed = DeliveryResult("http://b/hook", False, 3, None, "ConnectError: refused")
+    assert undelivered([ok], what="the alert") is None
+    assert undelivered([], what="the alert") is None
+    error = undelivered([ok, missed], what="the alert of run r1")
+    assert error is not None and error.attempts == 3
+    assert str(error) == (
+        "the alert of run r1 was not delivered to 1 of 2 webhook(s) "
+        "(http://b/hook: ConnectError: refused)"
+    )

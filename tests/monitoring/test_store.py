@@ -391,3 +391,26 @@ def test_runs_keep_incidents_outcomes_and_realized_estimates(tmp_path) -> None:
     (error,) = runs.estimation_errors(engine, "m")
     assert error["error"] == pytest.approx(0.05)
     engine.dispose()
+
+
+# PRAGMA synchronous reports 1 for NORMAL, 2 for FULL, 3 for EXTRA
+@pytest.mark.parametrize(
+    ("synchronous", "pragma"), [(None, 1), ("NORMAL", 1), ("full", 2), ("EXTRA", 3)]
+)
+def test_make_engine_sets_the_sqlite_synchronous_mode_it_is_given(
+    tmp_path: Path, synchronous: str | None, pragma: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    options = {} if synchronous is None else {"synchronous": synchronous}
+    engine = store.make_engine(url, **options)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_make_engine_refuses_an_unknown_sqlite_synchronous_mode(tmp_path: Path) -> None:
+    with pytest.raises(store.StoreError, match="must be NORMAL, FULL or EXTRA, got 'OFF'"):
+        store.make_engine(f"sqlite:///{tmp_path / 'log.db'}", synchronous="OFF")

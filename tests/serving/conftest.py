@@ -257,6 +257,8 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    #: more command-line options, e.g. ["--workers", "2"]
+    options: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -274,6 +276,7 @@ class Server:
                 str(self.config),
                 "--port",
                 str(self.port),
+                *self.options,
             ],
             cwd=REPO,
             env=self.env,
