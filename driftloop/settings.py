@@ -49,7 +49,12 @@ class Settings(BaseSettings):
     mlflow_ui_url: str = Field(
         "http://127.0.0.1:5000",
         validation_alias="DRIFTLOOP_MLFLOW_UI_URL",
-        description="where people open the MLflow UI (used for links in Prefect artifacts)",
+        description="where people open the MLflow UI (links in Prefect artifacts and alerts)",
+    )
+    evidently_ui_url: str = Field(
+        "http://127.0.0.1:8001",
+        validation_alias="DRIFTLOOP_EVIDENTLY_UI_URL",
+        description="where people open the Evidently UI (links in alerts)",
     )
 
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(

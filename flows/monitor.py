@@ -40,7 +40,7 @@ from driftloop.config import ProjectConfig, load_config
 from driftloop.settings import Settings
 from flows.retry import transient
 from monitoring import incidents, runs, store
-from monitoring.alerts import Alert, DeliveryResult, deliver, undelivered
+from monitoring.alerts import Alert, DeliveryResult, alert_links, deliver, undelivered
 from monitoring.drift import ReferenceStats, compute_drift, reference_stats
 from monitoring.estimation import EstimationFacts, window_estimate
 from monitoring.performance import PerformanceResult, compute_performance, probability_matrix
@@ -122,6 +122,8 @@ class MonitorOutcome:
     estimation_error: float | None = None
     #: what became of the alert at each webhook (empty when none was sent)
     deliveries: tuple[DeliveryResult, ...] = ()
+    #: where a person looks next (monitoring.alerts.alert_links); sent with the alert
+    links: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         drift = self.result.drift
@@ -513,7 +515,7 @@ def publish(
     reference: pd.DataFrame,
     *,
     now: datetime,
-) -> Path | None:
+) -> Published | None:
     """Evidently snapshot in the workspace, HTML report and metrics in MLflow (the human views)."""
     result = outcome.result
     if result.drift is None:
@@ -547,7 +549,7 @@ def publish(
         timestamp=now,
         name=f"{config.model_name} v{outcome.version} {now:%Y-%m-%d %H:%M}",
     )
-    publish_run(
+    snapshot_ref = publish_run(
         settings.workspace,
         config.model_name,
         snapshot,
@@ -570,7 +572,7 @@ def publish(
         mlflow.start_run(
             experiment_id=experiment_id,
             run_name=f"monitor v{outcome.version} {now:%Y-%m-%d %H:%M}",
-        ),
+        ) as mlflow_run,
     ):
         mlflow.set_tags(
             {
@@ -602,7 +604,42 @@ def publish(
             timestamp=int(now.timestamp() * 1000),
         )
         mlflow.log_artifact(str(html), artifact_path="reports")
-    return html
+    return Published(
+        html,
+        (str(experiment_id), mlflow_run.info.run_id),
+        (str(snapshot_ref.project_id), str(snapshot_ref.id)),
+    )
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where a run's human views went: the HTML report, the MLflow monitoring run (experiment
+    id, run id) and the Evidently snapshot (project id, snapshot id)."""
+
+    html: Path
+    mlflow_run: tuple[str, str]
+    snapshot: tuple[str, str]
+
+
+def links_of(
+    outcome: MonitorOutcome,
+    config: ProjectConfig,
+    settings: Settings,
+    published: Published | None,
+    flow_run_id: str | None,
+) -> dict[str, str]:
+    """The alert's links for this run (pure)."""
+    return alert_links(
+        model_name=config.model_name,
+        version=outcome.version,
+        drift_run_id=outcome.run_id,
+        mlflow_ui_url=settings.mlflow_ui_url,
+        mlflow_run=published.mlflow_run if published else None,
+        evidently_ui_url=settings.evidently_ui_url,
+        snapshot=published.snapshot if published else None,
+        prefect_api_url=settings.prefect_api_url,
+        flow_run_id=flow_run_id,
+    )
 
 
 def send_alert(outcome: MonitorOutcome, config: ProjectConfig) -> list[DeliveryResult]:
@@ -619,7 +656,7 @@ def send_alert(outcome: MonitorOutcome, config: ProjectConfig) -> list[DeliveryR
         severity="critical" if step.event_severity == "critical" else "warning",
         title=f"{config.model_name} v{outcome.version}: incident {event}: {what}",
         message=outcome.alert.reason,
-        details=outcome.summary(),
+        details={**outcome.summary(), "links": dict(outcome.links)},
         condition_key=step.incident_id or "",
     )
     logger = get_run_logger()
@@ -728,12 +765,17 @@ def monitor_once(
         key=f"{config.model_name.lower().replace('_', '-')}-monitor",
         description="monitor verdict",
     )
+    published = None
     if publish_views and info is not None and reference is not None:
         try:
-            html = publish(outcome, config, settings, client, info, reference, now=now)
-            outcome = dataclasses.replace(outcome, report_path=html)
+            published = publish(outcome, config, settings, client, info, reference, now=now)
+            if published is not None:
+                outcome = dataclasses.replace(outcome, report_path=published.html)
         except Exception:  # the verdict is stored and acted on even when a view cannot be drawn
             logger.exception("publishing the Evidently report of run %s failed", outcome.run_id)
+    outcome = dataclasses.replace(
+        outcome, links=links_of(outcome, config, settings, published, current_flow_run_id())
+    )
     step = outcome.alert.step
     if (
         deliver_alerts
@@ -742,6 +784,14 @@ def monitor_once(
     ):
         outcome = dataclasses.replace(outcome, deliveries=tuple(send_alert(outcome, config)))
     return outcome
+
+
+def current_flow_run_id() -> str | None:
+    """The Prefect flow run this code runs in (None outside one)."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return str(run_id) if run_id else None
 
 
 #: Share of an earlier window's rows that must be labeled before its estimate is checked.

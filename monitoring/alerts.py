@@ -351,6 +351,38 @@ def retrain_alert(
     )
 
 
+def alert_links(
+    *,
+    model_name: str,
+    version: int | None,
+    drift_run_id: str,
+    mlflow_ui_url: str,
+    mlflow_run: tuple[str, str] | None = None,
+    evidently_ui_url: str | None = None,
+    snapshot: tuple[str, str] | None = None,
+    prefect_api_url: str | None = None,
+    flow_run_id: str | None = None,
+) -> dict[str, str]:
+    """The links a person opens from a monitor alert (pure): the model version and the monitor
+    run in MLflow (``mlflow_run`` = experiment id, run id), the run's Evidently snapshot
+    (``snapshot`` = project id, snapshot id), the Prefect flow run (its UI is the API URL
+    without ``/api``), and the ``drift_runs`` row by id. A link whose parts are unknown is left
+    out."""
+    mlflow = mlflow_ui_url.rstrip("/")
+    links = {"drift_run_id": drift_run_id}
+    if version is not None:
+        links["mlflow_model_version"] = f"{mlflow}/#/models/{model_name}/versions/{version}"
+    if mlflow_run is not None:
+        links["mlflow_run"] = f"{mlflow}/#/experiments/{mlflow_run[0]}/runs/{mlflow_run[1]}"
+    if evidently_ui_url and snapshot is not None:
+        base = evidently_ui_url.rstrip("/")
+        links["evidently_snapshot"] = f"{base}/projects/{snapshot[0]}/reports/{snapshot[1]}"
+    if prefect_api_url and flow_run_id:
+        ui = prefect_api_url.rstrip("/").removesuffix("/api")
+        links["prefect_flow_run"] = f"{ui}/runs/flow-run/{flow_run_id}"
+    return links
+
+
 def undelivered(results: Sequence[DeliveryResult], *, what: str) -> AlertError | None:
     """One error naming every sink that did not get the alert ``what`` (None when all did)."""
     missed = failed(results)

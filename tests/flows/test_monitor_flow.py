@@ -348,3 +348,49 @@ def test_delayed_labels_are_measured_on_the_versions_newest_labeled_rows(
     # the estimate judges the unlabeled window even though the measured figure exists
     assert "performance" in outcome.result.verdicts
     assert "estimated_performance" in outcome.result.verdicts
+
+
+def test_a_monitor_alert_carries_the_links_a_person_opens(
+    tmp_path: Path,
+    mlflow_env: dict[str, str],
+    small_employment: pd.DataFrame,
+    live: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Drift that hurts, delivered to a real webhook: the payload links the drift run, the
+    model version and the monitor run in MLflow, and the run's Evidently snapshot, each of
+    which exists."""
+    import json
+
+    from tests.monitoring.test_alerts import SECRET, Receiver
+
+    monkeypatch.setenv("DRIFTLOOP_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("DRIFTLOOP_EVIDENTLY_UI_URL", "http://127.0.0.1:8001")
+    with Receiver() as receiver:
+        config = write_config(
+            tmp_path,
+            small_employment,
+            monitoring={
+                **MONITORING,
+                "policy": {**MONITORING["policy"], "max_retrains_per_day": 0},
+            },
+            alerts={"webhooks": [receiver.url], "retries": 0},
+        )
+        train(config_path=str(config))
+        _serve(mlflow_env, apply_scenario(live, "broken-feature", start_fraction=0.0))
+        summary = monitor(config_path=str(config))
+        (payload,) = [json.loads(body) for _, _, body in receiver.requests]
+
+    links = payload["details"]["links"]
+    assert links["drift_run_id"] == summary["run_id"]
+    assert links["mlflow_model_version"].endswith("/#/models/employment/versions/1")
+    experiment, run_id = links["mlflow_run"].rsplit("/#/experiments/", 1)[1].split("/runs/")
+    client = MlflowClient(mlflow_env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(run_id)
+    assert run.info.experiment_id == experiment
+    assert run.data.tags["driftloop.drift_run_id"] == summary["run_id"]
+    snapshot = links["evidently_snapshot"].rsplit("/reports/", 1)[1]
+    assert links["evidently_snapshot"].startswith("http://127.0.0.1:8001/projects/")
+    assert snapshot in {
+        str(s) for s in list_snapshots(mlflow_env["DRIFTLOOP_WORKSPACE"], "employment")
+    }

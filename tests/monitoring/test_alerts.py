@@ -298,3 +298,30 @@ def test_undelivered_names_every_sink_that_missed_the_alert() -> None:
         "the alert of run r1 was not delivered to 1 of 2 webhook(s) "
         "(http://b/hook: ConnectError: refused)"
     )
+
+
+def test_alert_links_point_at_each_view_and_leave_out_the_unknown() -> None:
+    from monitoring.alerts import alert_links
+
+    links = alert_links(
+        model_name="employment",
+        version=3,
+        drift_run_id="r1",
+        mlflow_ui_url="http://mlflow:5000/",
+        mlflow_run=("7", "abc"),
+        evidently_ui_url="http://ev:8001",
+        snapshot=("p1", "s1"),
+        prefect_api_url="http://prefect:4200/api",
+        flow_run_id="f1",
+    )
+    assert links == {
+        "drift_run_id": "r1",
+        "mlflow_model_version": "http://mlflow:5000/#/models/employment/versions/3",
+        "mlflow_run": "http://mlflow:5000/#/experiments/7/runs/abc",
+        "evidently_snapshot": "http://ev:8001/projects/p1/reports/s1",
+        "prefect_flow_run": "http://prefect:4200/runs/flow-run/f1",
+    }
+    bare = alert_links(
+        model_name="m", version=None, drift_run_id="r2", mlflow_ui_url="http://mlflow:5000"
+    )
+    assert bare == {"drift_run_id": "r2"}
