@@ -460,10 +460,8 @@ def refresh_reason(
     """Why a follow-up retraining is due, or None (pure).
 
     Due once ``refresh_factor`` times as many labeled rows arrived since the champion's window
-    started as it learned from, and at least ``min_rows`` (half a monitor window: the gate
-    judges on at most half the rows since a change, so that many give the follow-up a fair
-    judgement, the same evidence a retry after a refused challenger waits for); never for a
-    follow-up itself or once tried.
+    started as it learned from, and at least ``min_rows`` (a monitor window: what a fair
+    judgement of the follow-up needs); never for a follow-up itself or once tried.
     """
     if refresh is None or refresh.done or policy.refresh_factor <= 0:
         return None
@@ -509,9 +507,7 @@ def should_retrain(
         return Decision(False, _not_enough(result))
     reason = _harm_reason(result, policy)
     if reason is None:
-        follow_up = refresh_reason(
-            refresh, policy, max_rows=max_live_rows, min_rows=max(1, window_rows // 2)
-        )
+        follow_up = refresh_reason(refresh, policy, max_rows=max_live_rows, min_rows=window_rows)
         if follow_up is None:
             return Decision(False, _no_harm(result, policy))
         reason = follow_up
