@@ -4,10 +4,8 @@ subprocess on real files and databases: exit code 2, exactly one stderr line sta
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,33 +19,15 @@ from monitoring import runs, store
 from serving.model import load_alias
 from tests.conftest import DATA
 from tests.flows.conftest import write_config
+from tests.flows.test_cli_errors import run as run_command
 
-DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
 #: A port nothing listens on: connections are refused at once.
 CLOSED = "127.0.0.1:1"
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """The command with its stores under ``cwd`` and a fresh Prefect home, ``env`` on top."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_"))
-    }
-    base.update(
-        {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
-            "DRIFTLOOP_ARTIFACT_ROOT": str(cwd / "mlruns"),
-            "DRIFTLOOP_DATABASE_URL": f"sqlite:///{cwd / 'driftloop.db'}",
-            "DRIFTLOOP_WORKSPACE": str(cwd / "workspace"),
-            "DRIFTLOOP_STATE_DIR": str(cwd / "state"),
-            "PREFECT_HOME": str(cwd / "prefect-home"),
-            **env,
-        }
-    )
-    return subprocess.run(
-        [DRIFTLOOP, *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=600
-    )
+    """The real command with its stores under ``cwd`` (tests.flows.test_cli_errors.run)."""
+    return run_command(args, cwd, timeout=600, **env)
 
 
 def error_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:

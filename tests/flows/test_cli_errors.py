@@ -18,7 +18,10 @@ from tests.flows.conftest import write_config
 DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
 
 
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, *, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The real command with its stores under ``cwd`` and a fresh Prefect home, ``env`` on top."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -29,6 +32,7 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
             "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
             "DRIFTLOOP_ARTIFACT_ROOT": str(cwd / "mlruns"),
             "DRIFTLOOP_DATABASE_URL": f"sqlite:///{cwd / 'driftloop.db'}",
+            "DRIFTLOOP_WORKSPACE": str(cwd / "workspace"),
             "DRIFTLOOP_STATE_DIR": str(cwd / "state"),
             # Prefect's ephemeral server keeps a database under PREFECT_HOME: a fresh one, not
             # whatever another Prefect version left in the home directory
@@ -37,7 +41,7 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         }
     )
     return subprocess.run(
-        [DRIFTLOOP, *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=300
+        [DRIFTLOOP, *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=timeout
     )
 
 
