@@ -118,6 +118,11 @@ def test_metrics_carry_the_monitor_run_and_every_series_the_rules_read(
         assert gauge("driftloop_feature_drifted", feature=feature) == float(drifted)
 
     read_by_rules = rule_series(RULES.read_text())
-    assert {"driftloop_drift_share", "driftloop_performance_drop"} <= read_by_rules
+    # the monitor alerts read these (DatasetDrift, ModelHarm, MonitorStale)
+    assert {
+        "driftloop_drift_share",
+        "driftloop_monitor_severity",
+        "driftloop_monitor_last_run_timestamp_seconds",
+    } <= read_by_rules
     missing = read_by_rules - exported_series(text)
     assert not missing, f"the alert rules read series /metrics does not export: {sorted(missing)}"
