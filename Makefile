@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/driftloop demo
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=40
 
 # Every benchmark prints a table against a peer measured in the same run (slow: 1-2 hours,
 # most of it Evidently in bench/detection.py; pass --evidently-trials 50 by hand for less).

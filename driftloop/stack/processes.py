@@ -101,11 +101,12 @@ def _reap(pid: int) -> None:
 
 
 def is_alive(record: ServiceRecord) -> bool:
-    """The recorded process is still running (and is the same process, not a reused pid)."""
-    start = _proc_start_time(record.pid)
-    if start is None:
+    """The recorded process is still running (and is the same process, not a reused pid). A
+    zombie, dead but not yet reaped by its parent, is not running."""
+    fields = _proc_stat_fields(record.pid)
+    if fields is None or fields[0] == "Z":
         return False
-    return record.proc_start is None or start == record.proc_start
+    return record.proc_start is None or int(fields[19]) == record.proc_start
 
 
 def spawn(
