@@ -129,7 +129,7 @@ def run_evidently(reference: pd.DataFrame, current: pd.DataFrame) -> dict:
 
 
 def run_driftloop(reference: pd.DataFrame, current: pd.DataFrame, mode: str) -> dict:
-    from monitoring.config import DriftConfig
+    from core.config_monitoring import DriftConfig
     from monitoring.drift import compute_drift, reference_stats
     from monitoring.quality import compute_quality
 

@@ -61,6 +61,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.spec import FeatureSpec  # noqa: E402
 from monitoring.estimation import (  # noqa: E402
     NoiseModel,
     cross_predict_losses,
@@ -75,7 +76,7 @@ from pipelines.calibration import (  # noqa: E402
     identity_calibrator,
 )
 from pipelines.evaluation import score_metric  # noqa: E402
-from pipelines.schema import FeatureSpec, prepare_features  # noqa: E402
+from pipelines.schema import prepare_features  # noqa: E402
 from pipelines.training import build_pipeline, split_holdout  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "employment"

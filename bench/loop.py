@@ -1,4 +1,4 @@
-"""The loop against baselines on generated drift of every kind (driftloop.synthetic).
+"""The loop against baselines on generated drift of every kind (pipelines.synthetic).
 
 For each scenario and label delay, one `driftloop backtest` replays a generated stream (5,000
 training rows, 24,000 live rows in batches of 1,000, the change at 40% of the live rows) with a
@@ -31,7 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from driftloop.synthetic import SCENARIOS, generate  # noqa: E402
+from pipelines.synthetic import SCENARIOS, generate  # noqa: E402
 
 TRAIN_ROWS, LIVE_ROWS, BATCH_ROWS, CHANGE = 5_000, 24_000, 1_000, 0.4
 CONCEPT = {"abrupt", "gradual", "recurring", "regression"}
@@ -46,7 +46,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 def run_stream(scenario: str, delay: int, *, seed: int, work: Path) -> dict[str, Any]:
     """One backtest of a generated stream, with the schedule baselines; its figures."""
-    from driftloop.config import load_config
+    from core.config import load_config
     from flows.backtest import backtest
 
     stream = generate(

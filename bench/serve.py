@@ -88,7 +88,7 @@ def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from driftloop.registry import log_model_version, model_spec_tag
+    from registry import log_model_version, model_spec_tag
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

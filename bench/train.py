@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from driftloop.config import load_config
+from core.config import load_config
 from pipelines.evaluation import evaluate
 from pipelines.schema import infer_features, prepare_features
 from pipelines.training import build_pipeline, train_model

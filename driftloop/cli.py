@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from driftloop.config import ProjectConfig
+    from core.config import ProjectConfig
     from monitoring.spool import SpoolStatus
     from monitoring.store import LogStatus
 
@@ -64,8 +64,8 @@ def route_logs(verbose: bool) -> None:
     _LOG.pop("path", None)
     if verbose or _VERBOSE.get("global", False):
         return
+    from core.settings import Settings
     from driftloop.logs import log_file, send_logs_to_file
-    from driftloop.settings import Settings
 
     # a bad DRIFTLOOP_* variable is one error line (Settings raises SettingsError)
     _LOG["path"] = run_or_exit(lambda: send_logs_to_file(log_file(Settings().state_dir)))
@@ -89,7 +89,7 @@ def run_or_exit(action: Callable[[], T], *, libraries_to_log: bool = False) -> T
     """
     from contextlib import nullcontext
 
-    from driftloop.errors import DriftloopError
+    from core.errors import DriftloopError
     from driftloop.logs import stderr_to
 
     quiet = stderr_to(_LOG["path"]) if libraries_to_log and "path" in _LOG else nullcontext()
@@ -120,8 +120,8 @@ def log_note() -> None:
 def ready_for_flows(config: Path) -> ProjectConfig:
     """The config, loaded, and the configured Prefect server, checked: before a flow starts, so
     a bad config or an unreachable server is one line, not a failure deep inside Prefect."""
-    from driftloop.config import load_config
-    from driftloop.settings import Settings
+    from core.config import load_config
+    from core.settings import Settings
     from flows.preflight import require_prefect_api
 
     project = load_config(config)
@@ -165,9 +165,9 @@ def promote(
 ) -> None:
     """Point the `champion` alias at a version (the server picks it up without restart)."""
     route_logs(verbose)
-    from driftloop import registry
-    from driftloop.config import load_config
-    from driftloop.settings import Settings
+    import registry
+    from core.config import load_config
+    from core.settings import Settings
 
     def body() -> None:
         cfg = load_config(config)
@@ -189,9 +189,9 @@ def rollback(
 ) -> None:
     """Move `champion` back to the previous champion."""
     route_logs(verbose)
-    from driftloop import registry
-    from driftloop.config import load_config
-    from driftloop.settings import Settings
+    import registry
+    from core.config import load_config
+    from core.settings import Settings
 
     def body() -> None:
         cfg = load_config(config)
@@ -209,9 +209,9 @@ def versions(
 ) -> None:
     """List the registered versions with their role, metric and trigger."""
     route_logs(verbose)
-    from driftloop import registry
-    from driftloop.config import load_config
-    from driftloop.settings import Settings
+    import registry
+    from core.config import load_config
+    from core.settings import Settings
 
     def body() -> None:
         cfg = load_config(config)
@@ -243,9 +243,9 @@ def verify(
 ) -> None:
     """Check every version's stored files (model and reference) against its integrity record."""
     route_logs(verbose)
-    from driftloop import registry
-    from driftloop.config import load_config
-    from driftloop.settings import Settings
+    import registry
+    from core.config import load_config
+    from core.settings import Settings
 
     def body() -> None:
         cfg = load_config(config)
@@ -451,9 +451,9 @@ def demo(
 ) -> None:
     """The whole loop on the shipped data: train, serve, traffic with drift, monitor, retrain, hot swap."""
     route_logs(verbose)
-    from driftloop.scenarios import SCENARIOS
-    from driftloop.settings import Settings
+    from core.settings import Settings
     from flows.preflight import require_prefect_api
+    from pipelines.scenarios import SCENARIOS
 
     if scenario not in SCENARIOS:
         fail(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -487,8 +487,8 @@ def stack(
     route_logs(verbose)
     import json as _json
 
+    from core.settings import Settings
     from driftloop import stack as stack_mod
-    from driftloop.settings import Settings
 
     root = root.resolve()
     if action == "up":
@@ -528,8 +528,8 @@ def log(
     route_logs(verbose)
     if action != "status":
         fail(f"unknown action {action!r}; use status")
-    from driftloop.config import load_config
-    from driftloop.settings import Settings
+    from core.config import load_config
+    from core.settings import Settings
     from monitoring import spool, store
 
     def body() -> None:
@@ -583,7 +583,7 @@ def ui(
 ) -> None:
     """Open the Evidently UI on the workspace (drift dashboards per model)."""
     route_logs(verbose)
-    from driftloop.settings import Settings
+    from core.settings import Settings
     from monitoring.workspace import serve_ui
 
     settings = Settings()

@@ -26,21 +26,23 @@ import pandas as pd
 from prefect import flow
 from threadpoolctl import threadpool_limits
 
-from driftloop import registry
-from driftloop.config import ProjectConfig
-from driftloop.errors import DriftloopError
-from driftloop.io import read_table
-from driftloop.settings import Settings
+import registry
+from core.config import ProjectConfig
+from core.errors import DriftloopError
+from core.settings import Settings
+from core.spec import FeatureSpec
 from flows.ingest import ingest_config
-from flows.monitor import VersionReference, monitor_once
-from flows.retrain import RetrainRefused, retrain_once, settings_for
+from flows.monitor import monitor_once
+from flows.retrain import retrain_once
 from flows.score import score_and_log
+from flows.sources import read_table
 from flows.train import train_and_gate
 from monitoring import store
 from monitoring.estimation import window_estimate
+from monitoring.verdict import VersionReference
 from pipelines.holdout import scores_of
-from pipelines.retraining import Rows, build_challenger
-from pipelines.schema import FeatureSpec, prepare_features
+from pipelines.retraining import RetrainRefused, Rows, build_challenger, retrain_settings
+from pipelines.schema import prepare_features
 from serving.model import ServedModel, load_alias, load_version
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -223,7 +225,7 @@ def retrain_on_schedule(
         task=config.task,
         metric=config.promotion.metric,
         classes=classes,
-        settings=settings_for(config),
+        settings=retrain_settings(config),
     )
     if challenger.pipeline is not None:
         schedule.pipeline = challenger.pipeline

@@ -28,9 +28,9 @@ import pandas as pd
 import yaml
 from prefect import flow
 
-from driftloop.config import ProjectConfig, parse_config
-from driftloop.errors import DriftloopError
-from driftloop.scenarios import apply_scenario
+from core.config import ProjectConfig, parse_config
+from core.errors import DriftloopError
+from pipelines.scenarios import apply_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "employment"
@@ -262,12 +262,13 @@ def run_demo(
     echo = echo or print
     from rich.progress import Progress
 
-    from driftloop import registry
-    from driftloop.settings import Settings
+    import registry
+    from core.settings import Settings
     from flows.ingest import ingest_config
     from flows.monitor import monitor_once
-    from flows.retrain import RetrainRefused, retrain_once
+    from flows.retrain import retrain_once
     from flows.train import train_and_gate
+    from pipelines.retraining import RetrainRefused
     from pipelines.schema import prepare_features
 
     if state.exists():
@@ -286,7 +287,7 @@ def run_demo(
     echo(f"    v{first.version}: {first.reason}")
     client = registry.make_client(settings.mlflow_tracking_uri)
     frozen = registry.load_model(client, config.model_name, first.version)
-    spec = registry.VersionInfo.from_version(
+    spec = registry.version_info(
         registry.get_version(client, config.model_name, first.version)
     ).spec
     traffic, truth, change_at = load_traffic(scenario, sample_every)

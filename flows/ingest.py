@@ -11,10 +11,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from driftloop.config import ProjectConfig, load_config
-from driftloop.io import read_source
+from core.config import ProjectConfig, load_config
+from core.spec import FeatureSpec
 from flows.retry import transient
-from pipelines.schema import FeatureSpec, infer_features
+from flows.sources import read_source
+from pipelines.schema import infer_features
 from pipelines.validation import ValidationReport, validate_training_data
 
 

@@ -14,7 +14,7 @@ from prefect import task
 from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 from monitoring.alerts import Alert
 
 

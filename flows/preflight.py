@@ -7,7 +7,7 @@ Prefect would fail deep inside the flow call, after its own connection retries.
 
 from __future__ import annotations
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 
 
 class PrefectUnreachableError(DriftloopError, ConnectionError):

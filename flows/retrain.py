@@ -12,7 +12,6 @@ the first training. What was tried and why it won is recorded on the new MLflow 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import numpy as np
@@ -21,67 +20,27 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from driftloop import registry
-from driftloop.config import ProjectConfig, load_config
-from driftloop.errors import DriftloopError
-from driftloop.settings import Settings
+import registry
+from core.config import ProjectConfig, load_config
+from core.settings import Settings
 from flows.notify import notify_blocks
+from flows.register import Candidate, TrainOutcome, gate
 from flows.retry import transient
-from flows.train import Candidate, TrainOutcome, gate
 from monitoring import runs, store
 from monitoring.alerts import Alert, AlertError, deliver, retrain_alert
 from monitoring.policy import FOLLOW_UP
 from pipelines.holdout import scores_of
-from pipelines.retraining import Challenger, RetrainSettings, Rows, build_challenger
-from pipelines.schema import FeatureSpec, prepare_features
-from pipelines.validation import usable_numbers
-
-
-class RetrainRefused(DriftloopError, RuntimeError):
-    """Retraining cannot start (no champion, too few labeled rows); the message says why."""
-
-
-class RetrainDeferred(RetrainRefused):
-    """Retraining waits for more labeled rows since a change it detected; not a refusal."""
-
-
-def settings_for(config: ProjectConfig) -> RetrainSettings:
-    retrain, window = config.monitoring.retrain, config.monitoring.window
-    return RetrainSettings(
-        data_policy=retrain.data_policy,
-        max_live_rows=retrain.max_live_rows,
-        include_reference=retrain.include_reference,
-        gate_rows=retrain.gate_rows,
-        window_rows=window.rows,
-    )
-
-
-def live_rows(labeled: pd.DataFrame, spec: FeatureSpec, target: str) -> tuple[Rows, pd.Series, int]:
-    """The usable labeled rows, oldest first, as model inputs; their times; how many were left
-    out because a number cannot be trained on (older logs may hold them)."""
-    usable = usable_numbers(labeled, spec.numeric)
-    kept = labeled.loc[usable].sort_values("ts", kind="stable").reset_index(drop=True)
-    rows = Rows(prepare_features(kept, spec).reset_index(drop=True), kept[target].to_numpy())
-    return rows, kept["ts"], int((~usable).sum())
-
-
-def _window_tag(challenger: Challenger, times: pd.Series, *, refresh: bool) -> str:
-    """The version tag that says what the challenger learned from (read back by the monitor for
-    the follow-up retraining after a change)."""
-    plan, window = challenger.plan, challenger.window
-    start = window.start if window is not None else 0
-    since_change = (
-        plan.change is not None and window is not None and window.start == plan.change.index
-    )
-    return json.dumps(
-        {
-            "window": window.name if window is not None else None,
-            "start": times.iloc[start].isoformat() if len(times) else None,
-            "live_rows": len(times) - start,
-            "since_change": since_change,
-            "refresh": refresh,
-        }
-    )
+from pipelines.retraining import (
+    Challenger,
+    RetrainDeferred,
+    RetrainRefused,
+    Rows,
+    build_challenger,
+    live_rows,
+    retrain_settings,
+    window_tag,
+)
+from pipelines.schema import prepare_features
 
 
 def window_candidate(
@@ -128,7 +87,7 @@ def window_candidate(
         ),
         alternatives=challenger.table(),
         source="inference log (labeled live rows)",
-        tags={"retrain_window": _window_tag(challenger, times, refresh=refresh)},
+        tags={"retrain_window": window_tag(challenger, times, refresh=refresh)},
     )
 
 
@@ -246,7 +205,7 @@ def _retrain(
         raise RetrainRefused(
             f"model {config.model_name!r} has no champion to retrain from; run `driftloop train` first"
         )
-    info = registry.VersionInfo.from_version(current)
+    info = registry.version_info(current)
     champion = registry.load_model(client, config.model_name, current.version)
     # the data the lineage was first trained on (a retrained champion's own snapshot holds live
     # rows that the candidates read from the log again)
@@ -273,7 +232,7 @@ def _retrain(
         task=config.task,
         metric=config.promotion.metric,
         classes=info.classes,
-        settings=settings_for(config),
+        settings=retrain_settings(config),
     )
     if challenger.deferred is not None:
         raise RetrainDeferred(f"retraining deferred: {challenger.deferred}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.errors import is_transient
+from core.errors import is_transient
 
 
 def transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -17,11 +17,11 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
-from driftloop import registry
-from driftloop.config import SqlSource, load_config
-from driftloop.io import read_source
-from driftloop.settings import Settings
+import registry
+from core.config import SqlSource, load_config
+from core.settings import Settings
 from flows.retry import transient
+from flows.sources import read_source
 from monitoring import store
 from pipelines.schema import prepare_features
 from serving.model import ServedModel, load_alias

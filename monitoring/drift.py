@@ -30,7 +30,8 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from monitoring.config import DriftConfig, DriftMethod
+from core.config_monitoring import DriftConfig, DriftMethod
+from core.errors import DriftloopError
 
 Kind = Literal["numeric", "categorical"]
 
@@ -55,7 +56,7 @@ _MIN_EXPECTED = 5.0
 _BLOCK = 1 << 18
 
 
-class DriftInputError(ValueError):
+class DriftInputError(DriftloopError, ValueError):
     """The frames or the method settings cannot be compared; the message names the columns."""
 
 

@@ -51,9 +51,11 @@ from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from core.errors import DriftloopError
 from core.metrics import METRICS, Kind, metric_info
+from core.spec import FeatureSpec
 from pipelines.calibration import Calibrator, class_positions
-from pipelines.schema import FeatureSpec, prepare_features
+from pipelines.schema import prepare_features
 from pipelines.training import NATIVE_SKOPS_TYPES, build_pipeline
 
 Target = Literal["residual", "metric"]
@@ -70,7 +72,7 @@ _UNBOUNDED = frozenset({"log_loss", "rmse", "mae"})
 _EPS = float(np.finfo(np.float64).eps)
 
 
-class EstimationInputError(ValueError):
+class EstimationInputError(DriftloopError, ValueError):
     """A metric that cannot be estimated for the model, or inputs that do not fit together."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.errors import DriftloopError
+
 #: Gauge name, help text, for every key of :attr:`MonitorGauges.values`.
 GAUGES: dict[str, tuple[str, str]] = {
     "drift_share": (
@@ -67,7 +69,7 @@ FEATURE_GAUGES: dict[str, tuple[str, str]] = {
 SEVERITY_VALUES = {"none": 0.0, "warning": 1.0, "critical": 2.0}
 
 
-class MetricsError(ValueError):
+class MetricsError(DriftloopError, ValueError):
     """The values handed in cannot be rendered as gauges; the message names them."""
 
 

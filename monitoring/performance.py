@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from core.errors import DriftloopError
 from pipelines.evaluation import multiclass_metrics, safe_metric
 
 Task = Literal["classification", "regression"]
@@ -35,7 +36,7 @@ REGRESSION_METRICS = ("rmse", "mae", "r2")
 _PROBABILITY_METRICS = frozenset({"roc_auc", "log_loss", "brier"})
 
 
-class PerformanceInputError(ValueError):
+class PerformanceInputError(DriftloopError, ValueError):
     """A metric does not fit the task, or the frames lack the columns it needs."""
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from core.config_monitoring import Check, PolicyConfig
 from monitoring import incidents
-from monitoring.config import Check, PolicyConfig
 from monitoring.drift import DriftResult, weighted_drift
 from monitoring.incidents import Incident, Severity
 from monitoring.performance import PerformanceResult

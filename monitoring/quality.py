@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from monitoring.config import QualityConfig
+from core.config_monitoring import QualityConfig
 from monitoring.drift import ReferenceStats, reference_stats
 
 IssueKind = Literal[

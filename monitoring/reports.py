@@ -38,6 +38,8 @@ from evidently.presets import (
     RegressionPreset,
 )
 
+from core.errors import DriftloopError
+
 Task = Literal["classification", "regression"]
 
 #: A sensible cap for report windows: Evidently computes everything in memory with pandas.
@@ -46,7 +48,7 @@ DEFAULT_MAX_ROWS = 50_000
 METRIC_PREFIX = "evidently:metric_v2:"
 
 
-class ReportError(ValueError):
+class ReportError(DriftloopError, ValueError):
     """The report cannot be built from these frames; the message names the columns or settings."""
 
 

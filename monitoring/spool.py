@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.engine import Engine
 
+from core.errors import DriftloopError
 from monitoring.store import WriteOutcome, dumps_record, loads_record, write_log
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,10 @@ REPLAY_CHUNK_ROWS = 2_000
 Sink = Callable[[list[dict[str, Any]]], WriteOutcome]
 
 
-class SpoolError(OSError):
+class SpoolError(DriftloopError, OSError):
     """The spool file cannot be written (disk full, permissions, ...)."""
+
+    transient = True
 
 
 def spool_directory(base: Path, database_url: str) -> Path:

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 
 INFERENCE_LOG = "inference_log"
 DEAD_LETTER = "inference_dead_letter"

@@ -26,7 +26,7 @@ from evidently.sdk.models import DashboardModel, DashboardPanelPlot, DashboardTa
 from evidently.sdk.panels import counter_panel, line_plot_panel
 from evidently.ui.workspace import Project, SnapshotRef, Workspace
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 from monitoring.reports import with_timestamp
 
 Task = Literal["classification", "regression"]

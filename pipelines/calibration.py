@@ -33,6 +33,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import StratifiedKFold
 
+from core.errors import DriftloopError
+
 Method = Literal["auto", "isotonic", "sigmoid", "identity"]
 #: The methods that fit a map.
 FITTED_METHODS = ("isotonic", "sigmoid")
@@ -43,7 +45,7 @@ EPS = 1e-15
 FORMAT_VERSION = 1
 
 
-class CalibrationError(ValueError):
+class CalibrationError(DriftloopError, ValueError):
     """Calibration cannot be fitted or loaded; the message names the rows, classes or keys."""
 
 

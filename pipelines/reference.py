@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from core.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
 
 
 def build_reference(

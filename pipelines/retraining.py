@@ -9,6 +9,7 @@ window's rule, refitted through the judged rows, is the challenger (:func:`refit
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from core.config import ProjectConfig
+from core.errors import DriftloopError
 from core.metrics import higher_is_better
+from core.spec import FeatureSpec
 from pipelines.evaluation import score_metric
+from pipelines.schema import prepare_features
+from pipelines.validation import usable_numbers
 from pipelines.windows import (
     ChangePoint,
     Window,
@@ -321,3 +327,51 @@ def build_challenger(
     window = next(w for w in plan.windows if w.name == winner.name)
     pipeline, learned = refit(champion, window, live=live, reference=reference)
     return Challenger(plan, tuple(candidates), winner, window, pipeline, learned, gate)
+
+
+class RetrainRefused(DriftloopError, RuntimeError):
+    """Retraining cannot start (no champion, too few labeled rows); the message says why."""
+
+
+class RetrainDeferred(RetrainRefused):
+    """Retraining waits for more labeled rows since a change it detected; not a refusal."""
+
+
+def retrain_settings(config: ProjectConfig) -> RetrainSettings:
+    """The config's `monitoring.retrain` and window size, as retraining takes them."""
+    retrain, window = config.monitoring.retrain, config.monitoring.window
+    return RetrainSettings(
+        data_policy=retrain.data_policy,
+        max_live_rows=retrain.max_live_rows,
+        include_reference=retrain.include_reference,
+        gate_rows=retrain.gate_rows,
+        window_rows=window.rows,
+    )
+
+
+def live_rows(labeled: pd.DataFrame, spec: FeatureSpec, target: str) -> tuple[Rows, pd.Series, int]:
+    """The usable labeled rows, oldest first, as model inputs; their times; how many were left
+    out because a number cannot be trained on (older logs may hold them)."""
+    usable = usable_numbers(labeled, spec.numeric)
+    kept = labeled.loc[usable].sort_values("ts", kind="stable").reset_index(drop=True)
+    rows = Rows(prepare_features(kept, spec).reset_index(drop=True), kept[target].to_numpy())
+    return rows, kept["ts"], int((~usable).sum())
+
+
+def window_tag(challenger: Challenger, times: pd.Series, *, refresh: bool) -> str:
+    """The version tag that says what the challenger learned from (read back by the monitor for
+    the follow-up retraining after a change)."""
+    plan, window = challenger.plan, challenger.window
+    start = window.start if window is not None else 0
+    since_change = (
+        plan.change is not None and window is not None and window.start == plan.change.index
+    )
+    return json.dumps(
+        {
+            "window": window.name if window is not None else None,
+            "start": times.iloc[start].isoformat() if len(times) else None,
+            "live_rows": len(times) - start,
+            "since_change": since_change,
+            "refresh": refresh,
+        }
+    )

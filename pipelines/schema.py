@@ -2,58 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.spec import FeatureSpec
 from pipelines.validation import DataValidationError, Problem, example_rows, numeric_failures
-
-#: Column holding the model's prediction in reference snapshots and inference logs.
-PREDICTION_COLUMN = "prediction"
-#: Column holding the predicted probability (positive class, or the top class for multiclass).
-PROBABILITY_COLUMN = "probability"
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """The model's feature columns, numeric first, in the order the model receives them."""
-
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        for name in ("numeric", "categorical"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise TypeError(
-                    f"FeatureSpec.{name} must be a sequence of column names, not a string"
-                )
-            object.__setattr__(self, name, tuple(str(c) for c in value))
-        seen: set[str] = set()
-        repeated = sorted({c for c in self.columns if c in seen or seen.add(c)})  # type: ignore[func-returns-value]
-        if repeated:
-            raise ValueError(
-                f"feature columns listed more than once (or as both kinds): {repeated}"
-            )
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """All feature columns: numeric then categorical."""
-        return self.numeric + self.categorical
-
-    def to_dict(self) -> dict[str, list[str]]:
-        """A JSON-able form."""
-        return {"numeric": list(self.numeric), "categorical": list(self.categorical)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Sequence[str]]) -> FeatureSpec:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            numeric=tuple(data.get("numeric", ())), categorical=tuple(data.get("categorical", ()))
-        )
 
 
 def _kind(dtype: Any) -> str | None:
@@ -214,6 +170,11 @@ def prepare_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     for column in spec.categorical:
         columns[column] = _as_categorical_strings(df[column])
     return pd.DataFrame(columns, index=df.index, columns=list(spec.columns))
+
+
+def split_xy(frame: pd.DataFrame, spec: FeatureSpec, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The model's typed inputs and the target, row for row (both indexed from 0)."""
+    return prepare_features(frame, spec), frame[target].reset_index(drop=True)
 
 
 def dataset_frame(X: pd.DataFrame, y: Any, target: str) -> pd.DataFrame:

@@ -34,10 +34,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from core.errors import DriftloopError
 from core.metrics import DEFAULT_METRIC, higher_is_better, names_for
-from driftloop.errors import DriftloopError
+from core.spec import FeatureSpec, families_for
 from pipelines.evaluation import score_metric
-from pipelines.schema import FeatureSpec
 from pipelines.validation import DataValidationError, Problem
 
 TASKS = ("classification", "regression")
@@ -119,12 +119,6 @@ def _check_task(task: str) -> None:
         raise ModelSpecError(f"task must be one of {list(TASKS)}, got {task!r}")
 
 
-def families_for(task: str) -> list[str]:
-    """The model families that can be trained for a task."""
-    _check_task(task)
-    return [name for name, tasks in FAMILIES.items() if task in tasks]
-
-
 def _estimator(family: str, task: str, seed: int) -> tuple[Any, str]:
     _check_task(task)
     if family not in FAMILIES:
@@ -178,6 +172,22 @@ def check_candidate(
     for key, values in [*((k, [v]) for k, v in fixed.items()), *grid.items()]:
         for value in values:
             _check_value(pipeline, key, value, family)
+
+
+def check_candidates(task: str, candidates: Sequence[Mapping[str, Any]]) -> None:
+    """:func:`check_candidate` for each of the config's ``model.candidates``, before any data is
+    read (loading the config only checks its shape: it never builds a model).
+
+    Raises:
+        ModelSpecError: naming the candidate's index, the family, the parameter and the value.
+    """
+    for index, candidate in enumerate(candidates):
+        try:
+            check_candidate(
+                task, str(candidate["family"]), candidate.get("params"), candidate.get("search")
+            )
+        except ModelSpecError as exc:
+            raise ModelSpecError(f"model.candidates[{index}]: {exc}") from None
 
 
 def _check_value(pipeline: Pipeline, key: str, value: Any, family: str) -> None:

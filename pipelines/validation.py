@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 
 if TYPE_CHECKING:
-    from pipelines.schema import FeatureSpec
+    from core.spec import FeatureSpec
 
 #: Example rows kept per problem.
 MAX_EXAMPLE_ROWS = 5

@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
-from driftloop.settings import Settings
-from serving.config import ServingConfig
+from core.config_serving import ServingConfig
+from core.settings import Settings
 from serving.gate import Gate
 from serving.openapi import complete_schema
 from serving.routes import add_routes

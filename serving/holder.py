@@ -9,7 +9,7 @@ import re
 import threading
 from typing import Any
 
-from driftloop.registry import CHAMPION, ModelNotFoundError, get_alias
+from registry import CHAMPION, ModelNotFoundError, get_alias
 from serving.model import ModelLoadError, ModelScoringError, ServedModel, load_version
 from serving.validation import clip
 

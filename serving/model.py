@@ -1,7 +1,7 @@
 """The served model: a registered scikit-learn Pipeline plus what driftloop recorded about it.
 
 Loads `models:/<name>@champion` (or a version) from the MLflow registry through
-`driftloop.registry`, the one MLflow adapter: it finds the version and its alias, reads the
+`registry`, the one MLflow adapter: it finds the version and its alias, reads the
 `driftloop.*` tags (task, target, feature lists, not-null features, classes) as a
 `registry.VersionInfo`, and verifies the stored files against the version's integrity record
 before anything is deserialized. Scores column-wise inputs without per-request DataFrame work
@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.registry import (
+from core.spec import FeatureSpec
+from registry import (
     CHAMPION,
     SPEC_TAG,
     ModelNotFoundError,
-    VersionInfo,
     get_alias,
     get_version,
     load_reference,
     load_verified_model,
+    version_info,
 )
-from pipelines.schema import FeatureSpec
 from serving.fastpath import (
     FastPipeline,
     UnsupportedPipeline,
@@ -46,7 +46,7 @@ logger = logging.getLogger("driftloop.serving")
 
 class ModelLoadError(ModelNotFoundError):
     """The alias is missing, or the version was not registered by driftloop (or its tags do not
-    match its pipeline): a :class:`driftloop.registry.ModelNotFoundError`, like a missing version
+    match its pipeline): a :class:`registry.ModelNotFoundError`, like a missing version
     or a version that fails its integrity check."""
 
 
@@ -308,7 +308,7 @@ def load_version(
     """
     mv = get_version(client, name, version)
     try:
-        info = VersionInfo.from_version(mv)
+        info = version_info(mv)
     except ModelNotFoundError as exc:
         raise ModelLoadError(f"{exc}; register it with `driftloop train`") from None
     verified = load_verified_model(client, name, info.version)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from serving.config import ServingConfig
+from core.config_serving import ServingConfig
 from serving.schemas import ErrorResponse, PredictResponse
 from serving.validation import InputSpec
 

@@ -19,8 +19,8 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.config_serving import ServingConfig
 from monitoring import store
-from serving.config import ServingConfig
 from serving.deadline import DeadlineExceeded
 from serving.gate import error_body
 from serving.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse

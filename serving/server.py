@@ -1,6 +1,6 @@
 """Run the inference service with uvicorn: `driftloop serve` calls :func:`run`.
 
-Settings come from one :class:`~driftloop.settings.Settings`, built here at the entry point.
+Settings come from one :class:`~core.settings.Settings`, built here at the entry point.
 With several workers, uvicorn starts each worker process by importing
 :func:`app_from_environment`; the one thing handed to them through the environment is the config
 path (``DRIFTLOOP_SERVE_CONFIG``, set by :func:`run`), because an import string is all uvicorn
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from serving.config import ServingConfig
+from core.config_serving import ServingConfig
 
 if TYPE_CHECKING:
-    from driftloop.settings import Settings
+    from core.settings import Settings
 
 #: The config path handed to uvicorn's worker processes (the only environment handoff).
 _CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
@@ -30,7 +30,7 @@ _CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
 
 def load_serving_config(config_path: str | Path) -> tuple[Any, ServingConfig]:
     """The project config and its `serving:` section (defaults when the section is absent)."""
-    from driftloop.config import load_config
+    from core.config import load_config
 
     project = load_config(config_path)
     return project, project.serving
@@ -40,7 +40,7 @@ def build_app(
     config_path: str | Path, *, settings: Settings | None = None, migrate: bool = True
 ) -> FastAPI:
     """The app for a config file; ``settings`` default to those of the environment."""
-    from driftloop.settings import Settings
+    from core.settings import Settings
     from serving.app import create_app
 
     project, serving = load_serving_config(config_path)
@@ -71,7 +71,7 @@ def run(
     log_level: str = "warning",
 ) -> None:
     """Serve the champion of the configured model until SIGINT/SIGTERM (then flush the log)."""
-    from driftloop.settings import Settings
+    from core.settings import Settings
     from monitoring.store import upgrade_database
 
     if workers < 1:

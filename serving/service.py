@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from driftloop.settings import Settings
+from core.config_serving import ServingConfig
+from core.settings import Settings
 from monitoring import store
 from monitoring.spool import Spool, spool_directory, spool_files
-from serving.config import ServingConfig
 from serving.deadline import BoundedCalls
 from serving.gate import AuthThrottle, GateLimits, error_body
 from serving.holder import ModelHolder

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from driftloop.settings import Settings
+from core.settings import Settings
 from driftloop.stack.alerting import AlertingOptions
 from driftloop.stack.lifecycle import stack_status, start_stack, stop_stack
 from driftloop.stack.processes import StackError

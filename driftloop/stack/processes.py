@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 
 #: Every service listens on loopback only.
 HOST = "127.0.0.1"

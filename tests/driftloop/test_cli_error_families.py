@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop import registry
-from driftloop.scenarios import apply_scenario
+import registry
 from flows.score import score_and_log
 from monitoring import runs, store
+from pipelines.scenarios import apply_scenario
 from serving.model import load_alias
 from tests.conftest import DATA
 from tests.flows.conftest import write_config

@@ -22,9 +22,9 @@ import pytest
 from mlflow import MlflowClient
 from prefect.client.schemas.objects import FlowRun, StateType
 
-from driftloop.scenarios import apply_scenario
 from driftloop.stack.processes import is_alive
 from monitoring import runs, store
+from pipelines.scenarios import apply_scenario
 from tests.e2e.harness import (
     REPO,
     Stack,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from driftloop.config import load_config
-from driftloop.synthetic import generate
+from core.config import load_config
 from flows.backtest import backtest, summary_lines
+from pipelines.synthetic import generate
 
 
 def replay(tmp_path: Path, scenario: str, *, compare_every: int | None = None) -> dict:

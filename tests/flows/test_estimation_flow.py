@@ -11,12 +11,12 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from driftloop import registry
-from driftloop.synthetic import generate
+import registry
 from flows.monitor import monitor
 from flows.score import score_and_log
 from flows.train import train
 from monitoring import runs, store
+from pipelines.synthetic import generate
 from serving.model import load_alias
 
 

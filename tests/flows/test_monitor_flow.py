@@ -13,15 +13,16 @@ from mlflow import MlflowClient
 from prefect import flow
 from sklearn.metrics import f1_score
 
-from driftloop import registry
-from driftloop.config import load_config
-from driftloop.scenarios import apply_scenario
-from driftloop.settings import Settings
-from flows.monitor import MonitorOutcome, VersionReference, evaluate_window, monitor, monitor_once
+import registry
+from core.config import load_config
+from core.settings import Settings
+from flows.monitor import monitor, monitor_once
 from flows.score import score_and_log
 from flows.train import train
 from monitoring import runs, store
+from monitoring.verdict import MonitorOutcome, VersionReference, evaluate_window
 from monitoring.workspace import list_snapshots
+from pipelines.scenarios import apply_scenario
 from serving.model import load_alias
 from tests.conftest import DATA
 from tests.flows.conftest import write_config

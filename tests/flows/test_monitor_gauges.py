@@ -12,12 +12,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftloop import registry
-from driftloop.scenarios import apply_scenario
+import registry
 from flows.monitor import monitor
 from flows.score import score_and_log
 from flows.train import train
 from monitoring import runs, store
+from pipelines.scenarios import apply_scenario
 from serving.model import load_alias
 from tests.conftest import DATA
 from tests.flows.conftest import write_config

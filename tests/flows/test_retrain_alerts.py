@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop import registry
-from driftloop.scenarios import apply_scenario
-from flows.retrain import RetrainRefused, retrain
+import registry
+from flows.retrain import retrain
 from flows.score import score_and_log
 from flows.train import train
 from monitoring import store
 from monitoring.alerts import EVENT_HEADER, verify
+from pipelines.retraining import RetrainRefused
+from pipelines.scenarios import apply_scenario
 from serving.model import load_alias
 from tests.conftest import DATA
 from tests.flows.conftest import write_config

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from driftloop import registry
+import registry
 from flows.train import train
 from tests.flows.conftest import write_config
 from tests.serving.conftest import Server, server_env

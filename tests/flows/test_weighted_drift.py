@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from driftloop import registry
+import registry
 from flows.monitor import monitor
 from flows.score import score_and_log
 from flows.train import train

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from monitoring.config import DriftConfig
+from core.config_monitoring import DriftConfig
 from monitoring.drift import (
     DriftInputError,
     compute_drift,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.config import DriftConfig
+from core.config_monitoring import DriftConfig
 from monitoring.drift import compute_drift
 
 NUM = ["a", "b", "e"]

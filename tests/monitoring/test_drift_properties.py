@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 
-from monitoring.config import DriftConfig
+from core.config_monitoring import DriftConfig
 from monitoring.drift import compute_drift, holm_adjust, ks_pvalue, ks_statistic, wasserstein
 
 METHODS = ["driftloop", "evidently", "psi", "kl_div", "jensenshannon"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from monitoring.config import PolicyConfig
+from core.config_monitoring import PolicyConfig
 from monitoring.performance import (
     PerformanceInputError,
     class_index,

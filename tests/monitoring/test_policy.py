@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitoring.config import PolicyConfig
+from core.config_monitoring import PolicyConfig
 from monitoring.drift import ColumnDrift, DriftResult
 from monitoring.incidents import Incident
 from monitoring.performance import PerformanceResult

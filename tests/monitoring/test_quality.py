@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.config import QualityConfig
+from core.config_monitoring import QualityConfig
 from monitoring.quality import compute_quality
 
 NUM = ["age"]

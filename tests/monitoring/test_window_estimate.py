@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.spec import FeatureSpec
 from monitoring.estimation import EstimationFacts, window_estimate
 from pipelines.calibration import fit_calibrator
-from pipelines.schema import FeatureSpec
 
 SPEC = FeatureSpec(numeric=("x",), categorical=())
 CLASSES = (0, 1, 2)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from pipelines.schema import FeatureSpec
+from core.spec import FeatureSpec
 
 SPEC = FeatureSpec(numeric=("age", "income"), categorical=("city", "plan"))
 

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN
 from pipelines.reference import build_reference
-from pipelines.schema import PREDICTION_COLUMN, PROBABILITY_COLUMN, prepare_features
+from pipelines.schema import prepare_features
 from pipelines.training import build_pipeline
 from tests.pipelines.conftest import SPEC, make_frame
 

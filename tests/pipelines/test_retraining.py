@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftloop.synthetic import CATEGORICAL, NUMERIC, generate
+from core.spec import FeatureSpec
 from pipelines.promotion import PromotionPolicy, paired_difference, should_promote
 from pipelines.retraining import Judge, Rows, best, fit_candidates, plan_retraining, refit
-from pipelines.schema import FeatureSpec, prepare_features
+from pipelines.schema import prepare_features
+from pipelines.synthetic import CATEGORICAL, NUMERIC, generate
 from pipelines.training import build_pipeline
 from pipelines.windows import row_losses
 

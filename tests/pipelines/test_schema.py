@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.schema import FeatureSpec, dataset_frame, infer_features, prepare_features
+from core.spec import FeatureSpec
+from pipelines.schema import dataset_frame, infer_features, prepare_features
 from pipelines.validation import DataValidationError
 from tests.pipelines.conftest import SPEC, make_frame
 

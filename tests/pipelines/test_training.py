@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,10 @@ import skops.io
 from sklearn.base import is_classifier, is_regressor
 from sklearn.pipeline import Pipeline
 
-from pipelines.schema import FeatureSpec, prepare_features
+from core import spec as core_spec
+from core.config import Family
+from core.spec import FeatureSpec
+from pipelines.schema import prepare_features
 from pipelines.training import (
     FAMILIES,
     NATIVE_SKOPS_TYPES,
@@ -99,6 +103,11 @@ def test_a_spec_with_only_one_kind_of_feature_builds() -> None:
         build_pipeline(
             FeatureSpec(numeric=(), categorical=()), task="classification", family="logistic"
         )
+
+
+def test_the_families_built_are_the_families_the_config_accepts() -> None:
+    assert {f: tuple(tasks) for f, tasks in FAMILIES.items()} == core_spec.FAMILY_TASKS
+    assert set(typing.get_args(Family)) == set(core_spec.FAMILY_TASKS)
 
 
 def test_families_for_each_task() -> None:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.schema import FeatureSpec, prepare_features
+from core.spec import FeatureSpec
+from pipelines.schema import prepare_features
 from pipelines.validation import (
     DataValidationError,
     Problem,

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop.registry import model_spec_tag
+from registry import model_spec_tag
 from serving.model import ServedModel, reference_columns
 from tests.conftest import DATA, REPO
 
@@ -118,8 +118,8 @@ def register(client: Any, experiment_id: str, family: str, X: pd.DataFrame, y: p
     import mlflow
     from mlflow.models import infer_signature
 
-    from driftloop.registry import log_model_version
     from pipelines.reference import build_reference
+    from registry import log_model_version
 
     pipeline = build_pipeline(family).fit(X, y)
     example = X.head(5)

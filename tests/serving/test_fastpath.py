@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
-from pipelines.schema import FeatureSpec
+from core.spec import FeatureSpec
 from pipelines.training import build_pipeline
 from serving.fastpath import TOLERANCE, compile_pipeline, probe_columns, verify
 from serving.model import reference_columns, with_fast_path

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from driftloop.registry import ModelIntegrityError
+from registry import ModelIntegrityError
 from serving.model import load_version
 from tests.conftest import (
     raise_a_coefficient,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pipelines.schema import FeatureSpec
+from core.spec import FeatureSpec
 from pipelines.training import build_pipeline
 from serving.microbatch import MicroBatcher
 from serving.model import with_fast_path

@@ -1,4 +1,4 @@
-"""The served model read through the one MLflow adapter (`driftloop.registry`): its feature spec,
+"""The served model read through the one MLflow adapter (`registry`): its feature spec,
 and load failures in the registry's error family with the messages users see."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from driftloop.registry import SPEC_TAG, ModelNotFoundError
-from pipelines.schema import FeatureSpec
+from core.spec import FeatureSpec
+from registry import SPEC_TAG, ModelNotFoundError
 from serving.model import ModelLoadError, load_alias, load_version
 from tests.serving.conftest import CATEGORICAL, MODEL, NUMERIC, Registry
 

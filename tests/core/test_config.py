@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.config import ConfigError, load_config, parse_config
+from core.config import ConfigError, load_config, parse_config
+from pipelines.training import ModelSpecError, check_candidates
 from tests.conftest import REPO
 
 MINIMAL = {"model_name": "m", "task": "classification", "target": "y", "data": {"train": "d.csv"}}
@@ -39,10 +40,6 @@ def test_defaults_fill_optional_sections() -> None:
         ({"features": {"numeric": ["a"], "categorical": ["a"]}}, "both numeric and categorical"),
         ({"promotion": {"metric": "rmse"}}, "does not fit task"),
         ({"features": {"numeric": ["y"]}}, "cannot also be features"),
-        (
-            {"model": {"candidates": [{"family": "logistic", "search": {"depth": [1]}}]}},
-            "model.candidates[0]: unknown parameter(s) ['depth']",
-        ),
         (
             {
                 "task": "regression",
@@ -95,3 +92,15 @@ def test_regression_gets_regression_defaults() -> None:
     assert config.promotion.metric == "rmse"
     assert [c.family for c in config.model.candidates] == ["linear", "hist_gradient_boosting"]
     assert not config.higher_is_better
+
+
+def test_loading_a_config_builds_no_model_and_its_parameters_are_checked_before_training() -> None:
+    """A parameter the family lacks passes the shape check of the config; training refuses it
+    first thing, naming the candidate, before any data is read."""
+    config = parse_config(
+        {**MINIMAL, "model": {"candidates": [{"family": "logistic", "search": {"depth": [1]}}]}}
+    )
+    with pytest.raises(
+        ModelSpecError, match=r"model.candidates\[0\]: unknown parameter\(s\) \['depth'\]"
+    ):
+        check_candidates(config.task, [c.model_dump() for c in config.model.candidates])

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 
 
 class SettingsError(DriftloopError, ValueError):

@@ -36,10 +36,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.utils.validation import MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
 
-from driftloop import integrity
-from driftloop.errors import DriftloopError
-from pipelines.schema import FeatureSpec
+from core.errors import DriftloopError
+from core.spec import FeatureSpec, VersionInfo
 from pipelines.training import TRUSTED_SKOPS_TYPES
+from registry import integrity
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -318,40 +318,25 @@ def read_model_spec(tags: Mapping[str, str]) -> dict[str, Any]:
     return {"not_null": [], "classes": [], **spec}
 
 
-@dataclass(frozen=True)
-class VersionInfo:
+def version_info(mv: ModelVersion) -> VersionInfo:
     """What driftloop recorded on a model version, read back from its tags."""
-
-    model_name: str
-    version: int
-    run_id: str
-    task: str
-    target: str
-    spec: FeatureSpec
-    not_null: tuple[str, ...]
-    classes: tuple[Any, ...]
-
-    @classmethod
-    def from_version(cls, mv: ModelVersion) -> VersionInfo:
-        try:
-            spec = read_model_spec(mv.tags)
-        except (KeyError, ValueError) as exc:
-            raise ModelNotFoundError(
-                f"model {mv.name!r} version {mv.version} was not registered by driftloop "
-                f"(tag problem: {exc})"
-            ) from None
-        return cls(
-            model_name=mv.name,
-            version=int(mv.version),
-            run_id=mv.run_id,
-            task=spec["task"],
-            target=spec["target"],
-            spec=FeatureSpec(
-                numeric=tuple(spec["numeric"]), categorical=tuple(spec["categorical"])
-            ),
-            not_null=tuple(spec["not_null"]),
-            classes=tuple(spec["classes"]),
-        )
+    try:
+        spec = read_model_spec(mv.tags)
+    except (KeyError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"model {mv.name!r} version {mv.version} was not registered by driftloop "
+            f"(tag problem: {exc})"
+        ) from None
+    return VersionInfo(
+        model_name=mv.name,
+        version=int(mv.version),
+        run_id=mv.run_id,
+        task=spec["task"],
+        target=spec["target"],
+        spec=FeatureSpec(numeric=tuple(spec["numeric"]), categorical=tuple(spec["categorical"])),
+        not_null=tuple(spec["not_null"]),
+        classes=tuple(spec["classes"]),
+    )
 
 
 # --------------------------------------------------------------------------- integrity

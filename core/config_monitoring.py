@@ -1,6 +1,6 @@
 """The `monitoring:` section of `driftloop.yaml`: windows, drift methods, checks and decisions.
 
-Every section forbids unknown keys and is frozen, like the rest of :mod:`driftloop.config`.
+Every section forbids unknown keys and is frozen, like the rest of :mod:`core.config`.
 The defaults are measured (``bench/detection.py``): at most 5% false alarms on no-drift windows
 of any size, and a 0.5 standard-deviation shift in one feature of ten caught at least 90% of the
 time from 1,000 rows.

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from driftloop.errors import DriftloopError
+from core.errors import DriftloopError
 
 Scenario = Literal["none", "gradual", "sudden", "broken-feature"]
 SCENARIOS: tuple[str, ...] = ("none", "gradual", "sudden", "broken-feature")

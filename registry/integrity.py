@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from core.errors import DriftloopError
+
 ALGORITHM = "sha256"
 #: The only serialization of the sklearn flavor driftloop loads (it refuses pickle/cloudpickle).
 SKOPS_FORMAT = "skops"
@@ -34,7 +36,7 @@ NOT_A_FILE = "not-a-regular-file"
 MLFLOW_WRITTEN = frozenset({"registered_model_meta"})
 
 
-class IntegrityProblem(ValueError):
+class IntegrityProblem(DriftloopError, ValueError):
     """A record, a file set or an MLmodel that fails a check; the message names what and where."""
 
 

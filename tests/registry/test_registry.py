@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.registry import rollback_target
+from registry import rollback_target
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ def test_rollback_target(history: list[int], current: int, expected: int | None)
 
 
 def test_model_spec_tag_round_trips_and_bad_tags_are_named() -> None:
-    from driftloop.registry import SPEC_TAG, model_spec_tag, read_model_spec
+    from registry import SPEC_TAG, model_spec_tag, read_model_spec
 
     tags = model_spec_tag(
         task="classification", target="y", numeric=["a"], categorical=["b"], classes=[0, 1]
@@ -41,7 +41,7 @@ def test_model_spec_tag_round_trips_and_bad_tags_are_named() -> None:
 
 
 def test_the_champion_a_version_replaced() -> None:
-    from driftloop.registry import replaced
+    from registry import replaced
 
     history = [{"version": 1}, {"version": 2}, {"version": 1}, {"version": 3}]
     assert replaced(history, 3) == 1  # the last time 3 became champion, 1 served
@@ -54,7 +54,7 @@ def test_the_champion_a_version_replaced() -> None:
 def test_make_client_sets_no_global_tracking_uri(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from driftloop.registry import make_client
+    from registry import make_client
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default.db'}")
     other = f"sqlite:///{tmp_path / 'other.db'}"
@@ -70,7 +70,7 @@ def test_tracked_points_the_fluent_api_at_a_store_and_restores_the_environment(
 
     import mlflow
 
-    from driftloop.registry import make_client, tracked
+    from registry import make_client, tracked
 
     default = f"sqlite:///{tmp_path / 'default.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", default)
@@ -89,7 +89,7 @@ def test_tracked_points_the_fluent_api_at_a_store_and_restores_the_environment(
 
 
 def test_log_run_metrics_adds_metrics_to_a_finished_run(tmp_path) -> None:
-    from driftloop.registry import log_run_metrics, make_client
+    from registry import log_run_metrics, make_client
 
     client = make_client(f"sqlite:///{tmp_path / 'm.db'}")
     experiment = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.errors import DriftloopError
-from driftloop.settings import Settings, SettingsError
+from core.errors import DriftloopError
+from core.settings import Settings, SettingsError
 
 
 @pytest.mark.parametrize(

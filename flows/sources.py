@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from driftloop.config import SqlSource
-from driftloop.errors import DriftloopError
+from core.config import SqlSource
+from core.errors import DriftloopError
 
 
 class DataSourceError(DriftloopError, ValueError):

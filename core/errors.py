@@ -21,3 +21,12 @@ class DriftloopError(Exception):
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the failed step may help: any unexpected error, or a transient one."""
     return exc.transient if isinstance(exc, DriftloopError) else True
+
+
+class AlertError(DriftloopError, RuntimeError):
+    """An alert could not be delivered; the message names the sink, the status and the fix."""
+
+    def __init__(self, message: str, *, attempts: int = 0, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status_code = status_code

@@ -18,8 +18,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from driftloop import integrity, registry
+import registry
 from driftloop.cli import app
+from registry import integrity
 from tests.conftest import (
     REPO,
     OpensMarker,

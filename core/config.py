@@ -15,12 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.config_alerts import AlertConfig
+from core.config_monitoring import MonitoringConfig
+from core.config_serving import ServingConfig
+from core.errors import DriftloopError
 from core.metrics import higher_is_better, names_for
-from driftloop.errors import DriftloopError
-from monitoring.alerts import AlertConfig
-from monitoring.config import MonitoringConfig
-from pipelines.training import ModelSpecError, check_candidate
-from serving.config import ServingConfig
+from core.spec import families_for
 
 Task = Literal["classification", "regression"]
 Family = Literal["logistic", "linear", "random_forest", "hist_gradient_boosting"]
@@ -203,10 +203,11 @@ class ProjectConfig(_Section):
         if clash:
             raise ValueError(f"target/id/time columns cannot also be features: {sorted(clash)}")
         for index, candidate in enumerate(self.model.candidates):
-            try:
-                check_candidate(self.task, candidate.family, candidate.params, candidate.search)
-            except ModelSpecError as exc:
-                raise ValueError(f"model.candidates[{index}]: {exc}") from None
+            if candidate.family not in families_for(self.task):
+                raise ValueError(
+                    f"model.candidates[{index}]: model family {candidate.family!r} does not fit "
+                    f"task {self.task!r}; choose one of {families_for(self.task)}"
+                )
         return self
 
     @property

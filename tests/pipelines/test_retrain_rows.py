@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from flows.retrain import live_rows
-from pipelines.schema import FeatureSpec
+from core.spec import FeatureSpec
+from pipelines.retraining import live_rows
 
 SPEC = FeatureSpec(numeric=("x",), categorical=("c",))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.scenarios import OLDER_KEPT, SCENARIOS, ScenarioError, apply_scenario
+from pipelines.scenarios import OLDER_KEPT, SCENARIOS, ScenarioError, apply_scenario
 
 
 def _live(n: int = 200) -> pd.DataFrame:

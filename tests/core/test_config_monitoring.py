@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from monitoring.config import DriftConfig, MonitoringConfig, PolicyConfig
+from core.config_monitoring import DriftConfig, MonitoringConfig, PolicyConfig
 
 
 def test_defaults_are_the_measured_ones() -> None:
