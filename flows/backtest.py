@@ -16,7 +16,7 @@ without a gate). :func:`summary_lines` prints them side by side around each dete
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,211 @@ def check_arguments(
     return load_inputs(config, live_path, labels_path)
 
 
+@dataclass
+class Replay:
+    """What the replay carries from batch to batch: the model serving now, the first model (the
+    never-retrained baseline), the reference rows, the fixed schedules, the loaded references and
+    the labels still on their way (request ids and values, oldest batch first)."""
+
+    client: Any
+    engine: Any
+    served: ServedModel
+    baseline: ServedModel
+    reference: Rows
+    schedules: list[Schedule]
+    references: dict[int, VersionReference] = field(default_factory=dict)
+    pending: list[tuple[list[str], list[Any]]] = field(default_factory=list)
+
+
+def first_champion(config: ProjectConfig, settings: Settings, live: pd.DataFrame) -> ServedModel:
+    """Train the initial champion on `data.train` and load it as the service would."""
+    client = registry.make_client(settings.mlflow_tracking_uri)
+    first = train_and_gate(
+        config, settings, ingested=ingest_config(config), lineage={"trigger": "backtest"}
+    )
+    if not first.promoted:
+        raise BacktestError(f"the initial model was not made champion: {first.reason}")
+    baseline = load_version(client, config.model_name, first.version)
+    check_features(config, baseline, live)
+    return baseline
+
+
+def reference_rows(client: Any, config: ProjectConfig, model: ServedModel) -> Rows:
+    """The version's training snapshot as model inputs and labels (the retraining reference)."""
+    snapshot = registry.load_reference(client, config.model_name, model.version)
+    return Rows(
+        prepare_features(snapshot, model.spec).reset_index(drop=True),
+        snapshot[config.target].to_numpy(),
+    )
+
+
+def arrived_labels(pending: list[tuple[list[str], list[Any]]], delay: int) -> dict[str, Any]:
+    """The labels of the batch ``delay`` batches old, once there are more batches waiting than
+    that (taken off ``pending``), without the missing ones."""
+    if len(pending) <= delay:
+        return {}
+    ids, values = pending.pop(0)
+    return {r: y for r, y in zip(ids, values, strict=True) if y == y and y is not None}
+
+
+def batch_record(
+    index: int, first_row: int, rows: int, outcome: Any, served: ServedModel
+) -> dict[str, Any]:
+    """The batch's line of the summary from the monitor's outcome (metrics are added after)."""
+    result, step = outcome.result, outcome.alert.step
+    return {
+        "index": index,
+        "first_row": first_row,
+        "rows": rows,
+        "status": result.status,
+        "drift_detected": result.status == "drift",
+        "drift_share": _clean(result.drift.drift_share) if result.drift else 0.0,
+        "drifted_features": list(result.drift.drifted_features) if result.drift else [],
+        "alert": outcome.alert.yes,
+        "retrained": False,
+        "promoted": False,
+        "champion_version": served.version,
+        "severity": result.severity,
+        "incident_event": step.event if step else None,
+        "event_severity": step.event_severity if step and step.event else None,
+    }
+
+
+def retrain_if_decided(
+    config: ProjectConfig, settings: Settings, replay: Replay, outcome: Any, record: dict[str, Any]
+) -> None:
+    """Run the retraining the monitor asked for, in-process; a promotion changes what serves."""
+    if not outcome.retrain.yes:
+        return
+    try:
+        result = retrain_once(
+            config,
+            settings,
+            drift_run_id=outcome.run_id,
+            reason=outcome.retrain.reason,
+            trigger="backtest",
+        )
+    except RetrainRefused as exc:
+        record["retrain_refused"] = str(exc)
+        return
+    record["retrained"] = True
+    record["promoted"] = bool(result["promoted"])
+    record["retrain_window"] = result["lineage"].get("window")
+    if result["promoted"]:
+        replay.served = load_alias(replay.client, config.model_name)
+
+
+def replay_batch(
+    config: ProjectConfig,
+    settings: Settings,
+    replay: Replay,
+    inputs: BacktestInputs,
+    *,
+    index: int,
+    n_batches: int,
+    batch_rows: int,
+    label_delay_batches: int,
+    batch_hours: float,
+    compare_every: int | None,
+) -> dict[str, Any]:
+    """One batch as production would see it: the champion scores and logs the rows, older labels
+    arrive, the monitor runs and may retrain; then each baseline is scored on the same rows."""
+    metric = config.promotion.metric
+    start = index * batch_rows
+    rows = inputs.live.iloc[start : start + batch_rows]
+    truth = inputs.labels.iloc[start : start + batch_rows].reset_index(drop=True)
+    now = EPOCH + timedelta(hours=batch_hours * (index + 1))
+    ids = [f"b{index}-{j}" for j in range(len(rows))]
+    served = replay.served
+    score_and_log(
+        served, rows, engine=replay.engine, ts=now - timedelta(minutes=1), request_ids=ids
+    )
+    replay.pending.append((ids, truth.tolist()))
+    store.record_labels(replay.engine, arrived_labels(replay.pending, label_delay_batches), at=now)
+    outcome = monitor_once(
+        config,
+        settings,
+        now=now,
+        triggered_by="backtest",
+        publish_views=index == n_batches - 1,
+        deliver_alerts=False,
+        references=replay.references,
+    )
+    served_metric, baseline_metric = batch_metrics(served, replay.baseline, rows, truth, metric)
+    record = batch_record(index, start, len(rows), outcome, served)
+    record.update(metric=_clean(served_metric), baseline_metric=_clean(baseline_metric))
+    scheduled = {
+        str(plan.every): _clean(
+            pipeline_metric(
+                plan.pipeline,
+                replay.baseline.spec,
+                rows,
+                truth,
+                metric=metric,
+                task=config.task,
+                classes=replay.baseline.classes,
+            )
+        )
+        for plan in replay.schedules
+    }
+    estimate, low, high = batch_estimate(
+        served, replay.references.get(served.version), rows, config.target
+    )
+    record.update(estimated_metric=estimate, estimated_low=low, estimated_high=high)
+    if compare_every:
+        record["scheduled_metric"] = scheduled[str(compare_every)]
+    if len(replay.schedules) > (1 if compare_every else 0):
+        record["schedule_metrics"] = scheduled
+    retrain_if_decided(config, settings, replay, outcome, record)
+    known_upto = max(0, (index + 1 - label_delay_batches) * batch_rows)
+    for plan in (p for p in replay.schedules if p.due(index)):
+        retrain_on_schedule(
+            plan,
+            config,
+            live=labeled_rows(inputs, replay.baseline.spec, known_upto),
+            reference=replay.reference,
+            classes=replay.baseline.classes,
+        )
+    return record
+
+
+def batch_line(record: dict[str, Any], n_batches: int, metric: str) -> str:
+    return (
+        f"batch {record['index'] + 1}/{n_batches}: {record['status']}, drift share {record['drift_share']}, "
+        f"v{record['champion_version']} {metric} {record['metric']} (baseline {record['baseline_metric']})"
+        + (", retrained" if record["retrained"] else "")
+        + (", promoted" if record["promoted"] else "")
+    )
+
+
+def backtest_summary(
+    batches: list[dict[str, Any]],
+    metric: str,
+    schedules: list[Schedule],
+    *,
+    compare_every: int | None,
+    more_schedules: tuple[int, ...],
+) -> dict[str, Any]:
+    """The SUMMARY.json document: every batch, the counts, and each detected change."""
+    summary: dict[str, Any] = {
+        "metric_name": metric,
+        "batches": batches,
+        "retrains": sum(b["retrained"] for b in batches),
+        "promotions": sum(b["promoted"] for b in batches),
+        "alerts": sum(b["alert"] for b in batches),
+        "alerts_by_severity": {
+            level: sum(b["alert"] and b["event_severity"] == level for b in batches)
+            for level in ("warning", "critical")
+        },
+        "changes": detected_changes(batches, metric),
+    }
+    if compare_every:
+        summary["schedule"] = {"every": schedules[0].every, "retrains": schedules[0].retrains}
+    if more_schedules:
+        summary["schedules"] = [{"every": p.every, "retrains": p.retrains} for p in schedules]
+    return summary
+
+
 # The parameters are driftloop's own typed objects, already validated by the caller.
 @flow(name="backtest", log_prints=True, validate_parameters=False)
 def backtest(
@@ -294,162 +499,51 @@ def backtest(
         workdir=workdir,
     )
     workdir.mkdir(parents=True, exist_ok=True)
-    metric = config.promotion.metric
     # every store under the work directory; the rest of the environment as it is. Retraining
-    # runs in this process (retrain_once below), whatever Prefect server is configured.
+    # runs in this process (retrain_if_decided), whatever Prefect server is configured.
     settings = Settings(**state_environment(workdir))
+    n_batches = (len(inputs.live) + batch_rows - 1) // batch_rows
     with threadpool_limits(BACKTEST_THREADS):
+        baseline = first_champion(config, settings, inputs.live)
         client = registry.make_client(settings.mlflow_tracking_uri)
-        first = train_and_gate(
-            config, settings, ingested=ingest_config(config), lineage={"trigger": "backtest"}
-        )
-        if not first.promoted:
-            raise BacktestError(f"the initial model was not made champion: {first.reason}")
-        baseline = load_version(client, config.model_name, first.version)
-        check_features(config, baseline, inputs.live)
-        spec = baseline.spec
-        snapshot = registry.load_reference(client, config.model_name, first.version)
-        reference = Rows(
-            prepare_features(snapshot, spec).reset_index(drop=True),
-            snapshot[config.target].to_numpy(),
-        )
         everies = ([compare_every] if compare_every else []) + list(more_schedules)
-        schedules = [Schedule(k, baseline.pipeline) for k in everies]
-        schedule = schedules[0] if compare_every else None
         store.upgrade_database(settings.database_url)
-        engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
-        served = baseline
-        references: dict[int, VersionReference] = {}
-        batches: list[dict[str, Any]] = []
-        pending: list[tuple[list[str], list[Any]]] = []
-        n_batches = (len(inputs.live) + batch_rows - 1) // batch_rows
+        replay = Replay(
+            client=client,
+            engine=store.make_engine(
+                settings.database_url, synchronous=settings.sqlite_synchronous
+            ),
+            served=baseline,
+            baseline=baseline,
+            reference=reference_rows(client, config, baseline),
+            schedules=[Schedule(k, baseline.pipeline) for k in everies],
+        )
+        batches = []
         try:
             for index in range(n_batches):
-                start = index * batch_rows
-                rows = inputs.live.iloc[start : start + batch_rows]
-                truth = inputs.labels.iloc[start : start + batch_rows].reset_index(drop=True)
-                now = EPOCH + timedelta(hours=batch_hours * (index + 1))
-                ids = [f"b{index}-{j}" for j in range(len(rows))]
-                score_and_log(
-                    served, rows, engine=engine, ts=now - timedelta(minutes=1), request_ids=ids
-                )
-                pending.append((ids, truth.tolist()))
-                if len(pending) > label_delay_batches:
-                    arrived_ids, arrived = pending.pop(0)
-                    known = {
-                        r: y
-                        for r, y in zip(arrived_ids, arrived, strict=True)
-                        if y == y and y is not None
-                    }
-                    store.record_labels(engine, known, at=now)
-                outcome = monitor_once(
+                record = replay_batch(
                     config,
                     settings,
-                    now=now,
-                    triggered_by="backtest",
-                    publish_views=index == n_batches - 1,
-                    deliver_alerts=False,
-                    references=references,
+                    replay,
+                    inputs,
+                    index=index,
+                    n_batches=n_batches,
+                    batch_rows=batch_rows,
+                    label_delay_batches=label_delay_batches,
+                    batch_hours=batch_hours,
+                    compare_every=compare_every,
                 )
-                served_metric, baseline_metric = batch_metrics(
-                    served, baseline, rows, truth, metric
-                )
-                step = outcome.alert.step
-                record = {
-                    "index": index,
-                    "first_row": start,
-                    "rows": len(rows),
-                    "status": outcome.result.status,
-                    "drift_detected": outcome.result.status == "drift",
-                    "drift_share": _clean(outcome.result.drift.drift_share)
-                    if outcome.result.drift
-                    else 0.0,
-                    "drifted_features": list(outcome.result.drift.drifted_features)
-                    if outcome.result.drift
-                    else [],
-                    "alert": outcome.alert.yes,
-                    "retrained": False,
-                    "promoted": False,
-                    "champion_version": served.version,
-                    "metric": _clean(served_metric),
-                    "baseline_metric": _clean(baseline_metric),
-                    "severity": outcome.result.severity,
-                    "incident_event": step.event if step else None,
-                    "event_severity": step.event_severity if step and step.event else None,
-                }
-                scheduled = {
-                    str(plan.every): _clean(
-                        pipeline_metric(
-                            plan.pipeline,
-                            spec,
-                            rows,
-                            truth,
-                            metric=metric,
-                            task=config.task,
-                            classes=baseline.classes,
-                        )
-                    )
-                    for plan in schedules
-                }
-                estimate, low, high = batch_estimate(
-                    served, references.get(served.version), rows, config.target
-                )
-                record.update(estimated_metric=estimate, estimated_low=low, estimated_high=high)
-                if schedule is not None:
-                    record["scheduled_metric"] = scheduled[str(schedule.every)]
-                if more_schedules:
-                    record["schedule_metrics"] = scheduled
-                if outcome.retrain.yes:
-                    try:
-                        result = retrain_once(
-                            config,
-                            settings,
-                            drift_run_id=outcome.run_id,
-                            reason=outcome.retrain.reason,
-                            trigger="backtest",
-                        )
-                        record["retrained"] = True
-                        record["promoted"] = bool(result["promoted"])
-                        record["retrain_window"] = result["lineage"].get("window")
-                        if result["promoted"]:
-                            served = load_alias(client, config.model_name)
-                    except RetrainRefused as exc:
-                        record["retrain_refused"] = str(exc)
-                known_upto = max(0, (index + 1 - label_delay_batches) * batch_rows)
-                for plan in (p for p in schedules if p.due(index)):
-                    retrain_on_schedule(
-                        plan,
-                        config,
-                        live=labeled_rows(inputs, spec, known_upto),
-                        reference=reference,
-                        classes=baseline.classes,
-                    )
                 batches.append(record)
-                print(
-                    f"batch {index + 1}/{n_batches}: {record['status']}, drift share {record['drift_share']}, "
-                    f"v{record['champion_version']} {metric} {record['metric']} (baseline {record['baseline_metric']})"
-                    + (", retrained" if record["retrained"] else "")
-                    + (", promoted" if record["promoted"] else "")
-                )
+                print(batch_line(record, n_batches, config.promotion.metric))
         finally:
-            engine.dispose()
-    summary: dict[str, Any] = {
-        "metric_name": metric,
-        "batches": batches,
-        "retrains": sum(b["retrained"] for b in batches),
-        "promotions": sum(b["promoted"] for b in batches),
-        "alerts": sum(b["alert"] for b in batches),
-        "alerts_by_severity": {
-            level: sum(b["alert"] and b["event_severity"] == level for b in batches)
-            for level in ("warning", "critical")
-        },
-        "changes": detected_changes(batches, metric),
-    }
-    if schedule is not None:
-        summary["schedule"] = {"every": schedule.every, "retrains": schedule.retrains}
-    if more_schedules:
-        summary["schedules"] = [{"every": p.every, "retrains": p.retrains} for p in schedules]
-    return summary
+            replay.engine.dispose()
+    return backtest_summary(
+        batches,
+        config.promotion.metric,
+        replay.schedules,
+        compare_every=compare_every,
+        more_schedules=more_schedules,
+    )
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -246,6 +246,106 @@ def accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(pred == truth)) if len(truth) else float("nan")
 
 
+def send_chunk(
+    http: httpx.Client, chunk: pd.DataFrame, features: list[str], start: int
+) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """POST one request of rows; its request ids, and (position, prediction, version) per row."""
+    response = http.post("/predict", json={"records": records(chunk, features)})
+    if response.status_code != 200:
+        raise DemoError(f"/predict answered {response.status_code}: {response.text[:500]}")
+    body = response.json()
+    ids = [p["request_id"] for p in body["predictions"]]
+    served = [
+        (start + offset, int(p["prediction"]), body["model_version"])
+        for offset, p in enumerate(body["predictions"])
+    ]
+    return ids, served
+
+
+def post_arrived_labels(http: httpx.Client, pending: list[tuple[list[str], list[int]]]) -> None:
+    """The labels of the request LABEL_DELAY_REQUESTS requests old arrive through /feedback."""
+    if len(pending) <= LABEL_DELAY_REQUESTS:
+        return
+    ids, values = pending.pop(0)
+    labels = [{"request_id": r, "label": y} for r, y in zip(ids, values, strict=True)]
+    http.post("/feedback", json={"labels": labels}).raise_for_status()
+
+
+def retrain_and_reload(
+    config: ProjectConfig,
+    settings: Any,
+    outcome: Any,
+    http: httpx.Client,
+    *,
+    window_no: int,
+    say: Callable[..., None],
+) -> None:
+    """Run the retraining the monitor asked for; a promoted version is loaded by the server."""
+    from flows.retrain import retrain_once
+    from pipelines.retraining import RetrainRefused
+
+    line = {"no_wrap": True, "overflow": "ellipsis", "markup": False}
+    try:
+        result = retrain_once(
+            config,
+            settings,
+            drift_run_id=outcome.run_id,
+            reason=outcome.retrain.reason,
+            trigger="demo",
+        )
+    except RetrainRefused as exc:
+        say(f"window {window_no}: retraining refused: {exc}", **line)
+        return
+    verdict = "PROMOTED" if result["promoted"] else "refused"
+    say(
+        f"window {window_no}: retrained ({headline(outcome.retrain.reason)})"
+        f" -> v{result['version']} {verdict}: {headline(result['reason'])}",
+        **line,
+    )
+    if result["promoted"]:
+        http.post("/reload").raise_for_status()
+
+
+def window_row(
+    outcome: Any,
+    *,
+    window_no: int,
+    rows_sent: int,
+    served: list[tuple[int, int, int]],
+    truth: pd.Series,
+    frozen_accuracy: float,
+) -> Row:
+    """The timeline's line for one monitor window (pure)."""
+    positions = np.array([s[0] for s in served])
+    drift = outcome.result.drift
+    return Row(
+        window=window_no,
+        rows_sent=rows_sent,
+        window_rows=outcome.result.window_rows,
+        status=outcome.result.status,
+        drift_share=drift.drift_share if drift else None,
+        drifted=", ".join(drift.drifted_features) if drift else "",
+        alert=outcome.alert.yes,
+        retrain=outcome.retrain.yes,
+        champion=max(s[2] for s in served),
+        serving_accuracy=accuracy(
+            np.array([s[1] for s in served]), truth.iloc[positions].to_numpy()
+        ),
+        frozen_accuracy=frozen_accuracy,
+    )
+
+
+def browse_lines(state: Path) -> list[str]:
+    """How to open the three UIs on what the demo left under ``state``."""
+    rel = os.path.relpath(state, Path.cwd())
+    return [
+        "\nBrowse what happened:",
+        f"  MLflow (models, versions, aliases, lineage):  .venv/bin/mlflow ui --backend-store-uri sqlite:///{rel}/mlflow.db --port 5000   -> http://127.0.0.1:5000/#/models/employment",
+        f"  Evidently (drift dashboards):                  DRIFTLOOP_WORKSPACE={rel}/evidently-workspace .venv/bin/driftloop ui --port 8001   -> http://127.0.0.1:8001",
+        "  Prefect (flow runs, artifacts):                .venv/bin/prefect server start   -> http://127.0.0.1:4200/runs",
+    ]
+
+
 @flow(name="demo", validate_parameters=False)
 def run_demo(
     scenario: str,
@@ -266,16 +366,14 @@ def run_demo(
     from core.settings import Settings
     from flows.ingest import ingest_config
     from flows.monitor import monitor_once
-    from flows.retrain import retrain_once
     from flows.train import train_and_gate
-    from pipelines.retraining import RetrainRefused
     from pipelines.schema import prepare_features
 
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
     # every store under the state directory, for this process and the inference server's;
-    # retraining runs in this process (retrain_once below), whatever Prefect server is configured
+    # retraining runs in this process (retrain_and_reload), whatever Prefect server is configured
     env = demo_env(state)
     settings = Settings(**env)
     config, config_path = demo_config(state, overrides)
@@ -310,84 +408,42 @@ def run_demo(
             bar = progress.add_task("traffic", total=len(traffic))
             for start in range(0, len(traffic), REQUEST_ROWS):
                 chunk = traffic.iloc[start : start + REQUEST_ROWS]
-                response = http.post("/predict", json={"records": records(chunk, features)})
-                if response.status_code != 200:
-                    raise DemoError(
-                        f"/predict answered {response.status_code}: {response.text[:500]}"
-                    )
-                body = response.json()
-                ids = [p["request_id"] for p in body["predictions"]]
-                for offset, p in enumerate(body["predictions"]):
-                    served.append((start + offset, int(p["prediction"]), body["model_version"]))
+                ids, answered = send_chunk(http, chunk, features, start)
+                served += answered
                 pending.append((ids, truth.iloc[start : start + REQUEST_ROWS].astype(int).tolist()))
-                if len(pending) > LABEL_DELAY_REQUESTS:
-                    done_ids, done_labels = pending.pop(0)
-                    labels = [
-                        {"request_id": r, "label": y}
-                        for r, y in zip(done_ids, done_labels, strict=True)
-                    ]
-                    http.post("/feedback", json={"labels": labels}).raise_for_status()
+                post_arrived_labels(http, pending)
                 progress.advance(bar, len(chunk))
                 since_monitor += len(chunk)
-                if since_monitor >= monitor_every or start + REQUEST_ROWS >= len(traffic):
-                    since_monitor = 0
-                    outcome = monitor_once(config, settings, triggered_by="demo")
-                    positions = np.array([s[0] for s in served])
-                    window = traffic.iloc[positions]
-                    serving_acc = accuracy(
-                        np.array([s[1] for s in served]), truth.iloc[positions].to_numpy()
+                if since_monitor < monitor_every and start + REQUEST_ROWS < len(traffic):
+                    continue
+                since_monitor = 0
+                outcome = monitor_once(config, settings, triggered_by="demo")
+                positions = np.array([s[0] for s in served])
+                frozen_pred = frozen.predict(prepare_features(traffic.iloc[positions], spec))
+                row = window_row(
+                    outcome,
+                    window_no=len(rows) + 1,
+                    rows_sent=start + len(chunk),
+                    served=served,
+                    truth=truth,
+                    frozen_accuracy=accuracy(
+                        np.asarray(frozen_pred), truth.iloc[positions].to_numpy()
+                    ),
+                )
+                served = []
+                if outcome.retrain.yes:
+                    retrain_and_reload(
+                        config,
+                        settings,
+                        outcome,
+                        http,
+                        window_no=row.window,
+                        say=progress.console.print,
                     )
-                    frozen_pred = frozen.predict(prepare_features(window, spec))
-                    frozen_acc = accuracy(np.asarray(frozen_pred), truth.iloc[positions].to_numpy())
-                    champion_version = max(s[2] for s in served)
-                    served = []
-                    if outcome.retrain.yes:
-                        say = progress.console.print
-                        window_no = len(rows) + 1
-                        try:
-                            result = retrain_once(
-                                config,
-                                settings,
-                                drift_run_id=outcome.run_id,
-                                reason=outcome.retrain.reason,
-                                trigger="demo",
-                            )
-                            verdict = "PROMOTED" if result["promoted"] else "refused"
-                            say(
-                                f"window {window_no}: retrained ({headline(outcome.retrain.reason)})"
-                                f" -> v{result['version']} {verdict}: {headline(result['reason'])}",
-                                no_wrap=True,
-                                overflow="ellipsis",
-                                markup=False,
-                            )
-                            if result["promoted"]:
-                                http.post("/reload").raise_for_status()
-                        except RetrainRefused as exc:
-                            say(
-                                f"window {window_no}: retraining refused: {exc}",
-                                no_wrap=True,
-                                overflow="ellipsis",
-                                markup=False,
-                            )
-                    drift = outcome.result.drift
-                    rows.append(
-                        Row(
-                            window=len(rows) + 1,
-                            rows_sent=start + len(chunk),
-                            window_rows=outcome.result.window_rows,
-                            status=outcome.result.status,
-                            drift_share=drift.drift_share if drift else None,
-                            drifted=", ".join(drift.drifted_features) if drift else "",
-                            alert=outcome.alert.yes,
-                            retrain=outcome.retrain.yes,
-                            champion=champion_version,
-                            serving_accuracy=serving_acc,
-                            frozen_accuracy=frozen_acc,
-                        )
-                    )
-                    if outcome.report_path:
-                        out_dir.mkdir(parents=True, exist_ok=True)
-                        shutil.copy(outcome.report_path, out_dir / "latest_drift_report.html")
+                rows.append(row)
+                if outcome.report_path:
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(outcome.report_path, out_dir / "latest_drift_report.html")
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_timeline(rows, out_dir / "timeline.png", scenario, change_at)
     pd.DataFrame([r.__dict__ for r in rows]).to_csv(out_dir / "timeline.csv", index=False)
@@ -400,15 +456,6 @@ def run_demo(
         f"{sum(r.retrain for r in rows)} retraining(s). Report: {out_dir}/timeline.png, "
         f"{out_dir}/latest_drift_report.html"
     )
-    rel = os.path.relpath(state, Path.cwd())
-    echo("\nBrowse what happened:")
-    echo(
-        f"  MLflow (models, versions, aliases, lineage):  .venv/bin/mlflow ui --backend-store-uri sqlite:///{rel}/mlflow.db --port 5000   -> http://127.0.0.1:5000/#/models/employment"
-    )
-    echo(
-        f"  Evidently (drift dashboards):                  DRIFTLOOP_WORKSPACE={rel}/evidently-workspace .venv/bin/driftloop ui --port 8001   -> http://127.0.0.1:8001"
-    )
-    echo(
-        "  Prefect (flow runs, artifacts):                .venv/bin/prefect server start   -> http://127.0.0.1:4200/runs"
-    )
+    for line in browse_lines(state):
+        echo(line)
     return rows
