@@ -111,3 +111,15 @@ def _describe(exc: ValidationError) -> str:
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def local_state_environment(directory: Path, *, workspace: str = "workspace") -> dict[str, str]:
+    """The settings, by their variable names, that put every store under ``directory``: the
+    MLflow registry and artifacts, the inference log and the Evidently workspace (``workspace``
+    names its folder). For runs on fresh state: the demo and the backtest."""
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{directory / 'mlflow.db'}",
+        "DRIFTLOOP_ARTIFACT_ROOT": str(directory / "mlruns"),
+        "DRIFTLOOP_DATABASE_URL": f"sqlite:///{directory / 'driftloop.db'}",
+        "DRIFTLOOP_WORKSPACE": str(directory / workspace),
+    }

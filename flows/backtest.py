@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 import registry
 from core.config import ProjectConfig
 from core.errors import DriftloopError
-from core.settings import Settings
+from core.settings import Settings, local_state_environment
 from core.spec import FeatureSpec
 from flows.ingest import ingest_config
 from flows.monitor import monitor_once
@@ -230,16 +230,6 @@ def retrain_on_schedule(
     if challenger.pipeline is not None:
         schedule.pipeline = challenger.pipeline
         schedule.retrains += 1
-
-
-def state_environment(workdir: Path) -> dict[str, str]:
-    """The settings (by their variable names) that put every store under the work directory."""
-    return {
-        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-        "DRIFTLOOP_ARTIFACT_ROOT": str(workdir / "mlruns"),
-        "DRIFTLOOP_DATABASE_URL": f"sqlite:///{workdir / 'driftloop.db'}",
-        "DRIFTLOOP_WORKSPACE": str(workdir / "workspace"),
-    }
 
 
 def _clean(value: float) -> float | None:
@@ -501,7 +491,7 @@ def backtest(
     workdir.mkdir(parents=True, exist_ok=True)
     # every store under the work directory; the rest of the environment as it is. Retraining
     # runs in this process (retrain_if_decided), whatever Prefect server is configured.
-    settings = Settings(**state_environment(workdir))
+    settings = Settings(**local_state_environment(workdir))
     n_batches = (len(inputs.live) + batch_rows - 1) // batch_rows
     with threadpool_limits(BACKTEST_THREADS):
         baseline = first_champion(config, settings, inputs.live)

@@ -30,6 +30,7 @@ from prefect import flow
 
 from core.config import ProjectConfig, parse_config
 from core.errors import DriftloopError
+from core.settings import local_state_environment
 from pipelines.scenarios import apply_scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,12 +107,7 @@ def free_port() -> int:
 
 def demo_env(state: Path) -> dict[str, str]:
     """The settings (by their variable names) that put every store under the demo's state."""
-    return {
-        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
-        "DRIFTLOOP_ARTIFACT_ROOT": str(state / "mlruns"),
-        "DRIFTLOOP_DATABASE_URL": f"sqlite:///{state / 'driftloop.db'}",
-        "DRIFTLOOP_WORKSPACE": str(state / "evidently-workspace"),
-    }
+    return local_state_environment(state, workspace="evidently-workspace")
 
 
 @contextmanager
