@@ -21,6 +21,13 @@ class ServingConfig(BaseModel):
     max_batch_rows: int = Field(
         1000, ge=1, le=100_000, description="most records one /predict may carry"
     )
+    shadow_share: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="share of /predict requests the `challenger` version (when there is one) "
+        "also scores, off the response path, into shadow_predictions; 0 turns shadow scoring off",
+    )
     max_body_bytes: int = Field(
         2_000_000, ge=1024, le=200_000_000, description="largest request body accepted (413 above)"
     )

@@ -229,6 +229,9 @@ def versions(
             typer.echo(
                 f"{mv.version:>7}  {role:<16} {value[:10]:>10}  {mv.tags.get(registry.TAG + 'trigger', '')}"
             )
+            shadow = mv.tags.get(registry.SHADOW_TAG)
+            if shadow and role == "challenger":
+                typer.echo(f"{'':>7}  live, in the shadow: {shadow}")
 
     run_or_exit(body)
 

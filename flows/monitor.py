@@ -50,6 +50,7 @@ from monitoring.policy import (
     should_retrain,
 )
 from monitoring.reports import run_report, save_html
+from monitoring.shadow import ShadowComparison, read_pairs, shadow_comparison
 from monitoring.significance import MetricNoise
 from monitoring.verdict import (
     PROBABILITIES_COLUMN,
@@ -147,6 +148,43 @@ def load_reference(
         predecessor=before,
         predecessor_model=registry.load_model(client, model_name, before) if before else None,
         importances=importances_of(evaluation),
+    )
+
+
+def shadow_of(
+    engine: Engine,
+    client: MlflowClient,
+    config: ProjectConfig,
+    ref: VersionReference | None,
+    window: Window,
+) -> ShadowComparison | None:
+    """The `challenger` against the serving version on the labeled live rows both answered (the
+    newest ``monitoring.window.rows``); None without a challenger or enough such rows."""
+    if ref is None:
+        return None
+    found = registry.get_alias(client, config.model_name, registry.CHALLENGER)
+    if found is None or int(found.version) == ref.info.version:
+        return None
+    challenger = registry.version_info(found)
+    champion_rows, challenger_rows = read_pairs(
+        engine,
+        model_name=config.model_name,
+        champion=ref.info.version,
+        challenger=challenger.version,
+        numeric=ref.info.spec.numeric,
+        categorical=ref.info.spec.categorical,
+        target=config.target,
+        last_n=config.monitoring.window.rows,
+        probabilities=is_multiclass(ref.info),
+    )
+    return shadow_comparison(
+        champion_rows,
+        challenger_rows,
+        champion=ref.info,
+        challenger=challenger,
+        target=config.target,
+        metric=config.promotion.metric,
+        min_rows=config.monitoring.policy.min_labeled_rows,
     )
 
 
@@ -400,7 +438,13 @@ def monitor_once(
             window=window,
             report_path=None,
         )
-        runs.record_run(engine, run_row(outcome, config, started=now, triggered_by=triggered_by))
+        shadow = shadow_of(engine, client, config, ref, window)
+        row = run_row(outcome, config, started=now, triggered_by=triggered_by)
+        if shadow is not None:
+            row["details"] = {**row["details"], "shadow": shadow.to_dict()}
+            registry.tag_shadow(client, config.model_name, shadow.challenger, shadow.sentence())
+            logger.info("shadow: %s", shadow.sentence())
+        runs.record_run(engine, row)
         if ref is not None:
             error = realize_estimates(engine, config, ref, now=now)
             outcome = dataclasses.replace(outcome, estimation_error=error)

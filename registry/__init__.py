@@ -44,6 +44,8 @@ from registry import integrity
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG = "driftloop."
+#: how the challenger did on live traffic, in the shadow of the champion (the newest monitor run)
+SHADOW_TAG = TAG + "shadow"
 HISTORY_TAG = TAG + "champion_history"
 #: One JSON tag holds what serving and monitoring need to read a version back (task, target,
 #: features, classes): one line in the MLflow versions table instead of six.
@@ -222,6 +224,12 @@ def set_champion(
     history.append({"version": int(target.version), "at": now, "by": actor, "reason": reason[:300]})
     client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history[-_HISTORY_KEEP:]))
     return previous.version if previous is not None else None
+
+
+def tag_shadow(client: MlflowClient, model_name: str, version: int, sentence: str) -> None:
+    """Record on the challenger how it did on live traffic next to the champion (shown by
+    `driftloop versions` and in the MLflow UI), from the newest monitor run."""
+    client.set_model_version_tag(model_name, str(version), SHADOW_TAG, sentence[:500])
 
 
 def mark_challenger(

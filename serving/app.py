@@ -63,6 +63,7 @@ def create_app(
             migrate=migrate,
         )
         app.state.service = service
+        service.shadow.start()
         poller = asyncio.create_task(_poll(service, config.poll_interval_seconds))
         try:
             yield
@@ -71,6 +72,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             await service.batcher.close()
+            await service.shadow.close()
             await asyncio.to_thread(service.writer.close)
             if engine is None:
                 service.engine.dispose()
@@ -99,8 +101,10 @@ def create_app(
 
 
 async def _poll(service: Service, interval: float) -> None:
-    """Check the `champion` alias every `interval` seconds, for as long as the service runs."""
+    """Check the `champion` and `challenger` aliases every `interval` seconds, for as long as
+    the service runs."""
     while True:
         await asyncio.sleep(interval)
         with contextlib.suppress(Exception):  # logged by refresh, which keeps the old model
             await asyncio.to_thread(service.holder.refresh)
+        await asyncio.to_thread(service.shadow.refresh)

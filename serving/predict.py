@@ -90,4 +90,5 @@ async def predict_answer(service: Service, body: bytes, start: float) -> tuple[i
             "the prediction could not be logged, so it is not returned; retry later"
         )
     service.metrics.rows_predicted.inc(n)
+    service.shadow.submit(records.columns, ids, now)  # off the response path; never raises
     return 200, {"model_name": model.name, "model_version": model.version, "predictions": out}

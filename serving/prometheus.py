@@ -175,6 +175,22 @@ class _LiveCollector(Collector):
             "failed attempts to load a champion",
             value=s.get("load_failures", 0),
         )
+        shadow = GaugeMetricFamily(
+            "driftloop_shadow_model_version",
+            "the challenger version scoring live requests in the shadow (0: none)",
+            labels=["model_name"],
+        )
+        shadow.add_metric([s.get("model_name", "")], s.get("shadow_version", 0))
+        yield shadow
+        rows = CounterMetricFamily(
+            "driftloop_shadow_rows",
+            "live rows the challenger scored and logged, dropped (queue full, features it lacks) "
+            "or failed on",
+            labels=["outcome"],
+        )
+        for outcome in ("scored", "dropped", "failed"):
+            rows.add_metric([outcome], s.get(f"shadow_{outcome}", 0))
+        yield rows
 
 
 def read_monitor_gauges(engine: Engine, model_name: str) -> str:

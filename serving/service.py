@@ -28,6 +28,7 @@ from serving.microbatch import MicroBatcher
 from serving.model import ServedModel
 from serving.predict import predict_answer
 from serving.prometheus import MonitorGaugeCache, ServiceMetrics, read_monitor_gauges
+from serving.shadow import ShadowScorer
 from serving.validation import InputSpec, numeric_limits
 
 logger = logging.getLogger("driftloop.serving")
@@ -53,6 +54,7 @@ class Service:
         self.config = config
         self.engine = engine
         self.holder = ModelHolder(client, model_name)
+        self.shadow = ShadowScorer(client, model_name, engine, share=config.shadow_share)
         self.spool_dir = spool_dir
         self.writer = LogWriter(
             engine,
@@ -134,6 +136,10 @@ class Service:
             "model_version": model.version if model else 0,
             "reloads": self.holder.reloads,
             "load_failures": self.holder.load_failures,
+            "shadow_version": self.shadow.model.version if self.shadow.model else 0,
+            "shadow_scored": self.shadow.stats.scored,
+            "shadow_dropped": self.shadow.stats.dropped,
+            "shadow_failed": self.shadow.stats.failed,
         }
 
     @cached_property
@@ -187,4 +193,5 @@ def start_service(
     service.writer.start()
     with contextlib.suppress(Exception):  # logged by refresh; the service starts unready
         service.holder.refresh()  # and keeps polling
+    service.shadow.refresh()
     return service

@@ -40,3 +40,11 @@ def write_config(directory: Path, frame: pd.DataFrame, **overrides: object) -> P
 @pytest.fixture
 def small_employment(employment_reference: pd.DataFrame) -> pd.DataFrame:
     return employment_reference.sample(3000, random_state=0).reset_index(drop=True)
+
+
+@pytest.fixture
+def live() -> pd.DataFrame:
+    """2,000 rows of 2016 traffic with their labels (column `employed`)."""
+    frame = pd.read_parquet(DATA / "live_2016_2018.parquet").iloc[:2000]
+    labels = pd.read_parquet(DATA / "live_2016_2018_labels.parquet").set_index("id")["employed"]
+    return frame.assign(employed=frame["id"].map(labels))

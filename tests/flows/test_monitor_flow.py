@@ -35,13 +35,6 @@ MONITORING = {
 }
 
 
-@pytest.fixture
-def live() -> pd.DataFrame:
-    frame = pd.read_parquet(DATA / "live_2016_2018.parquet").iloc[:2000]
-    labels = pd.read_parquet(DATA / "live_2016_2018_labels.parquet").set_index("id")["employed"]
-    return frame.assign(employed=frame["id"].map(labels))
-
-
 def _serve(env: dict[str, str], live: pd.DataFrame) -> None:
     """Score the traffic with the champion, log it, and post its labels, as serving does."""
     client = registry.make_client(env["MLFLOW_TRACKING_URI"])
