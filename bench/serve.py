@@ -7,10 +7,12 @@ an open-loop Python client, in its own process, sends a fixed 500 req/s to drift
 measures latency from each request's scheduled send time (no coordinated omission). Prints a
 table, which scorer driftloop used (its fast path is checked against the pipeline on the
 reference snapshot the bench logs with the run), the load average, and checks that every
-answered driftloop request is in the inference log.
+answered driftloop request is in the inference log. Last, with a logistic `challenger`
+registered, the same fixed-rate run twice: shadow scoring off (`serving.shadow_share: 0`) and on
+(every request also scored by the challenger), the champion's latency side by side.
 
     .venv/bin/python bench/serve.py [--family hgb|logistic] [--seconds 10] [--connections 8]
-        [--rate 500] [--skip-mlflow]
+        [--rate 500] [--skip-mlflow] [--skip-shadow]
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def pipeline_for(family: str) -> Any:
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
 
-def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
+def register(root: Path, family: str, alias: str = "champion") -> tuple[str, pd.DataFrame]:
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
@@ -93,7 +95,12 @@ def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.create_experiment("bench", artifact_location=(root / "mlruns").as_uri())
+    found = client.get_experiment_by_name("bench")
+    experiment = (
+        found.experiment_id
+        if found is not None
+        else client.create_experiment("bench", artifact_location=(root / "mlruns").as_uri())
+    )
     frame = pd.read_parquet(DATA / "reference_2015.parquet")
     train, holdout = frame.iloc[:20_000], frame.iloc[20_000:22_000]
     X, y = features(train), train["employed"]
@@ -117,7 +124,7 @@ def register(root: Path, family: str) -> tuple[str, pd.DataFrame]:
                 classes=[int(c) for c in pipeline.classes_],
             ),
         )
-    client.set_registered_model_alias(MODEL, "champion", str(version))
+    client.set_registered_model_alias(MODEL, alias, str(version))
     return uri, holdout
 
 
@@ -248,6 +255,46 @@ def logged_rows(database_url: str) -> int:
         return int(conn.scalar(sa.text("SELECT count(*) FROM inference_log")))
 
 
+def shadow_rows(database_url: str) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        n = conn.execute(sa.text("SELECT COUNT(*) FROM shadow_predictions")).scalar_one()
+    engine.dispose()
+    return int(n)
+
+
+def shadow_latency(
+    root: Path, env: dict[str, str], body: str, *, rate: int, seconds: int, database_url: str
+) -> dict[str, dict[str, float]]:
+    """The champion's latency at a fixed rate with a challenger scoring every request in the
+    shadow, and with shadow scoring off (serving.shadow_share 0), same server otherwise."""
+    out = {}
+    for name, share in (("shadow off", 0.0), ("shadow on (share 1.0)", 1.0)):
+        config = yaml.safe_load((root / "driftloop.yaml").read_text())
+        config["serving"] = {**config["serving"], "shadow_share": share}
+        path = root / f"driftloop-shadow-{share}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        serve = start(
+            [sys.executable, "-m", "serving.server", "--config", str(path), "--port", str(port)],
+            env, root / f"driftloop-serve-shadow-{share}.log",
+        )  # fmt: skip
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ready")
+            url = f"http://127.0.0.1:{port}/predict"
+            fixed_rate_in_child(url, body.encode(), rate=rate, seconds=2)  # warm-up
+            time.sleep(2.0)  # the warm-up's shadow is written before counting
+            before = shadow_rows(database_url)
+            out[name] = fixed_rate_in_child(url, body.encode(), rate=rate, seconds=seconds)
+            time.sleep(2.0)  # the shadow queue drains after the last answer
+            out[name]["shadow_rows"] = shadow_rows(database_url) - before
+        finally:
+            stop(serve)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", choices=["hgb", "logistic"], default="hgb")
@@ -255,6 +302,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--skip-shadow", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: `apt-get install -y wrk` (or `make system-deps`)")
@@ -323,6 +371,14 @@ def main() -> None:
         stop(serve)
     answered = sum(int(r["requests"] - r["non2xx"]) for r in [results["driftloop serve"]])
     logged = logged_rows(database_url)
+    shadow: dict[str, dict[str, float]] = {}
+    if not args.skip_shadow:
+        print("registering a logistic challenger for the shadow run ...", flush=True)
+        register(root, "logistic", alias="challenger")
+        shadow = shadow_latency(
+            root, env, json.dumps(row), rate=args.rate, seconds=args.seconds,
+            database_url=database_url,
+        )  # fmt: skip
 
     print()
     print(
@@ -348,6 +404,21 @@ def main() -> None:
     print(
         f"inference log rows: {logged:,} (>= {expected:,} answered in the measured runs: {logged >= expected})"
     )
+    if shadow:
+        off, on = shadow["shadow off"], shadow["shadow on (share 1.0)"]
+        print(
+            f"\nshadow scoring at a fixed {args.rate} req/s for {args.seconds}s (challenger: logistic):"
+        )
+        print("| champion latency | p50 ms | p99 ms | answered | shadow rows |")
+        print("|---|---:|---:|---:|---:|")
+        for name, r in shadow.items():
+            print(
+                f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['ok']}/{r['sent']} | {int(r['shadow_rows'])} |"
+            )
+        print(
+            f"p50 ratio on/off {on['p50'] / off['p50']:.2f}x, p99 ratio {on['p99'] / off['p99']:.2f}x "
+            f"(target: within noise); shadow rows {int(on['shadow_rows'])} of {on['ok']} answered"
+        )
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -26,6 +26,8 @@ from serving.holder import ModelHolder
 from serving.model import ServedModel
 
 logger = logging.getLogger("driftloop.serving")
+#: Queued requests one shadow step scores and writes together (one transaction).
+_DRAIN = 64
 
 
 def _one_thread() -> None:
@@ -155,24 +157,32 @@ class ShadowScorer:
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
+        """Take what is queued (up to ``_DRAIN`` requests at once), score and write it in one
+        transaction on the shadow thread."""
         loop = asyncio.get_running_loop()
         while True:
-            job = await self._queue.get()
+            jobs = [await self._queue.get()]
+            while len(jobs) < _DRAIN and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
             try:
-                written = await loop.run_in_executor(self._executor, self._score_and_write, job)
+                written = await loop.run_in_executor(self._executor, self._score_and_write, jobs)
                 self.stats.scored += written
             except Exception as exc:
-                self.stats.failed += len(job.request_ids)
+                self.stats.failed += sum(len(job.request_ids) for job in jobs)
                 logger.warning(
-                    "shadow: %s v%s could not score or log %d rows: %s",
-                    job.model.name,
-                    job.model.version,
-                    len(job.request_ids),
+                    "shadow: %s v%s could not score or log %d requests: %s",
+                    jobs[0].model.name,
+                    jobs[0].model.version,
+                    len(jobs),
                     exc,
                 )
             finally:
-                self._queue.task_done()
+                for _ in jobs:
+                    self._queue.task_done()
 
-    def _score_and_write(self, job: _Job) -> int:
-        scores = job.model.score_columns(job.columns)
-        return write_shadow(self.engine, shadow_rows(job.model, scores, job.request_ids, job.ts))
+    def _score_and_write(self, jobs: list[_Job]) -> int:
+        rows = []
+        for job in jobs:
+            scores = job.model.score_columns(job.columns)
+            rows += shadow_rows(job.model, scores, job.request_ids, job.ts)
+        return write_shadow(self.engine, rows)
