@@ -185,6 +185,16 @@ def verify(
     return hmac.compare_digest(signature.removeprefix("sha256="), expected)
 
 
+def verify_bearer(headers: Mapping[str, str], token: str) -> bool:
+    """True when ``Authorization`` is ``Bearer <token>`` (how Alertmanager's webhook deliveries
+    authenticate: it cannot sign them). An empty token never matches."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    scheme, _, given = lowered.get("authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
     """What happened to one alert at one sink."""
