@@ -137,6 +137,7 @@ class MonitorOutcome:
             "drifted_features": list(drift.drifted_features) if drift else [],
             "failed_checks": list(self.result.failed),
             "severity": self.result.severity,
+            "incident_id": self.alert.step.incident_id if self.alert.step else None,
             "incident_event": self.alert.event,
             "alert": self.alert.yes,
             "alert_reason": self.alert.reason,

@@ -329,10 +329,14 @@ def retrain_alert(
     *,
     message: str,
     drift_run_id: str = "",
+    incident_id: str | None = None,
     version: int | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> Alert:
     """The alert that tells people what became of a retraining (promoted, refused, failed).
+
+    ``incident_id`` is the monitor incident whose run started it (the ``incident_id`` of that
+    incident's monitor alerts), so a receiver can group the two.
 
     Raises:
         ValueError: ``outcome`` is not one of :data:`RETRAIN_OUTCOMES`.
@@ -354,6 +358,7 @@ def retrain_alert(
         details={
             "outcome": outcome,
             "drift_run_id": drift_run_id or None,
+            "incident_id": incident_id,
             "version": version,
             **(details or {}),
         },
