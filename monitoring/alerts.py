@@ -366,6 +366,24 @@ def retrain_alert(
     )
 
 
+def stale_alert(model_name: str, reason: str, *, last_run_id: str | None) -> Alert:
+    """The alert that the monitor of ``model_name`` stopped running (``monitor_stale``).
+
+    Its condition is the newest run, so every check during one stop has the same
+    ``dedup_key`` and a receiver keeps one.
+    """
+    return Alert(
+        kind="monitor_stale",
+        model_name=model_name,
+        severity="warning",
+        title=f"{model_name}: the drift monitor stopped running",
+        message=f"{reason}; check the Prefect work pool, the worker and the monitor "
+        "deployment's schedule",
+        details={"last_run_id": last_run_id},
+        condition_key=f"stale:{last_run_id or 'never'}",
+    )
+
+
 def alert_links(
     *,
     model_name: str,
