@@ -41,7 +41,7 @@ from driftloop.settings import Settings
 from flows.retry import transient
 from monitoring import incidents, runs, store
 from monitoring.alerts import Alert, DeliveryResult, alert_links, deliver, undelivered
-from monitoring.drift import ReferenceStats, compute_drift, reference_stats
+from monitoring.drift import ReferenceStats, compute_drift, reference_stats, weighted_drift
 from monitoring.estimation import EstimationFacts, window_estimate
 from monitoring.performance import PerformanceResult, compute_performance, probability_matrix
 from monitoring.policy import (
@@ -365,10 +365,20 @@ def verdict_markdown(outcome: MonitorOutcome) -> str:
         "",
     ]
     if result.drift is not None:
-        lines += ["| feature | method | score | threshold | drifted |", "|---|---|---|---|---|"]
+        weights = result.feature_importances or {}
+        extra = " importance |" if weights else ""
+        lines += [
+            f"| feature | method | score | threshold | drifted |{extra}",
+            "|---|---|---|---|---|" + ("---|" if weights else ""),
+        ]
         for c in result.drift.columns:
+            weight = (
+                f" {weights[c.column]:.4g} |"
+                if c.column in weights
+                else (" - |" if weights else "")
+            )
             lines.append(
-                f"| {c.column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |"
+                f"| {c.column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |{weight}"
             )
     for perf in (result.performance, result.estimated_performance):
         if perf is not None:
@@ -528,6 +538,9 @@ def publish(
         "dataset_drift": drift.dataset_drift,
         "drifted_features": float(len(drift.drifted_features)),
     }
+    importances = result.feature_importances
+    if importances:
+        values["weighted_drift_share"] = weighted_drift(drift, importances)
     values.update(performance_values(result, outcome.estimation_error))
     # the per-class probability dicts (multiclass) are driftloop's input, not a report column
     frame = outcome.window.frame.drop(columns=[PROBABILITIES_COLUMN], errors="ignore")
@@ -547,6 +560,7 @@ def publish(
         max_rows=REPORT_ROWS,
         driftloop_values=values,
         driftloop_feature_scores={c.column: c.score for c in drift.columns},
+        driftloop_feature_importances=importances,
         timestamp=now,
         name=f"{config.model_name} v{outcome.version} {now:%Y-%m-%d %H:%M}",
     )
@@ -560,6 +574,7 @@ def publish(
         # every series a run may have, so the panels stay put when a run lacks one
         driftloop_values=tuple(dict.fromkeys([*PANEL_VALUES, *values])),
         driftloop_feature_scores=True,
+        driftloop_feature_importances=bool(importances),
     )
     report_dir = Path(tempfile.mkdtemp(prefix="driftloop-report-"))
     html = save_html(snapshot, report_dir / "drift_report.html")
