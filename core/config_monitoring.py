@@ -249,6 +249,12 @@ class MonitoringConfig(_Section):
     """The `monitoring:` section of the project config."""
 
     window: WindowConfig = Field(default_factory=WindowConfig)
+    stale_after_intervals: float = Field(
+        4.0,
+        gt=1,
+        description="`driftloop check-monitor` alerts monitor_stale when the newest monitor run "
+        "is older than this many intervals of the monitor deployment's schedule (prefect.yaml)",
+    )
     min_window_rows: int = Field(
         500, ge=1, description="below this, a run reports not_enough_data instead of a verdict"
     )

@@ -317,6 +317,49 @@ def monitor(
     log_note()
 
 
+@app.command("check-monitor")
+def check_monitor(
+    config: ConfigOpt = Path("driftloop.yaml"),
+    prefect_yaml: Annotated[
+        Path, typer.Option(help="where the monitor deployment's schedule is declared")
+    ] = Path("prefect.yaml"),
+    every_minutes: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="the monitor's schedule interval (instead of prefect.yaml)"),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Alert monitor_stale to the webhooks and notification blocks when the monitor stopped running."""
+    from datetime import timedelta
+
+    route_logs(verbose)
+    from core.config import load_config
+    from core.settings import Settings
+    from driftloop.schedule import monitor_interval
+
+    project = run_or_exit(lambda: load_config(config))
+    interval = (
+        timedelta(minutes=every_minutes)
+        if every_minutes is not None
+        else run_or_exit(lambda: monitor_interval(prefect_yaml))
+    )
+    from flows.staleness import check_monitor as check
+
+    found = run_or_exit(
+        lambda: check(project, Settings(), interval=interval), libraries_to_log=True
+    )
+    if not found.staleness.stale:
+        typer.echo(f"{project.model_name}: ok: {found.staleness.reason}")
+        return
+    sent = [d.sink for d in found.deliveries] + [b.block for b in found.blocks if b.ok]
+    missed = [f"{b.block}: {b.error}" for b in found.blocks if not b.ok]
+    typer.echo(
+        f"{project.model_name}: monitor_stale: {found.staleness.reason}"
+        f"\n  alerted: {', '.join(sent) or 'no sink configured (alerts.webhooks, alerts.prefect_blocks)'}"
+        + (f"\n  not delivered: {'; '.join(missed)}" if missed else "")
+    )
+
+
 @app.command()
 def retrain(
     config: ConfigOpt = Path("driftloop.yaml"),

@@ -40,6 +40,7 @@ from core.spec import PROBABILITY_COLUMN
 from flows.retry import transient
 from monitoring import incidents, runs, store
 from monitoring.alerts import Alert, DeliveryResult, alert_links, deliver, undelivered
+from monitoring.drift import weighted_drift
 from monitoring.estimation import EstimationFacts
 from monitoring.performance import compute_performance
 from monitoring.policy import (
@@ -243,6 +244,9 @@ def publish(
         "dataset_drift": drift.dataset_drift,
         "drifted_features": float(len(drift.drifted_features)),
     }
+    importances = result.feature_importances
+    if importances:
+        values["weighted_drift_share"] = weighted_drift(drift, importances)
     values.update(performance_values(result, outcome.estimation_error))
     # the per-class probability dicts (multiclass) are driftloop's input, not a report column
     frame = outcome.window.frame.drop(columns=[PROBABILITIES_COLUMN], errors="ignore")
@@ -262,6 +266,7 @@ def publish(
         max_rows=REPORT_ROWS,
         driftloop_values=values,
         driftloop_feature_scores={c.column: c.score for c in drift.columns},
+        driftloop_feature_importances=importances,
         timestamp=now,
         name=f"{config.model_name} v{outcome.version} {now:%Y-%m-%d %H:%M}",
     )
@@ -275,6 +280,7 @@ def publish(
         # every series a run may have, so the panels stay put when a run lacks one
         driftloop_values=tuple(dict.fromkeys([*PANEL_VALUES, *values])),
         driftloop_feature_scores=True,
+        driftloop_feature_importances=bool(importances),
     )
     report_dir = Path(tempfile.mkdtemp(prefix="driftloop-report-"))
     html = save_html(snapshot, report_dir / "drift_report.html")

@@ -150,12 +150,25 @@ def retrain_once(
     return outcome.to_dict()
 
 
+def incident_of(settings: Settings, drift_run_id: str) -> str | None:
+    """The monitor incident of the run that asked for the retraining (None: a manual one)."""
+    if not drift_run_id:
+        return None
+    engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    try:
+        return runs.incident_of(engine, drift_run_id)
+    finally:
+        engine.dispose()
+
+
 def outcome_alert(
     config: ProjectConfig,
     result: str,
     outcome: dict[str, Any] | str,
     drift_run_id: str,
     reason: str,
+    *,
+    incident_id: str | None = None,
 ) -> Alert:
     """The alert for a retraining's result, from its outcome (or, when it failed, the error)."""
     if isinstance(outcome, str):
@@ -164,6 +177,7 @@ def outcome_alert(
             result,
             message=outcome,
             drift_run_id=drift_run_id,
+            incident_id=incident_id,
             details={"retrain_reason": reason[:500]},
         )
     return retrain_alert(
@@ -171,6 +185,7 @@ def outcome_alert(
         result,
         message=outcome["reason"],
         drift_run_id=drift_run_id,
+        incident_id=incident_id,
         version=outcome["version"],
         details={
             "retrain_reason": reason[:500],
@@ -180,6 +195,16 @@ def outcome_alert(
             "champion_metrics": outcome["champion_metrics"],
         },
     )
+
+
+def _incident_or_none(settings: Settings, drift_run_id: str) -> str | None:
+    """:func:`incident_of` for a retraining that failed: the database may be why it failed,
+    and the failure is alerted without the incident then."""
+    try:
+        return incident_of(settings, drift_run_id)
+    except Exception:  # noqa: BLE001 - the alert about the failure matters more
+        get_run_logger().exception("the incident of drift run %s could not be read", drift_run_id)
+        return None
 
 
 def announce(config: ProjectConfig, alert: Alert) -> None:
@@ -279,10 +304,11 @@ def retrain(
 ) -> dict[str, Any]:
     """Train a challenger on recent labeled traffic; promote it only if it beats the champion."""
     config = load_config(config_path)
+    settings = Settings()
     try:
         outcome = retrain_once(
             config,
-            Settings(),
+            settings,
             drift_run_id=drift_run_id,
             reason=reason,
             trigger="drift" if drift_run_id else "manual",
@@ -291,10 +317,15 @@ def retrain(
         raise
     except Exception as exc:
         failure = f"{type(exc).__name__}: {exc}"[:1000]
-        announce(config, outcome_alert(config, "failed", failure, drift_run_id, reason))
+        incident = _incident_or_none(settings, drift_run_id)
+        alert = outcome_alert(config, "failed", failure, drift_run_id, reason, incident_id=incident)
+        announce(config, alert)
         raise
     result = "promoted" if outcome["promoted"] else "refused"
-    announce(config, outcome_alert(config, result, outcome, drift_run_id, reason))
+    incident = incident_of(settings, drift_run_id)
+    announce(
+        config, outcome_alert(config, result, outcome, drift_run_id, reason, incident_id=incident)
+    )
     get_run_logger().info(
         "retrain of %s: v%s %s", config.model_name, outcome["version"], outcome["reason"]
     )

@@ -108,6 +108,16 @@ def verify(
     return hmac.compare_digest(signature.removeprefix("sha256="), expected)
 
 
+def verify_bearer(headers: Mapping[str, str], token: str) -> bool:
+    """True when ``Authorization`` is ``Bearer <token>`` (how Alertmanager's webhook deliveries
+    authenticate: it cannot sign them). An empty token never matches."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    scheme, _, given = lowered.get("authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
     """What happened to one alert at one sink."""
@@ -242,10 +252,14 @@ def retrain_alert(
     *,
     message: str,
     drift_run_id: str = "",
+    incident_id: str | None = None,
     version: int | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> Alert:
     """The alert that tells people what became of a retraining (promoted, refused, failed).
+
+    ``incident_id`` is the monitor incident whose run started it (the ``incident_id`` of that
+    incident's monitor alerts), so a receiver can group the two.
 
     Raises:
         ValueError: ``outcome`` is not one of :data:`RETRAIN_OUTCOMES`.
@@ -267,10 +281,29 @@ def retrain_alert(
         details={
             "outcome": outcome,
             "drift_run_id": drift_run_id or None,
+            "incident_id": incident_id,
             "version": version,
             **(details or {}),
         },
         condition_key=f"retrain:{drift_run_id or 'manual'}",
+    )
+
+
+def stale_alert(model_name: str, reason: str, *, last_run_id: str | None) -> Alert:
+    """The alert that the monitor of ``model_name`` stopped running (``monitor_stale``).
+
+    Its condition is the newest run, so every check during one stop has the same
+    ``dedup_key`` and a receiver keeps one.
+    """
+    return Alert(
+        kind="monitor_stale",
+        model_name=model_name,
+        severity="warning",
+        title=f"{model_name}: the drift monitor stopped running",
+        message=f"{reason}; check the Prefect work pool, the worker and the monitor "
+        "deployment's schedule",
+        details={"last_run_id": last_run_id},
+        condition_key=f"stale:{last_run_id or 'never'}",
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 Severity = Literal["none", "warning", "critical"]
@@ -128,3 +128,51 @@ def delivered(step_: Step, *, deliver_warnings: bool) -> bool:
     if step_.event is None:
         return False
     return step_.event_severity == "critical" or deliver_warnings
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """Whether the monitor stopped running: the age of its newest run (or, before its first,
+    of the champion) against the limit, and why."""
+
+    stale: bool
+    age: timedelta | None
+    limit: timedelta
+    reason: str
+
+
+def staleness(
+    last_run_at: datetime | None,
+    *,
+    champion_since: datetime | None,
+    now: datetime,
+    interval: timedelta,
+    intervals: float,
+) -> Staleness:
+    """Whether the newest monitor run is older than ``intervals`` schedule ``interval`` s (pure).
+
+    Before the first run the champion's registration time counts instead (a champion nobody
+    monitors is as bad as a monitor that stopped); with neither there is nothing to watch.
+    """
+    limit = interval * intervals
+    since = last_run_at or champion_since
+    if since is None:
+        return Staleness(False, None, limit, "no champion and no monitor run: nothing to watch")
+    age = now - since
+    what = "the newest monitor run" if last_run_at else "the champion, never monitored,"
+    stale = age > limit
+    verdict = "older than" if stale else "within"
+    reason = (
+        f"{what} is {_human(age)} old, {verdict} {intervals:g} schedule intervals of "
+        f"{_human(interval)} ({_human(limit)})"
+    )
+    return Staleness(stale, age, limit, reason)
+
+
+def _human(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

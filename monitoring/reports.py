@@ -163,6 +163,7 @@ def run_report(
     drift_share: float = 0.5,
     driftloop_values: Mapping[str, float | bool | None] | None = None,
     driftloop_feature_scores: Mapping[str, float | None] | None = None,
+    driftloop_feature_importances: Mapping[str, float] | None = None,
     timestamp: datetime | None = None,
     metadata: Mapping[str, object] | None = None,
     tags: Sequence[str] = (),
@@ -185,6 +186,8 @@ def run_report(
         driftloop_values: driftloop's own numbers for the window (e.g. ``drift_share``,
             ``dataset_drift``, ``estimated_accuracy``), stored as :class:`DriftloopValue`.
         driftloop_feature_scores: driftloop's per-feature drift scores (full window).
+        driftloop_feature_importances: each feature's importance to the model version (stored
+            as ``importance`` per column, shown next to the drift scores).
         metadata: string key/values kept with the snapshot (model version, drift run id, ...).
 
     Raises:
@@ -249,6 +252,9 @@ def run_report(
     for column, value in (driftloop_feature_scores or {}).items():
         if value is not None:
             window_metrics.append(driftloop_value("drift_score", float(value), column=column))
+    for column, value in (driftloop_feature_importances or {}).items():
+        if column in features:
+            window_metrics.append(driftloop_value("importance", float(value), column=column))
 
     run_kw: dict[str, Any] = {
         "timestamp": timestamp,

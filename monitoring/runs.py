@@ -215,6 +215,15 @@ def record_retrain_outcome(engine: Engine, run_id: str, outcome: str) -> bool:
     return bool(done.rowcount)
 
 
+def incident_of(engine: Engine, run_id: str) -> str | None:
+    """The incident a run belonged to (None: no such run, or it found nothing wrong)."""
+    if not run_id:
+        return None
+    query = sa.select(drift_runs.c.incident_id).where(drift_runs.c.run_id == run_id)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar()
+
+
 def recent_history(
     engine: Engine, model_name: str, *, now: datetime, days: float = 7
 ) -> list[RunRecord]:

@@ -88,6 +88,7 @@ class MonitorOutcome:
             "drifted_features": list(drift.drifted_features) if drift else [],
             "failed_checks": list(self.result.failed),
             "severity": self.result.severity,
+            "incident_id": self.alert.step.incident_id if self.alert.step else None,
             "incident_event": self.alert.event,
             "alert": self.alert.yes,
             "alert_reason": self.alert.reason,
@@ -302,10 +303,20 @@ def verdict_markdown(outcome: MonitorOutcome) -> str:
         "",
     ]
     if result.drift is not None:
-        lines += ["| feature | method | score | threshold | drifted |", "|---|---|---|---|---|"]
+        weights = result.feature_importances or {}
+        extra = " importance |" if weights else ""
+        lines += [
+            f"| feature | method | score | threshold | drifted |{extra}",
+            "|---|---|---|---|---|" + ("---|" if weights else ""),
+        ]
         for c in result.drift.columns:
+            weight = (
+                f" {weights[c.column]:.4g} |"
+                if c.column in weights
+                else (" - |" if weights else "")
+            )
             lines.append(
-                f"| {c.column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |"
+                f"| {c.column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'**yes**' if c.drifted else 'no'} |{weight}"
             )
     for perf in (result.performance, result.estimated_performance):
         if perf is not None:

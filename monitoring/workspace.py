@@ -149,6 +149,7 @@ def dashboard_panels(
     prediction: str | None = "prediction",
     driftloop_values: Sequence[str] = (),
     driftloop_feature_scores: bool = False,
+    driftloop_feature_importances: bool = False,
 ) -> list[DashboardPanelPlot]:
     """driftloop's panels for one model, with stable ids (pure: no workspace access).
 
@@ -156,6 +157,8 @@ def dashboard_panels(
         driftloop_values: names passed as ``run_report(driftloop_values=...)`` to chart, e.g.
             ``("drift_share", "estimated_accuracy", "performance_drop")``.
         driftloop_feature_scores: also chart driftloop's per-feature scores of the full window.
+        driftloop_feature_importances: also chart each feature's importance to the version
+            (``run_report(driftloop_feature_importances=...)``), next to the per-feature scores.
     """
     if task not in QUALITY_METRICS:
         raise WorkspaceError(f"task must be one of {sorted(QUALITY_METRICS)}, got {task!r}")
@@ -216,7 +219,22 @@ def dashboard_panels(
                         _metric("DriftloopValue", column, name="drift_score", column=column)
                         for column in features
                     ],
-                    size="full",
+                    size="half" if driftloop_feature_importances else "full",
+                ),
+            )
+        )
+    if driftloop_feature_importances:
+        panels.append(
+            panel(
+                "driftloop-feature-importance",
+                line_plot_panel(
+                    title="Feature importance (permutation, on the version's holdout)",
+                    values=[
+                        _metric("DriftloopValue", column, name="importance", column=column)
+                        for column in features
+                    ],
+                    description="drift_rule: weighted counts a drifted feature by this weight",
+                    size="half",
                 ),
             )
         )
@@ -321,6 +339,7 @@ def configure_dashboard(
     prediction: str | None = "prediction",
     driftloop_values: Sequence[str] = (),
     driftloop_feature_scores: bool = False,
+    driftloop_feature_importances: bool = False,
 ) -> DashboardModel:
     """Put driftloop's panels in the project's dashboard tab; idempotent.
 
@@ -335,6 +354,7 @@ def configure_dashboard(
         prediction=prediction,
         driftloop_values=driftloop_values,
         driftloop_feature_scores=driftloop_feature_scores,
+        driftloop_feature_importances=driftloop_feature_importances,
     )
     current = ws.get_dashboard(project.id)
     tab_id = _pid(project.name, "tab")
@@ -386,6 +406,7 @@ def publish_run(
     prediction: str | None = "prediction",
     driftloop_values: Sequence[str] = (),
     driftloop_feature_scores: bool = False,
+    driftloop_feature_importances: bool = False,
     name: str | None = None,
 ) -> SnapshotRef:
     """Project, dashboard and snapshot in one call: what a monitor run does after its report.
@@ -408,6 +429,7 @@ def publish_run(
             prediction=prediction,
             driftloop_values=driftloop_values,
             driftloop_feature_scores=driftloop_feature_scores,
+            driftloop_feature_importances=driftloop_feature_importances,
         )
         return add_snapshot(ws, model_name, snapshot, timestamp, name=name)
 

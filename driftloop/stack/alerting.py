@@ -4,12 +4,17 @@ run unpatched from config files the stack writes under ``.driftloop/stack/``.
 Prometheus scrapes the inference service's ``/metrics`` (serving counters and the monitor
 gauges), loads ``monitoring/prometheus/driftloop-rules.yml`` and sends what fires to
 Alertmanager, which routes every alert to one webhook receiver (``alert_webhook``; none: the
-alerts are shown in Alertmanager's UI and go nowhere else).
+alerts stay in Alertmanager, shown by ``amtool alert query`` and its API, and go nowhere else).
+
+Alertmanager's webhooks are not signed: each delivery carries ``Authorization: Bearer TOKEN``
+with a token generated per stack (``.driftloop/stack/alertmanager/webhook-token``, mode 0600),
+which the receiver compares with :func:`monitoring.alerts.verify_bearer`.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,11 +104,23 @@ def prometheus_config(
     }
 
 
-def alertmanager_config(options: AlertingOptions) -> dict[str, Any]:
-    """Alertmanager's configuration: every alert, grouped per alert and model, to the webhook."""
+def alertmanager_config(
+    options: AlertingOptions, *, webhook_token_file: Path | None = None
+) -> dict[str, Any]:
+    """Alertmanager's configuration: every alert, grouped per alert and model, to the webhook.
+
+    Args:
+        webhook_token_file: a file holding the token sent as ``Authorization: Bearer`` with
+            every webhook delivery (None: none is sent).
+    """
     receiver: dict[str, Any] = {"name": "driftloop"}
     if options.alert_webhook:
-        receiver["webhook_configs"] = [{"url": options.alert_webhook, "send_resolved": True}]
+        hook: dict[str, Any] = {"url": options.alert_webhook, "send_resolved": True}
+        if webhook_token_file is not None:
+            hook["http_config"] = {
+                "authorization": {"type": "Bearer", "credentials_file": str(webhook_token_file)}
+            }
+        receiver["webhook_configs"] = [hook]
     return {
         "route": {
             "receiver": "driftloop",
@@ -146,6 +163,23 @@ def _config_dir(launch: Launch, name: str) -> Path:
     return path
 
 
+def _write_secret(path: Path, value: str) -> Path:
+    """Write a secret to a file only its owner can read."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(value)
+    return path
+
+
+#: What Debian's ``prometheus-alertmanager`` serves instead of the web UI it leaves out.
+NO_UI_PAGE = "does not include a web application"
+
+
+def has_web_ui(root_page: str) -> bool:
+    """Whether the page Alertmanager serves at ``/`` is its web UI (Debian's package ships none)."""
+    return NO_UI_PAGE not in " ".join(root_page.split())
+
+
 def _write_yaml(path: Path, content: dict[str, Any]) -> Path:
     import yaml
 
@@ -158,15 +192,41 @@ def start_alertmanager(launch: Launch, options: AlertingOptions) -> None:
     exe = binary("alertmanager", "prometheus-alertmanager", package="prometheus-alertmanager")
     url = launch.url("alertmanager")
     home = _config_dir(launch, "alertmanager")
-    config = _write_yaml(home / "alertmanager.yml", alertmanager_config(options))
-    where = options.alert_webhook or "no webhook (set DRIFTLOOP_STACK_ALERT_WEBHOOK)"
+    token_file = None
+    if options.alert_webhook:
+        token_file = _write_secret(home / "webhook-token", secrets.token_urlsafe(32))
+    config = _write_yaml(
+        home / "alertmanager.yml", alertmanager_config(options, webhook_token_file=token_file)
+    )
+    where = (
+        f"{options.alert_webhook} (Authorization: Bearer, the token in {token_file})"
+        if token_file
+        else "no webhook (set DRIFTLOOP_STACK_ALERT_WEBHOOK)"
+    )
     launch.echo(f"starting Alertmanager on {url}, routing to {where}")
     command = [exe, f"--config.file={config}", f"--storage.path={home / 'data'}"]
     command += [f"--web.listen-address={HOST}:{launch.ports['alertmanager']}"]
     command += ["--cluster.listen-address=", f"--web.external-url={url}"]
     record = launch.spawn("alertmanager", command, url=url, health_url=f"{url}/-/ready")
     wait_healthy(record, timeout=launch.timeout)
-    launch.record(alertmanager_url=url)
+    launch.record(
+        alertmanager_url=url,
+        alert_webhook_token_file=str(token_file) if token_file else None,
+    )
+    if not has_web_ui(_page(url)):
+        launch.note(
+            f"this Alertmanager has no web UI (Debian's package leaves it out): "
+            f"`amtool --alertmanager.url={url} alert query -o extended` lists the alerts"
+        )
+
+
+def _page(url: str) -> str:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=5, follow_redirects=True).text
+    except httpx.HTTPError:
+        return ""
 
 
 def start_prometheus(launch: Launch, options: AlertingOptions) -> None:
@@ -175,12 +235,7 @@ def start_prometheus(launch: Launch, options: AlertingOptions) -> None:
     url = launch.url("prometheus")
     home = _config_dir(launch, "prometheus")
     key = launch.env.get("DRIFTLOOP_API_KEY")
-    key_file = None
-    if key:
-        key_file = home / "api-key"
-        key_file.touch(mode=0o600)
-        key_file.chmod(0o600)
-        key_file.write_text(key)
+    key_file = _write_secret(home / "api-key", key) if key else None
     config = _write_yaml(
         home / "prometheus.yml",
         prometheus_config(

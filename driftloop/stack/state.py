@@ -31,6 +31,8 @@ class StackState:
     evidently_url: str | None = None
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
+    #: the file holding the bearer token Alertmanager sends with every webhook delivery
+    alert_webhook_token_file: str | None = None
     work_pool: str = WORK_POOL
     deployments: list[str] = field(default_factory=list)
     services: list[ServiceRecord] = field(default_factory=list)

@@ -1,6 +1,9 @@
 """Alerting on the real stack: drifted traffic into the inference service, a monitor run that
 records harm, the gauge on /metrics, the stack's Prometheus evaluating the shipped rule to
-firing, and the stack's Alertmanager delivering it to a webhook receiver started here.
+firing, and the stack's Alertmanager delivering it to a webhook receiver started here, which
+refuses a delivery without the stack's bearer token. Then what an operator sees: the Prometheus
+alerts page in a real (headless Chromium) browser, and Alertmanager's alerts through ``amtool``
+(Debian's Alertmanager has no web UI), both kept under ``.driftloop/screenshots/``.
 
 Every piece is a real process started by ``driftloop.stack`` (MLflow, the inference service,
 Debian's ``prometheus`` and ``prometheus-alertmanager``); only the rule durations (``for:``) and
@@ -26,6 +29,8 @@ import yaml
 from driftloop.stack import AlertingOptions, StackPorts, StackState, start_stack, stop_stack
 from driftloop.stack.inference import cli_command
 from driftloop.stack.processes import is_alive
+from monitoring.alerts import verify_bearer
+from tests.e2e.browser import chromium, keep
 from tests.e2e.harness import LINKED, link_repo, write_small_config
 from tests.e2e.test_loop_e2e import send_traffic
 
@@ -36,17 +41,25 @@ SERVICES = ("mlflow", "train", "serve", "alertmanager", "prometheus")
 
 
 class Receiver:
-    """A webhook receiver on loopback that keeps every JSON body posted to it."""
+    """A webhook receiver on loopback that keeps every JSON body posted with the bearer token
+    ``token`` and answers 401 (and counts) every other one."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
+        self.refused = 0
+        self.token = ""
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
+                body = json.loads(self.rfile.read(length))
+                if verify_bearer(dict(self.headers.items()), receiver.token):
+                    receiver.bodies.append(body)
+                    self.send_response(200)
+                else:
+                    receiver.refused += 1
+                    self.send_response(401)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -70,6 +83,13 @@ def wait_for(what: str, check: Any, timeout: float, poll: float = 1.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not seen after {timeout:.0f}s")
         time.sleep(poll)
+
+
+def keep_text(text: str, name: str) -> None:
+    """Keep a command's output next to the screenshots (see tests.e2e.browser.keep)."""
+    path = Path(__file__).resolve().parents[2] / ".driftloop" / "screenshots" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def monitor_env(state: StackState, home: Path) -> dict[str, str]:
@@ -106,6 +126,10 @@ def alert_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stac
         alerting_options=options,
         echo=lambda _: None,
     )
+    assert state.alert_webhook_token_file, "the stack made no webhook token"
+    token_file = Path(state.alert_webhook_token_file)
+    assert token_file.stat().st_mode & 0o077 == 0, "the webhook token is readable by others"
+    receiver.token = token_file.read_text()
     try:
         yield state, receiver
     finally:
@@ -191,6 +215,42 @@ def test_drift_that_hurts_fires_in_prometheus_and_reaches_the_webhook(
         == f"Model {MODEL} is harmed: the monitor's last verdict is critical"
     )
     assert received["generatorURL"].startswith(prometheus)
+    assert receiver.refused == 0, "Alertmanager posted without the stack's bearer token"
+
+    # what an operator opens: the firing alert on Prometheus' alerts page, annotations rendered
+    with chromium() as browser:
+        page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+        page.goto(f"{prometheus}/classic/alerts", wait_until="domcontentloaded")
+        page.get_by_text("Show annotations").click()
+        page.get_by_text("ModelHarm (1 active)").click()
+        page.get_by_text("FIRING").first.wait_for(state="visible", timeout=30_000)
+        shot = tmp_path / "prometheus-alerts.png"
+        page.screenshot(path=str(shot), full_page=True)
+        keep(shot, "prometheus-alerts.png")
+        text = page.inner_text("body")
+    assert 'model="employment"' in text and f'version="{version}"' in text, text[:3000]
+    assert received["annotations"]["description"] in text, text[:3000]
+    assert "driftloop ui" in received["annotations"]["description"]  # where to look next
+
+    # and Alertmanager's view of it (Debian's package has no web UI: the stack says so)
+    assert any("amtool" in note for note in state.notes), state.notes
+    listed = subprocess.run(
+        [
+            "amtool",
+            f"--alertmanager.url={alertmanager}",
+            "alert",
+            "query",
+            "-o",
+            "extended",
+            "alertname=ModelHarm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    keep_text(listed, "alertmanager-alerts.txt")
+    assert 'model="employment"' in listed and received["annotations"]["summary"] in listed
 
     # stack down stops Prometheus and Alertmanager with the rest
     records = {s.name: s for s in state.services}

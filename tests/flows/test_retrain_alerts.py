@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import registry
+from flows.monitor import monitor
 from flows.retrain import retrain
 from flows.score import score_and_log
 from flows.train import train
@@ -46,18 +47,19 @@ def received(receiver: Receiver) -> list[dict[str, Any]]:
     return payloads
 
 
-def log_drifted_traffic(env: dict[str, str]) -> None:
-    """2,000 live rows with age missing, scored by the champion and logged with their labels."""
+def log_drifted_traffic(env: dict[str, str], *, broken: bool = True, prefix: str = "r") -> None:
+    """2,000 live rows with age missing (``broken``; else as they are), scored by the champion
+    and logged with their labels under request ids starting with ``prefix``."""
     live = pd.read_parquet(DATA / "live_2016_2018.parquet").iloc[:2000]
     labels = pd.read_parquet(DATA / "live_2016_2018_labels.parquet").set_index("id")["employed"]
-    live = apply_scenario(
-        live.assign(employed=live["id"].map(labels)), "broken-feature", start_fraction=0.0
-    )
+    live = live.assign(employed=live["id"].map(labels))
+    if broken:
+        live = apply_scenario(live, "broken-feature", start_fraction=0.0)
     client = registry.make_client(env["MLFLOW_TRACKING_URI"])
     store.upgrade_database(env["DRIFTLOOP_DATABASE_URL"])
     engine = store.make_engine(env["DRIFTLOOP_DATABASE_URL"])
     try:
-        ids = [f"r{i}" for i in range(len(live))]
+        ids = [f"{prefix}{i}" for i in range(len(live))]
         score_and_log(load_alias(client, "employment"), live, engine=engine, request_ids=ids)
         store.record_labels(engine, dict(zip(ids, live["employed"].tolist(), strict=True)))
     finally:
@@ -128,3 +130,43 @@ def test_a_promotion_and_a_refused_challenger_are_alerted(
     )
     assert second["details"]["version"] == refused["version"] == 3
     assert second["message"] == refused["reason"]
+
+
+def test_one_incident_groups_its_alerts_and_resolves_once(
+    tmp_path: Path,
+    mlflow_env: dict[str, str],
+    small_employment: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Harm opens an incident (alerted), the retraining it starts is refused (alerted with the
+    incident's id), clean traffic closes it: one resolution message, then silence."""
+    monkeypatch.setenv("DRIFTLOOP_WEBHOOK_SECRET", SECRET)
+    with Receiver() as receiver:
+        config = write_config(
+            tmp_path,
+            small_employment,
+            monitoring={
+                **MONITORING,
+                "policy": {"cooldown_hours": 0, "min_labeled_rows": 100, "resolve_after_runs": 2},
+            },
+            promotion={"min_improvement": 0.9},  # the challenger is refused: v1 stays
+            alerts=alerts_config(receiver),
+        )
+        train(config_path=str(config))
+        log_drifted_traffic(mlflow_env)
+        harmed = monitor(config_path=str(config))  # alerts, then retrains in-process
+        assert harmed["alert"] is True and harmed["retrain"] is True, harmed
+        log_drifted_traffic(mlflow_env, broken=False, prefix="clean")
+        clean = [monitor(config_path=str(config)) for _ in range(3)]
+        alerts = received(receiver)
+
+    assert [c["incident_event"] for c in clean] == [None, "resolved", None]
+    assert [a["kind"] for a in alerts] == ["harm", "retrain_refused", "resolved"]
+    opened, refused, resolved = alerts
+    incident = opened["details"]["incident_id"]
+    assert incident == harmed["incident_id"] == harmed["run_id"]
+    assert refused["details"]["incident_id"] == incident
+    assert refused["details"]["drift_run_id"] == harmed["run_id"]
+    assert resolved["details"]["incident_id"] == incident
+    assert resolved["severity"] == "critical"  # the worst the incident was
+    assert resolved["title"] == "employment v1: incident resolved: every check passes"

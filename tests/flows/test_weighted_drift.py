@@ -1,6 +1,7 @@
 """`drift_rule: weighted` on the real flows: training stores each feature's permutation importance
 with the version, and the monitor weighs drift by it (a drifted unimportant feature does not
-count, a drifted important one does)."""
+count, a drifted important one does) and shows the importances next to per-feature drift on the
+Evidently dashboard and in the Prefect verdict table."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 import registry
 from flows.monitor import monitor
 from flows.score import score_and_log
 from flows.train import train
 from monitoring import runs, store
+from monitoring.workspace import find_project, list_snapshots, open_workspace
 from serving.model import load_alias
 from tests.conftest import DATA
 from tests.flows.conftest import write_config
@@ -51,6 +57,21 @@ def log_traffic(env: dict[str, str], frame: pd.DataFrame, prefix: str) -> None:
         engine.dispose()
 
 
+def driftloop_series(workspace: str, model_name: str) -> dict[tuple[str, str | None], float]:
+    """driftloop's own values in the model's newest Evidently snapshot, by (name, column)."""
+    ws = open_workspace(workspace)
+    project = find_project(ws, model_name)
+    assert project is not None
+    stored = [ws.get_run(project.id, ref) for ref in list_snapshots(ws, model_name)]
+    newest = max(stored, key=lambda run: run.timestamp)
+    out = {}
+    for result in newest.metric_results.values():
+        params = result.metric_value_location.metric.params
+        if params["type"].endswith(":DriftloopValue"):
+            out[(params["name"], params.get("column"))] = float(result.value)
+    return out
+
+
 def test_weighted_rule_counts_drift_by_the_stored_importances(
     tmp_path: Path, mlflow_env: dict[str, str], small_employment: pd.DataFrame
 ) -> None:
@@ -81,3 +102,25 @@ def test_weighted_rule_counts_drift_by_the_stored_importances(
     details = runs.latest_run(engine, "employment")["details"]
     engine.dispose()
     assert "of the model's feature importance" in json.dumps(details), details
+
+    # the dashboard shows each feature's importance beside its drift score, and the weighted share
+    series = driftloop_series(mlflow_env["DRIFTLOOP_WORKSPACE"], "employment")
+    assert {c: series[("importance", c)] for c in importances} == pytest.approx(importances)
+    assert series[("weighted_drift_share", None)] >= 0.3
+    ws = open_workspace(mlflow_env["DRIFTLOOP_WORKSPACE"])
+    panels = {p.title: p for p in ws.get_dashboard(find_project(ws, "employment").id).panels}
+    beside = panels["Feature importance (permutation, on the version's holdout)"]
+    assert {v.metric_labels["column"] for v in beside.values} == set(importances)
+    drift_panel = panels["Per-feature drift scores (driftloop, full window)"]
+    assert beside.size == drift_panel.size == "half"
+
+    # and the Prefect verdict table of the run has an importance column
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["employment-monitor"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    table = artifact.data
+    assert "| feature | method | score | threshold | drifted | importance |" in table, table
+    assert f"| {important} |" in table and f"| {importances[important]:.4g} |" in table, table

@@ -27,6 +27,7 @@ from monitoring.alerts import (
     sign,
     signature_headers,
     verify,
+    verify_bearer,
 )
 
 SECRET = "s3cret-for-tests"
@@ -325,3 +326,18 @@ def test_alert_links_point_at_each_view_and_leave_out_the_unknown() -> None:
         model_name="m", version=None, drift_run_id="r2", mlflow_ui_url="http://mlflow:5000"
     )
     assert bare == {"drift_run_id": "r2"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "token", "ok"),
+    [
+        ({"Authorization": "Bearer t0ken"}, "t0ken", True),
+        ({"authorization": "bearer t0ken"}, "t0ken", True),
+        ({"Authorization": "Bearer wrong"}, "t0ken", False),
+        ({"Authorization": "Basic t0ken"}, "t0ken", False),
+        ({}, "t0ken", False),
+        ({"Authorization": "Bearer "}, "", False),
+    ],
+)
+def test_verify_bearer(headers: dict[str, str], token: str, ok: bool) -> None:
+    assert verify_bearer(headers, token) is ok

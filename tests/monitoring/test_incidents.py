@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitoring.incidents import Incident, delivered, severity_of, step
+from monitoring.alerts import dedup_key, stale_alert
+from monitoring.incidents import Incident, delivered, severity_of, staleness, step
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -98,3 +99,49 @@ def test_an_incident_round_trips_through_json() -> None:
 def test_quality_errors_that_only_describe_a_shift_are_a_warning() -> None:
     assert severity_of(("data_quality",), broken_inputs=False) == "warning"
     assert severity_of(("data_quality", "performance"), broken_inputs=False) == "critical"
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("last_run", "champion", "stale", "reason"),
+    [
+        (
+            NOW - timedelta(minutes=61),
+            None,
+            True,
+            "the newest monitor run is 1 h 1 min old, older than",
+        ),
+        (
+            NOW - timedelta(minutes=59),
+            None,
+            False,
+            "the newest monitor run is 59 min 0 s old, within",
+        ),
+        (None, NOW - timedelta(hours=3), True, "the champion, never monitored, is 3 h 0 min old"),
+        (
+            None,
+            NOW - timedelta(minutes=5),
+            False,
+            "the champion, never monitored, is 5 min 0 s old",
+        ),
+        (None, None, False, "nothing to watch"),
+    ],
+)
+def test_staleness_against_four_intervals(
+    last_run: datetime | None, champion: datetime | None, stale: bool, reason: str
+) -> None:
+    found = staleness(
+        last_run, champion_since=champion, now=NOW, interval=timedelta(minutes=15), intervals=4
+    )
+    assert found.stale is stale and found.limit == timedelta(hours=1)
+    assert reason in found.reason, found.reason
+
+
+def test_stale_alerts_of_one_stop_share_their_dedup_key() -> None:
+    first = stale_alert("employment", "1 h old", last_run_id="run-1")
+    again = stale_alert("employment", "2 h old", last_run_id="run-1")
+    later = stale_alert("employment", "1 h old", last_run_id="run-2")
+    assert first.kind == "monitor_stale"
+    assert dedup_key(first) == dedup_key(again) != dedup_key(later)

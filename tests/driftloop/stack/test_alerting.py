@@ -10,7 +10,12 @@ import pytest
 import yaml
 
 from driftloop.stack import AlertingOptions, StackError
-from driftloop.stack.alerting import alertmanager_config, prometheus_config, rules_with_for
+from driftloop.stack.alerting import (
+    alertmanager_config,
+    has_web_ui,
+    prometheus_config,
+    rules_with_for,
+)
 from tests.monitoring.test_prometheus_rules import RULES
 
 PROMTOOL = shutil.which("promtool")
@@ -54,6 +59,31 @@ def test_alertmanager_config_passes_amtool(tmp_path: Path, webhook: str | None) 
     (receiver,) = config["receivers"]
     hooks = receiver.get("webhook_configs", [])
     assert [h["url"] for h in hooks] == ([webhook] if webhook else [])
+
+
+@pytest.mark.skipif(AMTOOL is None, reason="amtool not found: make system-deps")
+def test_webhook_deliveries_carry_the_stacks_bearer_token(tmp_path: Path) -> None:
+    token = tmp_path / "webhook-token"
+    token.write_text("t0ken")
+    options = AlertingOptions(alert_webhook="http://127.0.0.1:9999/alerts")
+    config = alertmanager_config(options, webhook_token_file=token)
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    checked = _run(AMTOOL, "check-config", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    ((hook,),) = [r["webhook_configs"] for r in config["receivers"]]
+    assert hook["http_config"] == {
+        "authorization": {"type": "Bearer", "credentials_file": str(token)}
+    }
+    # without a token file (or a webhook) no credentials are configured
+    ((plain,),) = [r["webhook_configs"] for r in alertmanager_config(options)["receivers"]]
+    assert "http_config" not in plain
+
+
+def test_debians_page_without_a_web_ui_is_told_apart() -> None:
+    debian = "<p>The Debian package of the alertmanager does not include a web\n   application.</p>"
+    assert not has_web_ui(debian)
+    assert has_web_ui("<title>Alertmanager</title><script src=script.js></script>")
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: make system-deps")
