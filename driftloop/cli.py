@@ -317,6 +317,11 @@ def monitor(
         f"{summary['model_name']} v{summary['version']}: {summary['status']} over {summary['window_rows']} rows"
         f"\n  alert: {summary['alert_reason']}\n  retrain: {summary['retrain_reason']}"
     )
+    if summary.get("rolled_back_to") is not None:
+        typer.echo(
+            f"  rolled back: v{summary['rolled_back_to']} is champion again: "
+            f"{summary['rollback_reason']}"
+        )
     log_note()
 
 
