@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.errors import DriftloopError
+from monitoring.store import UNAVAILABLE_ERRORS, StoreError, describe_refusal
 
 #: How long a process waits for another's compare-and-set (a few registry calls) to finish.
 LOCK_TIMEOUT_SECONDS = 60.0
@@ -88,7 +89,15 @@ def champion_lock(
 @contextmanager
 def _advisory_lock(engine: Engine, model_name: str, *, timeout: float) -> Iterator[None]:
     key = lock_key(model_name)
-    with engine.connect() as connection:
+    try:
+        connection = engine.connect()
+    except UNAVAILABLE_ERRORS as exc:
+        raise StoreError(
+            f"the champion lock lives in the driftloop database "
+            f"{engine.url.render_as_string(hide_password=True)}, which does not answer "
+            f"({describe_refusal(exc)}); start it or fix DRIFTLOOP_DATABASE_URL"
+        ) from None
+    with connection:
 
         def take() -> bool:
             taken = connection.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
