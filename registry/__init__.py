@@ -2,8 +2,12 @@
 the only way driftloop registers and loads a model version.
 
 Aliases, never stages: `champion` is the version serving traffic, `challenger` the latest candidate
-that was refused. The registered model keeps a `driftloop.champion_history` tag (newest last) so
-that `rollback` knows where to go back to.
+that was refused. The registered model keeps a `driftloop.champion_history` tag (newest last, one
+entry per move, read back after writing) so that `rollback` knows where to go back to.
+`champion` moves by compare-and-set (:func:`set_champion_if`: only from the version a decision
+was made against, read back after setting); callers hold the champion lock of the driftloop
+database around it (``flows.champion``). A version tagged `driftloop.rolled_back` is never
+promoted again.
 
 Integrity: :func:`log_model_version` records the SHA-256 of every stored file of the model and of
 its reference snapshot on the version (tag `driftloop.integrity`); :func:`load_verified_model`,
