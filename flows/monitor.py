@@ -528,8 +528,11 @@ def roll_back_champion(
     )
     logger = get_run_logger()
     if not move.moved:
-        logger.warning("%s: rollback not done: %s", config.model_name, move.conflict())
-        reason = f"no rollback: {move.conflict()}; {outcome.rollback.reason}"
+        reason = (
+            f"no rollback: `champion` is v{move.found}, no longer v{outcome.version}, when "
+            f"moving it back (another move came first); {outcome.rollback.reason}"
+        )
+        logger.warning("%s: %s", config.model_name, reason)
         return dataclasses.replace(outcome, rollback=Decision(False, reason))
     logger.warning(
         "%s: champion rolled back from v%s to v%s: %s",

@@ -212,6 +212,12 @@ class PromotionRefused(DriftloopError, ValueError):
     """A version that may not become champion (it was rolled back); the message says why."""
 
 
+class ChampionConflict(DriftloopError, RuntimeError):
+    """`champion` kept moving while this process tried to move it; trying again may help."""
+
+    transient = True
+
+
 #: The version tag that marks a version rolled back (its value: why); such a version is never
 #: promoted again.
 ROLLED_BACK_TAG = TAG + "rolled_back"
@@ -310,7 +316,7 @@ def set_champion(
         if move.moved:
             return str(current) if current is not None else None
         current = move.found
-    raise ModelNotFoundError(
+    raise ChampionConflict(
         f"model {model_name!r}: `champion` kept moving while version {version} was promoted "
         "(another process is promoting); try again"
     )
@@ -464,7 +470,10 @@ def rollback(client: MlflowClient, model_name: str, *, actor: str) -> tuple[str,
         actor=actor,
     )
     if not move.moved:
-        raise ModelNotFoundError(f"model {model_name!r}: {move.conflict()}; try again")
+        raise ChampionConflict(
+            f"model {model_name!r}: `champion` moved to v{move.found} while rolling back from "
+            f"v{current.version}; check `driftloop versions` and try again"
+        )
     return current.version, str(target)
 
 
