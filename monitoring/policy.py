@@ -194,7 +194,7 @@ def make_result(
     if window_rows < min_window_rows:
         return _replace(base, status="not_enough_data")
     verdicts = _verdicts(base, policy, noise, floor)
-    details = _failures(base, policy, verdicts)
+    details = _failures(base, policy, verdicts, floor)
     failed = tuple(details)
     return _replace(
         base,
@@ -256,7 +256,10 @@ def _verdicts(
 
 
 def _failures(
-    result: MonitorResult, policy: PolicyConfig, verdicts: Mapping[str, DropVerdict]
+    result: MonitorResult,
+    policy: PolicyConfig,
+    verdicts: Mapping[str, DropVerdict],
+    floor: float | None = None,
 ) -> dict[Check, str]:
     """Counted checks that failed, each with a sentence giving its numbers."""
     out: dict[Check, str] = {}
@@ -287,12 +290,13 @@ def _failures(
             f"replaced, on the same labeled rows: {before.metric} "
             f"{before.difference.text().replace('improvement', 'difference')}"
         )
-    floor = verdicts.get("floor")
-    if "floor" in checks and floor is not None and floor.significant and result.performance:
-        perf = result.performance
+    short = verdicts.get("floor")
+    perf = result.performance
+    if "floor" in checks and floor is not None and short is not None and short.significant:
+        assert perf is not None  # the floor is judged on the measured figure only
         out["floor"] = (
-            f"{perf.metric} on {perf.labeled_rows} labeled rows is {perf.value:.4f}, "
-            f"{floor.drop:.4f} short of the floor (promotion.floor), which {floor.reason}"
+            f"{perf.metric} on {perf.labeled_rows} labeled rows is {perf.value:.4f}, missing "
+            f"promotion.floor {floor:g} by {short.drop:.4f}, which {short.reason}"
         )
     for check, perf in (
         ("performance", result.performance),

@@ -100,7 +100,10 @@ def _result(performance: PerformanceResult, floor: float | None, **policy: objec
 def test_live_performance_below_the_floor_beyond_noise_is_harm() -> None:
     r = _result(_measured(0.52), floor=0.75)
     assert r.failed == ("floor",) and r.severity == "critical"
-    assert "roc_auc on 1000 labeled rows is 0.5200, 0.2300 short of the floor" in r.details["floor"]
+    assert (
+        "roc_auc on 1000 labeled rows is 0.5200, missing promotion.floor 0.75 by 0.2300"
+        in r.details["floor"]
+    )
 
 
 @pytest.mark.parametrize(
