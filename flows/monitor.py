@@ -7,7 +7,8 @@ window itself from probabilities or a loss model), asks the pure policies whethe
 whether to retrain, and then acts: a `drift_runs` row, an Evidently snapshot in the workspace, an
 MLflow monitoring run with the HTML report, a Prefect markdown artifact, alerts, and the
 `driftloop.drift.detected` event that starts the `retrain` deployment (or, with no Prefect server,
-the retrain flow in-process).
+the retrain flow in-process). A champion worse on its labeled rows than the champion it replaced
+(`should_roll_back`) is rolled back instead, by compare-and-set, and a `rolled_back` alert sent.
 """
 
 from __future__ import annotations
@@ -478,7 +479,7 @@ def rollback_decision(
     before = result.predecessor
     if ref is None or before is None or not rule.enabled:
         return should_roll_back(
-            None if not rule.enabled else before,
+            before,
             rule,
             version=None,
             champion=None,

@@ -3,7 +3,9 @@
 Both flows build a :class:`Candidate` (the fitted Pipeline, what it learned from, its
 out-of-sample scores): `train` from a cross-validated search, `retrain` from live windows.
 :func:`register` records it as a new MLflow version, and :func:`gate` judges it against the
-champion on the same rows (a paired bootstrap interval) and moves `champion` only if it wins.
+champion on the same rows (a paired bootstrap interval) and moves `champion` only if it wins,
+and only if `champion` still points at the version it was judged against (compare-and-set,
+:mod:`flows.champion`; judged again against a champion that moved meanwhile).
 """
 
 from __future__ import annotations
@@ -451,7 +453,8 @@ def gate(
     lineage: dict[str, str],
 ) -> TrainOutcome:
     """Register the candidate and move `champion` to it only if it beats the champion on the
-    candidate's judged rows by more than noise (and reaches the floor); record why either way."""
+    candidate's judged rows by more than noise (and reaches the floor) and that champion still
+    holds the alias (:func:`take_alias`); record why either way."""
     logger = get_run_logger()
     holdout = candidate.holdout
     metrics = holdout.metrics()
