@@ -43,9 +43,16 @@ def _history(client: MlflowClient) -> list[int]:
     return [int(h["version"]) for h in registry.champion_history(client, NAME)]
 
 
+@pytest.mark.parametrize("lock_in", ["sqlite", "postgresql"])
 def test_of_candidates_all_judged_against_v1_exactly_one_takes_the_alias(
     client: MlflowClient,
+    lock_in: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The lock in the driftloop database on SQLite (a file lock) or PostgreSQL (advisory)."""
+    if lock_in == "postgresql":
+        monkeypatch.setenv("DRIFTLOOP_DATABASE_URL", request.getfixturevalue("postgres_database"))
     start = threading.Barrier(5)
 
     def attempt(version: int) -> registry.AliasMove:
