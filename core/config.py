@@ -132,6 +132,33 @@ class ModelConfig(_Section):
     )
 
 
+class RollbackConfig(_Section):
+    """When the monitor moves `champion` back to the version it replaced."""
+
+    enabled: bool = Field(
+        True,
+        description="roll back a champion that scores worse than the champion it replaced, by "
+        "more than noise, on the same labeled live rows (any promotion, by hand included)",
+    )
+    within_hours: float | None = Field(
+        168.0,
+        gt=0,
+        description="only this long after the promotion (null: no time limit)",
+    )
+    within_rows: int | None = Field(
+        None,
+        ge=1,
+        description="only until the new champion has served this many labeled rows since its "
+        "promotion (null: no row limit); with within_hours, the first limit reached ends it",
+    )
+    min_labeled_rows: int = Field(
+        200,
+        ge=1,
+        description="labeled live rows of the new champion both versions are scored on before "
+        "a rollback may be decided",
+    )
+
+
 class PromotionConfig(_Section):
     metric: str = Field(
         "roc_auc",
@@ -144,8 +171,11 @@ class PromotionConfig(_Section):
     )
     floor: float | None = Field(
         None,
-        description="absolute bound the first champion must reach (>= for higher-is-better metrics)",
+        description="absolute bound a candidate must reach to be promoted (>= for "
+        "higher-is-better metrics); the monitor also judges the champion's labeled live rows "
+        "against it (check `floor`)",
     )
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
 
 
 class ProjectConfig(_Section):

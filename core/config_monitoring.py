@@ -33,6 +33,7 @@ Check = Literal[
     "performance",
     "estimated_performance",
     "regression",
+    "floor",
 ]
 ALL_CHECKS: tuple[Check, ...] = (
     "data_drift",
@@ -41,6 +42,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     "performance",
     "estimated_performance",
     "regression",
+    "floor",
 )
 
 

@@ -170,10 +170,13 @@ def promote(
     from core.settings import Settings
 
     def body() -> None:
+        from flows.champion import promote_by_hand
+
         cfg = load_config(config)
-        client = registry.make_client(Settings().mlflow_tracking_uri)
-        previous = registry.set_champion(
-            client, cfg.model_name, version, reason=reason, actor=_actor()
+        settings = Settings()
+        client = registry.make_client(settings.mlflow_tracking_uri)
+        previous = promote_by_hand(
+            settings, client, cfg.model_name, version, reason=reason, actor=_actor()
         )
         typer.echo(
             f"{cfg.model_name}: champion is now version {version} (was {previous or 'none'})"
@@ -194,9 +197,12 @@ def rollback(
     from core.settings import Settings
 
     def body() -> None:
+        from flows.champion import rollback_by_hand
+
         cfg = load_config(config)
-        client = registry.make_client(Settings().mlflow_tracking_uri)
-        old, new = registry.rollback(client, cfg.model_name, actor=_actor())
+        settings = Settings()
+        client = registry.make_client(settings.mlflow_tracking_uri)
+        old, new = rollback_by_hand(settings, client, cfg.model_name, actor=_actor())
         typer.echo(f"{cfg.model_name}: champion rolled back from version {old} to version {new}")
 
     run_or_exit(body)
@@ -314,6 +320,11 @@ def monitor(
         f"{summary['model_name']} v{summary['version']}: {summary['status']} over {summary['window_rows']} rows"
         f"\n  alert: {summary['alert_reason']}\n  retrain: {summary['retrain_reason']}"
     )
+    if summary.get("rolled_back_to") is not None:
+        typer.echo(
+            f"  rolled back: v{summary['rolled_back_to']} is champion again: "
+            f"{summary['rollback_reason']}"
+        )
     log_note()
 
 

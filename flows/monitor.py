@@ -7,7 +7,8 @@ window itself from probabilities or a loss model), asks the pure policies whethe
 whether to retrain, and then acts: a `drift_runs` row, an Evidently snapshot in the workspace, an
 MLflow monitoring run with the HTML report, a Prefect markdown artifact, alerts, and the
 `driftloop.drift.detected` event that starts the `retrain` deployment (or, with no Prefect server,
-the retrain flow in-process).
+the retrain flow in-process). A champion worse on its labeled rows than the champion it replaced
+(`should_roll_back`) is rolled back instead, by compare-and-set, and a `rolled_back` alert sent.
 """
 
 from __future__ import annotations
@@ -37,18 +38,29 @@ import registry
 from core.config import ProjectConfig, load_config
 from core.settings import Settings
 from core.spec import PROBABILITY_COLUMN
+from flows.champion import roll_back
 from flows.retry import transient
 from monitoring import incidents, runs, store
-from monitoring.alerts import Alert, DeliveryResult, alert_links, deliver, undelivered
+from monitoring.alerts import (
+    Alert,
+    DeliveryResult,
+    alert_links,
+    deliver,
+    rollback_alert,
+    undelivered,
+)
 from monitoring.drift import weighted_drift
 from monitoring.estimation import EstimationFacts
 from monitoring.performance import compute_performance
 from monitoring.policy import (
     FOLLOW_UP,
+    Decision,
+    MonitorResult,
     Refresh,
     RunRecord,
     should_alert,
     should_retrain,
+    should_roll_back,
 )
 from monitoring.reports import run_report, save_html
 from monitoring.shadow import ShadowComparison, read_pairs, shadow_comparison
@@ -424,25 +436,32 @@ def monitor_once(
         policy = config.monitoring.policy
         run_id = runs.new_run_id()
         alert = should_alert(result, history, policy, now, new_incident_id=run_id)
+        retrain = should_retrain(
+            result,
+            history,
+            policy,
+            now,
+            incident=alert.incident,
+            refresh=refresh_of(ref, engine, config.model_name),
+            max_live_rows=config.monitoring.retrain.max_live_rows,
+            window_rows=config.monitoring.window.rows,
+            labels_since_refusal=labels_since_refusal(engine, config.model_name, history),
+        )
+        rollback = rollback_decision(client, engine, config, ref, result, now=now)
+        if rollback.yes:  # the champion it replaced takes over: nothing to retrain from
+            retrain = Decision(
+                False, f"no retraining: the champion is rolled back instead ({rollback.reason})"
+            )
         outcome = MonitorOutcome(
             run_id=run_id,
             model_name=config.model_name,
             version=window.version,
             result=result,
             alert=alert,
-            retrain=should_retrain(
-                result,
-                history,
-                policy,
-                now,
-                incident=alert.incident,
-                refresh=refresh_of(ref, engine, config.model_name),
-                max_live_rows=config.monitoring.retrain.max_live_rows,
-                window_rows=config.monitoring.window.rows,
-                labels_since_refusal=labels_since_refusal(engine, config.model_name, history),
-            ),
+            retrain=retrain,
             window=window,
             report_path=None,
+            rollback=rollback,
         )
         shadow = shadow_of(engine, client, config, ref, window)
         row = run_row(outcome, config, started=now, triggered_by=triggered_by)
@@ -451,6 +470,8 @@ def monitor_once(
             registry.tag_shadow(client, config.model_name, shadow.challenger, shadow.sentence())
             logger.info("shadow: %s", shadow.sentence())
         runs.record_run(engine, row)
+        if rollback.yes:
+            outcome = roll_back_champion(outcome, config, settings, client)
         if ref is not None:
             error = realize_estimates(engine, config, ref, now=now)
             outcome = dataclasses.replace(outcome, estimation_error=error)
@@ -486,7 +507,113 @@ def monitor_once(
         and incidents.delivered(step, deliver_warnings=config.alerts.deliver_warnings)
     ):
         outcome = dataclasses.replace(outcome, deliveries=tuple(send_alert(outcome, config)))
+    if deliver_alerts and outcome.rolled_back_to is not None:
+        sent = send_rollback_alert(outcome, config)
+        outcome = dataclasses.replace(outcome, deliveries=(*outcome.deliveries, *sent))
     return outcome
+
+
+def rollback_decision(
+    client: MlflowClient,
+    engine: Engine,
+    config: ProjectConfig,
+    ref: VersionReference | None,
+    result: MonitorResult,
+    *,
+    now: datetime,
+) -> Decision:
+    """Read what a rollback decision needs (the champion, when the judged version became it,
+    its labeled rows since, whether its predecessor was rolled back) and ask
+    :func:`should_roll_back`."""
+    rule = config.promotion.rollback
+    before = result.predecessor
+    if ref is None or before is None or not rule.enabled:
+        return should_roll_back(
+            before,
+            rule,
+            version=None,
+            champion=None,
+            promoted_at=None,
+            labeled_since_promotion=0,
+            now=now,
+        )
+    version = ref.info.version
+    current = registry.get_alias(client, config.model_name, registry.CHAMPION)
+    since = registry.promoted_at(registry.champion_history(client, config.model_name), version)
+    labeled = (
+        store.count_rows(
+            engine, model_name=config.model_name, since=since, version=version, labeled_only=True
+        )
+        if since is not None and rule.within_rows is not None
+        else 0
+    )
+    replaced = registry.get_version(client, config.model_name, before.version)
+    return should_roll_back(
+        before,
+        rule,
+        version=version,
+        champion=int(current.version) if current is not None else None,
+        promoted_at=since,
+        labeled_since_promotion=labeled,
+        now=now,
+        min_relative_drop=config.monitoring.policy.min_relative_drop,
+        predecessor_rolled_back=registry.ROLLED_BACK_TAG in (replaced.tags or {}),
+    )
+
+
+def roll_back_champion(
+    outcome: MonitorOutcome, config: ProjectConfig, settings: Settings, client: MlflowClient
+) -> MonitorOutcome:
+    """Move `champion` back to the version the judged one replaced (compare-and-set: only if
+    the judged version is still champion); tags both versions with the reason."""
+    before = outcome.result.predecessor
+    assert before is not None and outcome.version is not None
+    move = roll_back(
+        settings,
+        client,
+        config.model_name,
+        current=outcome.version,
+        target=before.version,
+        reason=outcome.rollback.reason,
+        actor=f"monitor:{outcome.run_id}",
+    )
+    logger = get_run_logger()
+    if not move.moved:
+        reason = (
+            f"no rollback: `champion` is v{move.found}, no longer v{outcome.version}, when "
+            f"moving it back (another move came first); {outcome.rollback.reason}"
+        )
+        logger.warning("%s: %s", config.model_name, reason)
+        return dataclasses.replace(outcome, rollback=Decision(False, reason))
+    logger.warning(
+        "%s: champion rolled back from v%s to v%s: %s",
+        config.model_name,
+        outcome.version,
+        before.version,
+        outcome.rollback.reason,
+    )
+    return dataclasses.replace(outcome, rolled_back_to=before.version)
+
+
+def send_rollback_alert(outcome: MonitorOutcome, config: ProjectConfig) -> list[DeliveryResult]:
+    """Tell people `champion` went back; returns what became of it at each webhook."""
+    assert outcome.version is not None and outcome.rolled_back_to is not None
+    alert = rollback_alert(
+        config.model_name,
+        version=outcome.version,
+        restored=outcome.rolled_back_to,
+        message=outcome.rollback.reason,
+        drift_run_id=outcome.run_id,
+        details={"links": dict(outcome.links)},
+    )
+    results = deliver(alert, config.alerts)
+    for delivery in results:
+        get_run_logger().info("rollback alert delivery: %s", delivery)
+    if config.alerts.prefect_blocks:
+        from flows.notify import notify_blocks
+
+        notify_blocks(alert, config.alerts.prefect_blocks)
+    return results
 
 
 def current_flow_run_id() -> str | None:

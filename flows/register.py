@@ -3,11 +3,14 @@
 Both flows build a :class:`Candidate` (the fitted Pipeline, what it learned from, its
 out-of-sample scores): `train` from a cross-validated search, `retrain` from live windows.
 :func:`register` records it as a new MLflow version, and :func:`gate` judges it against the
-champion on the same rows (a paired bootstrap interval) and moves `champion` only if it wins.
+champion on the same rows (a paired bootstrap interval) and moves `champion` only if it wins,
+and only if `champion` still points at the version it was judged against (compare-and-set,
+:mod:`flows.champion`; judged again against a champion that moved meanwhile).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import tempfile
@@ -29,6 +32,7 @@ from core.config import ProjectConfig
 from core.metrics import metric_info, names_for
 from core.settings import Settings
 from core.spec import FeatureSpec
+from flows.champion import promote_if_unchanged
 from flows.retry import transient
 from monitoring.estimation import fit_estimation
 from monitoring.significance import measure_noise
@@ -368,6 +372,78 @@ def decision_markdown(outcome: TrainOutcome, decision: PromotionDecision) -> str
     )
 
 
+def judgement(
+    policy: PromotionPolicy,
+    holdout: HoldoutScores,
+    metrics: dict[str, float],
+    champion: HoldoutScores | None,
+    problem: str | None,
+) -> PromotionDecision:
+    """The gate's decision on the candidate's judged rows against the champion's scores there
+    (pure): a paired comparison, or a refusal when the champion could not score them."""
+    if problem is not None:
+        return PromotionDecision(
+            promote=False,
+            reason=problem,
+            metric=policy.metric,
+            candidate=metrics.get(policy.metric, float("nan")),
+            champion=None,
+        )
+    difference = compare(holdout, champion, policy.metric) if champion is not None else None
+    return should_promote(
+        metrics, champion.metrics() if champion is not None else None, policy, difference
+    )
+
+
+#: Judgements of one candidate at most: the first, and again each time another promotion moved
+#: `champion` between the judgement and the compare-and-set.
+_JUDGEMENTS = 3
+
+
+def take_alias(
+    config: ProjectConfig,
+    settings: Settings,
+    client: MlflowClient,
+    *,
+    candidate: Candidate,
+    version: int,
+    judged: tuple[PromotionDecision, int | None, HoldoutScores | None],
+    actor: str,
+) -> tuple[PromotionDecision, int | None, HoldoutScores | None]:
+    """Move `champion` to a candidate the gate promoted, only if it still points at the version
+    it was judged against (compare-and-set); when another promotion came first, judge the
+    candidate again against the new champion. Returns the last (decision, champion version,
+    champion scores): a refusal leaves the candidate a challenger with the reason."""
+    decision, against, champion = judged
+    holdout, policy = candidate.holdout, policy_for(config)
+    for _ in range(_JUDGEMENTS):
+        if not decision.promote:
+            return decision, against, champion
+        move = promote_if_unchanged(
+            settings,
+            client,
+            config.model_name,
+            version,
+            expected=against,
+            reason=decision.reason,
+            actor=actor,
+        )
+        if move.moved:
+            return decision, against, champion
+        conflict = move.conflict()
+        get_run_logger().warning("%s v%s: %s; judging again", config.model_name, version, conflict)
+        against, champion, problem = champion_on(
+            config, client, holdout.X, holdout.y, holdout.classes
+        )
+        again = judgement(policy, holdout, holdout.metrics(), champion, problem)
+        decision = dataclasses.replace(again, reason=f"judged again ({conflict}): {again.reason}")
+    reason = (
+        f"not promoted: `champion` moved during each of {_JUDGEMENTS} judgements ({conflict}); "
+        "kept as challenger"
+    )
+    return dataclasses.replace(decision, promote=False, reason=reason), against, champion
+
+
 def gate(
     config: ProjectConfig,
     settings: Settings,
@@ -377,7 +453,8 @@ def gate(
     lineage: dict[str, str],
 ) -> TrainOutcome:
     """Register the candidate and move `champion` to it only if it beats the champion on the
-    candidate's judged rows by more than noise (and reaches the floor); record why either way."""
+    candidate's judged rows by more than noise (and reaches the floor) and that champion still
+    holds the alias (:func:`take_alias`); record why either way."""
     logger = get_run_logger()
     holdout = candidate.holdout
     metrics = holdout.metrics()
@@ -407,33 +484,24 @@ def gate(
         lineage=lineage,
     )
     policy = policy_for(config)
+    decision = judgement(policy, holdout, metrics, champion, problem)
+    decision, champion_version, champion = take_alias(
+        config,
+        settings,
+        client,
+        candidate=candidate,
+        version=version,
+        judged=(decision, champion_version, champion),
+        actor=lineage.get("trigger", "manual"),
+    )
     champion_metrics = champion.metrics() if champion is not None else None
-    if problem is not None:
-        decision = PromotionDecision(
-            promote=False,
-            reason=problem,
-            metric=policy.metric,
-            candidate=metrics.get(policy.metric, float("nan")),
-            champion=None,
-        )
-    else:
-        difference = compare(holdout, champion, policy.metric) if champion is not None else None
-        decision = should_promote(metrics, champion_metrics, policy, difference)
     if champion_metrics:
         registry.log_run_metrics(
             client,
             run_id,
             {f"champion_holdout_{k}": v for k, v in finite(champion_metrics).items()},
         )
-    if decision.promote:
-        registry.set_champion(
-            client,
-            config.model_name,
-            version,
-            reason=decision.reason,
-            actor=lineage.get("trigger", "manual"),
-        )
-    else:
+    if not decision.promote:
         registry.mark_challenger(client, config.model_name, version, reason=decision.reason)
     outcome = TrainOutcome(
         model_name=config.model_name,

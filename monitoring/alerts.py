@@ -41,7 +41,7 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 class Alert:
     """One alert, as delivered to every sink."""
 
-    kind: str  # e.g. "drift", "performance", "promotion", "retrain_refused"
+    kind: str  # e.g. "drift", "harm", "promotion", "retrain_refused", "rolled_back"
     model_name: str
     severity: Severity
     title: str
@@ -304,6 +304,36 @@ def stale_alert(model_name: str, reason: str, *, last_run_id: str | None) -> Ale
         "deployment's schedule",
         details={"last_run_id": last_run_id},
         condition_key=f"stale:{last_run_id or 'never'}",
+    )
+
+
+#: The alert kind of an automatic rollback (critical: a promoted model did harm).
+ROLLED_BACK = "rolled_back"
+
+
+def rollback_alert(
+    model_name: str,
+    *,
+    version: int,
+    restored: int,
+    message: str,
+    drift_run_id: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> Alert:
+    """The alert that tells people `champion` went back from ``version`` to ``restored``."""
+    return Alert(
+        kind=ROLLED_BACK,
+        model_name=model_name,
+        severity="critical",
+        title=f"{model_name}: v{version} rolled back, v{restored} is champion again",
+        message=message,
+        details={
+            "version": version,
+            "restored": restored,
+            "drift_run_id": drift_run_id or None,
+            **(details or {}),
+        },
+        condition_key=f"rollback:{version}",
     )
 
 

@@ -2,7 +2,8 @@
 
 Drift that does not hurt is a ``warning``: recorded, on dashboards and gauges, delivered only if
 configured. Harm (a significant measured or estimated performance drop, data quality errors, a
-promoted model worse than the one it replaced) is ``critical``. A run's problems belong to one
+promoted model worse than the one it replaced, live performance below ``promotion.floor``) is
+``critical``. A run's problems belong to one
 *incident* while they persist: the incident opens once, escalates when harm appears, calms down
 when harm clears but drift remains, and resolves after ``resolve_after`` clean runs in a row;
 only those transitions are alert events, so an incident that persists never re-alerts, whatever
@@ -20,7 +21,9 @@ Severity = Literal["none", "warning", "critical"]
 Event = Literal["opened", "escalated", "calmed", "resolved"]
 _RANK = {"none": 0, "warning": 1, "critical": 2}
 #: Checks whose failure is harm (critical); other failed checks (drift) are warnings.
-HARM_CHECKS = frozenset({"performance", "estimated_performance", "data_quality", "regression"})
+HARM_CHECKS = frozenset(
+    {"performance", "estimated_performance", "data_quality", "regression", "floor"}
+)
 #: Data quality errors that describe a shift (values beyond the training range, categories
 #: never seen) rather than broken inputs: a warning on their own, like drift.
 SHIFT_QUALITY_KINDS = frozenset({"out_of_range", "new_categories"})

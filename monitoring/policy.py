@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from core.config import RollbackConfig
 from core.config_monitoring import Check, PolicyConfig
+from core.metrics import higher_is_better
 from monitoring import incidents
 from monitoring.drift import DriftResult, weighted_drift
 from monitoring.incidents import Incident, Severity
@@ -66,6 +68,8 @@ class Predecessor:
     version: int
     metric: str
     difference: Difference
+    #: the replaced version's value of the metric on those rows (None: not measured)
+    before_value: float | None = None
 
     @property
     def worse(self) -> bool:
@@ -167,11 +171,14 @@ def make_result(
     feature_importances: Mapping[str, float] | None = None,
     noise: MetricNoise | None = None,
     predecessor: Predecessor | None = None,
+    floor: float | None = None,
 ) -> MonitorResult:
     """Assemble a run's result and judge each check the policy counts.
 
     ``noise`` is the primary metric's sampling spread on the version's holdout; without it a
-    drop counts by the relative rule alone.
+    drop counts by the relative rule alone. ``floor`` is ``promotion.floor``: measured live
+    performance below it by more than noise fails the ``floor`` check (harm), whatever the
+    version's own reference says.
     """
     base = MonitorResult(
         status="ok",
@@ -186,8 +193,8 @@ def make_result(
     )
     if window_rows < min_window_rows:
         return _replace(base, status="not_enough_data")
-    verdicts = _verdicts(base, policy, noise)
-    details = _failures(base, policy, verdicts)
+    verdicts = _verdicts(base, policy, noise, floor)
+    details = _failures(base, policy, verdicts, floor)
     failed = tuple(details)
     return _replace(
         base,
@@ -203,12 +210,31 @@ def _replace(result: MonitorResult, **changes: Any) -> MonitorResult:
     return replace(result, **changes)
 
 
+def floor_gap(perf: PerformanceResult, floor: float) -> float:
+    """How far a measured value is below the floor (positive = below), whatever the metric's
+    direction."""
+    return floor - perf.value if higher_is_better(perf.metric) else perf.value - floor
+
+
 def _verdicts(
-    result: MonitorResult, policy: PolicyConfig, noise: MetricNoise | None
+    result: MonitorResult,
+    policy: PolicyConfig,
+    noise: MetricNoise | None,
+    floor: float | None = None,
 ) -> dict[str, DropVerdict]:
-    """Each performance figure's drop judged against noise for its number of rows."""
+    """Each performance figure's drop judged against noise for its number of rows, and the
+    measured value's distance below the floor (``floor``) by the same rule."""
     out: dict[str, DropVerdict] = {}
     measured = _counted_performance(result, policy)
+    if measured is not None and floor is not None and _finite(measured.value):
+        out["floor"] = judge_drop(
+            floor_gap(measured, floor),
+            reference_value=floor,
+            rows=max(measured.labeled_rows, 1),
+            noise=noise if noise is not None and noise.metric == measured.metric else None,
+            alpha=policy.drop_alpha,
+            min_relative_drop=policy.min_relative_drop,
+        )
     estimated = result.estimated_performance
     if estimated is not None and not _estimate_judges(estimated, measured):
         estimated = None
@@ -230,7 +256,10 @@ def _verdicts(
 
 
 def _failures(
-    result: MonitorResult, policy: PolicyConfig, verdicts: Mapping[str, DropVerdict]
+    result: MonitorResult,
+    policy: PolicyConfig,
+    verdicts: Mapping[str, DropVerdict],
+    floor: float | None = None,
 ) -> dict[Check, str]:
     """Counted checks that failed, each with a sentence giving its numbers."""
     out: dict[Check, str] = {}
@@ -250,11 +279,24 @@ def _failures(
         more = f"; and {len(errors) - _MAX_NAMED} more" if len(errors) > _MAX_NAMED else ""
         out["data_quality"] = f"{len(errors)} data quality error(s): {listed}{more}"
     before = result.predecessor
-    if "regression" in checks and before is not None and before.worse:
+    if (
+        "regression" in checks
+        and before is not None
+        and before.worse
+        and before.difference.rows >= policy.min_labeled_rows
+    ):
         out["regression"] = (
             f"the promoted version scores worse than v{before.version}, the champion it "
             f"replaced, on the same labeled rows: {before.metric} "
             f"{before.difference.text().replace('improvement', 'difference')}"
+        )
+    short = verdicts.get("floor")
+    perf = result.performance
+    if "floor" in checks and floor is not None and short is not None and short.significant:
+        assert perf is not None  # the floor is judged on the measured figure only
+        out["floor"] = (
+            f"{perf.metric} on {perf.labeled_rows} labeled rows is {perf.value:.4f}, missing "
+            f"promotion.floor {floor:g} by {short.drop:.4f}, which {short.reason}"
         )
     for check, perf in (
         ("performance", result.performance),
@@ -635,3 +677,80 @@ def _incident_budget(
             f"(max_retrains_per_incident {policy.max_retrains_per_incident})"
         )
     return None
+
+
+def should_roll_back(
+    predecessor: Predecessor | None,
+    rule: RollbackConfig,
+    *,
+    version: int | None,
+    champion: int | None,
+    promoted_at: datetime | None,
+    labeled_since_promotion: int,
+    now: datetime,
+    min_relative_drop: float = 0.0,
+    predecessor_rolled_back: bool = False,
+) -> Decision:
+    """Move `champion` back to the version it replaced? (pure)
+
+    Yes when ``version`` (the version whose labeled live rows were judged) is still the
+    champion, was promoted within ``rule.within_hours`` (and has served at most
+    ``rule.within_rows`` labeled rows since), and on at least ``rule.min_labeled_rows`` of
+    those rows scores worse than the version it replaced by more than noise: the whole paired
+    bootstrap interval of the difference below zero, and the difference at least
+    ``min_relative_drop`` of the replaced version's value (the significance rule's "big
+    enough", so a huge window does not roll back a trivial difference). Never back to a
+    version that was itself rolled back (``predecessor_rolled_back``).
+    """
+    if not rule.enabled:
+        return Decision(False, "no rollback: promotion.rollback.enabled is false")
+    if version is None or predecessor is None:
+        return Decision(
+            False,
+            "no rollback: no comparison with a champion this version replaced "
+            "(none, or too few labeled rows)",
+        )
+    if version != champion:
+        return Decision(False, f"no rollback: v{version} is no longer the champion (v{champion})")
+    if predecessor_rolled_back:
+        return Decision(
+            False,
+            f"no rollback: v{predecessor.version}, the champion v{version} replaced, was itself "
+            "rolled back",
+        )
+    if promoted_at is not None and rule.within_hours is not None:
+        hours = max(0.0, (now - promoted_at).total_seconds() / 3600)
+        if hours > rule.within_hours:
+            return Decision(
+                False,
+                f"no rollback: v{version} was promoted {hours:.1f} h ago, after the "
+                f"{rule.within_hours:g} h of promotion.rollback.within_hours",
+            )
+    if rule.within_rows is not None and labeled_since_promotion > rule.within_rows:
+        return Decision(
+            False,
+            f"no rollback: v{version} has served {labeled_since_promotion} labeled rows since "
+            f"its promotion, beyond promotion.rollback.within_rows {rule.within_rows}",
+        )
+    difference = predecessor.difference
+    compared = (
+        f"v{version} against v{predecessor.version}, the champion it replaced, on the same "
+        f"{difference.rows} labeled live rows: {predecessor.metric} "
+        f"{difference.text().replace('improvement', 'difference')}"
+    )
+    if difference.rows < rule.min_labeled_rows:
+        return Decision(
+            False,
+            f"no rollback yet: {compared}; {rule.min_labeled_rows} rows needed "
+            "(promotion.rollback.min_labeled_rows)",
+        )
+    if not predecessor.worse:
+        return Decision(False, f"no rollback: not worse beyond noise: {compared}")
+    needed = min_relative_drop * abs(predecessor.before_value or 0.0)
+    if -difference.value < needed:
+        return Decision(
+            False,
+            f"no rollback: worse beyond noise but by less than {min_relative_drop:.1%} of "
+            f"v{predecessor.version}'s value ({needed:.4g}): {compared}",
+        )
+    return Decision(True, f"worse than the champion it replaced: {compared}")

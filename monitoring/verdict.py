@@ -75,6 +75,10 @@ class MonitorOutcome:
     deliveries: tuple[DeliveryResult, ...] = ()
     #: where a person looks next (monitoring.alerts.alert_links); sent with the alert
     links: dict[str, str] = field(default_factory=dict)
+    #: whether `champion` goes back to the version it replaced (:func:`should_roll_back`), and
+    #: the version it went back to once it did
+    rollback: Decision = field(default_factory=lambda: Decision(False, "no rollback"))
+    rolled_back_to: int | None = None
 
     def summary(self) -> dict[str, Any]:
         drift = self.result.drift
@@ -94,6 +98,9 @@ class MonitorOutcome:
             "alert_reason": self.alert.reason,
             "retrain": self.retrain.yes,
             "retrain_reason": self.retrain.reason,
+            "rollback": self.rollback.yes,
+            "rollback_reason": self.rollback.reason,
+            "rolled_back_to": self.rolled_back_to,
         }
 
 
@@ -199,6 +206,7 @@ def evaluate_window(
         noise=noise,
         predecessor=predecessor,
         feature_importances=importances,
+        floor=config.promotion.floor,
     )
 
 
@@ -267,7 +275,7 @@ def predecessor_comparison(
     if ref.predecessor_model is None or ref.predecessor is None:
         return None
     labeled = window.labeled_rows(config.target)
-    if len(labeled) < config.monitoring.policy.min_labeled_rows:
+    if len(labeled) < comparison_rows(config):
         return None
     served = logged_scores(labeled, info, config.target)
     if served.proba is not None and not np.isfinite(served.proba).all():
@@ -282,7 +290,15 @@ def predecessor_comparison(
     )
     metric = config.promotion.metric
     difference = compare(served, before, metric)
-    return Predecessor(ref.predecessor, metric, difference)
+    return Predecessor(ref.predecessor, metric, difference, before.metric(metric))
+
+
+def comparison_rows(config: ProjectConfig) -> int:
+    """Labeled rows the comparison with the predecessor needs: enough for the `regression`
+    check or for a rollback, whichever needs fewer (each then asks for its own number)."""
+    rollback = config.promotion.rollback
+    needed = config.monitoring.policy.min_labeled_rows
+    return min(needed, rollback.min_labeled_rows) if rollback.enabled else needed
 
 
 def breakdown_metrics(perf: PerformanceResult) -> dict[str, float]:

@@ -2,8 +2,12 @@
 the only way driftloop registers and loads a model version.
 
 Aliases, never stages: `champion` is the version serving traffic, `challenger` the latest candidate
-that was refused. The registered model keeps a `driftloop.champion_history` tag (newest last) so
-that `rollback` knows where to go back to.
+that was refused. The registered model keeps a `driftloop.champion_history` tag (newest last, one
+entry per move, read back after writing) so that `rollback` knows where to go back to.
+`champion` moves by compare-and-set (:func:`set_champion_if`: only from the version a decision
+was made against, read back after setting); callers hold the champion lock of the driftloop
+database around it (``flows.champion``). A version tagged `driftloop.rolled_back` is never
+promoted again.
 
 Integrity: :func:`log_model_version` records the SHA-256 of every stored file of the model and of
 its reference snapshot on the version (tag `driftloop.integrity`); :func:`load_verified_model`,
@@ -19,6 +23,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,25 +210,160 @@ def champion_history(client: MlflowClient, model_name: str) -> list[dict[str, An
     return json.loads(raw) if raw else []
 
 
+class PromotionRefused(DriftloopError, ValueError):
+    """A version that may not become champion (it was rolled back); the message says why."""
+
+
+class ChampionConflict(DriftloopError, RuntimeError):
+    """`champion` kept moving while this process tried to move it; trying again may help."""
+
+    transient = True
+
+
+#: The version tag that marks a version rolled back (its value: why); such a version is never
+#: promoted again.
+ROLLED_BACK_TAG = TAG + "rolled_back"
+#: The champion a candidate was judged against when it took the alias (the gate records it).
+JUDGED_AGAINST_TAG = TAG + "judged_against"
+#: Attempts to write the champion history until the entry reads back.
+_HISTORY_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What a compare-and-set of `champion` did: ``moved`` when the alias now points at the
+    version; otherwise ``found`` is the champion it found instead of ``expected``."""
+
+    moved: bool
+    version: int
+    expected: int | None
+    found: int | None
+
+    def conflict(self) -> str:
+        """One sentence on why the alias did not move (empty when it did)."""
+        if self.moved:
+            return ""
+        return (
+            f"champion is v{self.found if self.found is not None else '(none)'}, not "
+            f"v{self.expected if self.expected is not None else '(none)'} as when v{self.version} "
+            "was judged: another promotion came first"
+        )
+
+
+def refuse_rolled_back(mv: ModelVersion) -> None:
+    """Raise :class:`PromotionRefused` for a version that was rolled back."""
+    why = (mv.tags or {}).get(ROLLED_BACK_TAG)
+    if why is not None:
+        raise PromotionRefused(
+            f"model {mv.name!r} version {mv.version} was rolled back ({why[:200]}); it is not "
+            "promoted again: train or retrain a new version"
+        )
+
+
+def _version_of(mv: ModelVersion | None) -> int | None:
+    return int(mv.version) if mv is not None else None
+
+
+def set_champion_if(
+    client: MlflowClient,
+    model_name: str,
+    version: int | str,
+    *,
+    expected: int | None,
+    reason: str,
+    actor: str,
+) -> AliasMove:
+    """Compare-and-set: move `champion` to ``version`` only if it still points at ``expected``
+    (None: no champion yet), then read it back.
+
+    MLflow has no transaction, so the read, the compare and the set are a few calls apart; the
+    caller serialises driftloop processes around this call (``store.champion_lock``) and the
+    read-back catches a writer that moved the alias in between. Tags and the champion history
+    are written only when the alias was read back on ``version``.
+
+    Raises:
+        ModelNotFoundError: no such version.
+        PromotionRefused: the version was rolled back.
+    """
+    target = get_version(client, model_name, version)
+    refuse_rolled_back(target)
+    number = int(target.version)
+    previous = get_alias(client, model_name, CHAMPION)
+    found = _version_of(previous)
+    if found != expected:
+        return AliasMove(False, number, expected, found)
+    client.set_registered_model_alias(model_name, CHAMPION, target.version)
+    after = _version_of(get_alias(client, model_name, CHAMPION))
+    if after != number:
+        return AliasMove(False, number, expected, after)
+    _record_promotion(client, model_name, target.version, previous, reason=reason, actor=actor)
+    return AliasMove(True, number, expected, found)
+
+
 def set_champion(
     client: MlflowClient, model_name: str, version: int | str, *, reason: str, actor: str
 ) -> str | None:
-    """Move the `champion` alias to `version`; returns the previous champion version (or None)."""
-    target = get_version(client, model_name, version)
-    previous = get_alias(client, model_name, CHAMPION)
-    client.set_registered_model_alias(model_name, CHAMPION, target.version)
+    """Move the `champion` alias to `version` whatever it points at now (a person's choice);
+    returns the previous champion version (or None).
+
+    Raises:
+        ModelNotFoundError: no such version.
+        PromotionRefused: the version was rolled back.
+    """
+    current = _version_of(get_alias(client, model_name, CHAMPION))
+    for _ in range(_HISTORY_ATTEMPTS):
+        move = set_champion_if(
+            client, model_name, version, expected=current, reason=reason, actor=actor
+        )
+        if move.moved:
+            return str(current) if current is not None else None
+        current = move.found
+    raise ChampionConflict(
+        f"model {model_name!r}: `champion` kept moving while version {version} was promoted "
+        "(another process is promoting); try again"
+    )
+
+
+def _record_promotion(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    previous: ModelVersion | None,
+    *,
+    reason: str,
+    actor: str,
+) -> None:
+    """The tags of a promotion and its champion-history entry (the alias has moved)."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_model_version_tag(model_name, target.version, TAG + "role", "champion")
-    client.set_model_version_tag(model_name, target.version, TAG + "decision", reason[:4000])
-    if previous is not None and previous.version != target.version:
+    client.set_model_version_tag(model_name, version, TAG + "role", "champion")
+    client.set_model_version_tag(model_name, version, TAG + "decision", reason[:4000])
+    if previous is not None and previous.version != version:
         client.set_model_version_tag(model_name, previous.version, TAG + "role", "former_champion")
     challenger = get_alias(client, model_name, CHALLENGER)
-    if challenger is not None and challenger.version == target.version:
+    if challenger is not None and challenger.version == version:
         client.delete_registered_model_alias(model_name, CHALLENGER)
-    history = champion_history(client, model_name)
-    history.append({"version": int(target.version), "at": now, "by": actor, "reason": reason[:300]})
-    client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history[-_HISTORY_KEEP:]))
-    return previous.version if previous is not None else None
+    entry = {
+        "version": int(version),
+        "at": now,
+        "by": actor,
+        "reason": reason[:300],
+        "id": uuid.uuid4().hex[:12],
+    }
+    append_history(client, model_name, entry)
+
+
+def append_history(client: MlflowClient, model_name: str, entry: Mapping[str, Any]) -> None:
+    """Add an entry to the champion history and read it back, writing again (on what is there
+    now) when a concurrent writer replaced the tag in between; at most a few attempts."""
+    for _ in range(_HISTORY_ATTEMPTS):
+        history = [h for h in champion_history(client, model_name) if h.get("id") != entry["id"]]
+        history.append(dict(entry))
+        client.set_registered_model_tag(
+            model_name, HISTORY_TAG, json.dumps(history[-_HISTORY_KEEP:])
+        )
+        if any(h.get("id") == entry["id"] for h in champion_history(client, model_name)):
+            return
+    logger.warning("model %s: champion history entry %s was overwritten", model_name, entry)
 
 
 def tag_shadow(client: MlflowClient, model_name: str, version: int, sentence: str) -> None:
@@ -252,17 +392,66 @@ def replaced(history: Sequence[Mapping[str, Any]], version: int) -> int | None:
     return None
 
 
+def promoted_at(history: Sequence[Mapping[str, Any]], version: int) -> datetime | None:
+    """When ``version`` last became champion, from the history (pure; None if it never did)."""
+    for item in reversed(history):
+        if int(item["version"]) == version:
+            return datetime.fromisoformat(item["at"])
+    return None
+
+
 def predecessor(client: MlflowClient, model_name: str, version: int | str) -> int | None:
     """The champion a version replaced (from the model's champion history)."""
     return replaced(champion_history(client, model_name), int(version))
 
 
-def rollback_target(history: list[dict[str, Any]], current: int | None) -> int | None:
-    """The champion before the current one in the history (pure)."""
+def rollback_target(
+    history: list[dict[str, Any]], current: int | None, *, excluded: Sequence[int] = ()
+) -> int | None:
+    """The champion before the current one in the history, skipping ``excluded`` versions
+    (rolled back ones) (pure)."""
     versions = [int(item["version"]) for item in history]
     while versions and current is not None and versions[-1] == current:
         versions.pop()
+    versions = [v for v in versions if v != current and v not in excluded]
     return versions[-1] if versions else None
+
+
+def rolled_back_versions(client: MlflowClient, model_name: str) -> list[int]:
+    """The versions tagged rolled back."""
+    return [
+        int(mv.version)
+        for mv in list_versions(client, model_name)
+        if ROLLED_BACK_TAG in (mv.tags or {})
+    ]
+
+
+def roll_back(
+    client: MlflowClient,
+    model_name: str,
+    *,
+    current: int,
+    target: int,
+    reason: str,
+    actor: str,
+) -> AliasMove:
+    """Compare-and-set `champion` from ``current`` back to ``target``; when it moved, tag
+    ``current`` rolled back (never promoted again) and both versions with ``reason``."""
+    move = set_champion_if(
+        client,
+        model_name,
+        target,
+        expected=current,
+        reason=f"rollback from version {current}: {reason}",
+        actor=actor,
+    )
+    if move.moved:
+        client.set_model_version_tag(model_name, str(current), TAG + "role", "rolled_back")
+        client.set_model_version_tag(model_name, str(current), ROLLED_BACK_TAG, reason[:4000])
+        client.set_model_version_tag(
+            model_name, str(target), TAG + "restored", f"v{current} rolled back: {reason}"[:4000]
+        )
+    return move
 
 
 def rollback(client: MlflowClient, model_name: str, *, actor: str) -> tuple[str, str]:
@@ -270,16 +459,29 @@ def rollback(client: MlflowClient, model_name: str, *, actor: str) -> tuple[str,
     current = get_alias(client, model_name, CHAMPION)
     if current is None:
         raise ModelNotFoundError(f"model {model_name!r} has no champion to roll back from")
-    target = rollback_target(champion_history(client, model_name), int(current.version))
+    target = rollback_target(
+        champion_history(client, model_name),
+        int(current.version),
+        excluded=rolled_back_versions(client, model_name),
+    )
     if target is None:
         raise ModelNotFoundError(
             f"model {model_name!r} has no earlier champion than version {current.version}; "
             "use `driftloop promote --version N` to choose one"
         )
-    set_champion(
-        client, model_name, target, reason=f"rollback from version {current.version}", actor=actor
+    move = roll_back(
+        client,
+        model_name,
+        current=int(current.version),
+        target=target,
+        reason=f"rolled back by {actor}",
+        actor=actor,
     )
-    client.set_model_version_tag(model_name, current.version, TAG + "role", "rolled_back")
+    if not move.moved:
+        raise ChampionConflict(
+            f"model {model_name!r}: `champion` moved to v{move.found} while rolling back from "
+            f"v{current.version}; check `driftloop versions` and try again"
+        )
     return current.version, str(target)
 
 

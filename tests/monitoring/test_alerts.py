@@ -286,6 +286,16 @@ def test_a_deferred_retraining_is_no_outcome_to_alert() -> None:
         retrain_alert("m", "deferred", message="waits")
 
 
+def test_a_rollback_is_a_critical_alert_of_its_own_kind() -> None:
+    from monitoring.alerts import ROLLED_BACK, rollback_alert
+
+    alert = rollback_alert("m", version=3, restored=2, message="worse", drift_run_id="r1")
+    assert (alert.kind, alert.severity) == (ROLLED_BACK, "critical") == ("rolled_back", "critical")
+    assert alert.title == "m: v3 rolled back, v2 is champion again"
+    assert alert.details == {"version": 3, "restored": 2, "drift_run_id": "r1"}
+    assert alert.condition_key == "rollback:3"
+
+
 def test_undelivered_names_every_sink_that_missed_the_alert() -> None:
     from monitoring.alerts import DeliveryResult, undelivered
 

@@ -97,3 +97,33 @@ def test_log_run_metrics_adds_metrics_to_a_finished_run(tmp_path) -> None:
     client.set_terminated(run.info.run_id)
     log_run_metrics(client, run.info.run_id, {"champion_holdout_auc": 0.75})
     assert client.get_run(run.info.run_id).data.metrics == {"champion_holdout_auc": 0.75}
+
+
+@pytest.mark.parametrize(
+    ("history", "current", "excluded", "expected"),
+    [
+        ([1, 2, 3], 3, [2], 1),  # v2 was rolled back: never the target again
+        ([1, 2, 1], 1, [2], None),  # restored v1: nothing earlier that was not rolled back
+        ([1, 2, 1, 3], 3, [2], 1),
+    ],
+)
+def test_rollback_target_skips_rolled_back_versions(
+    history: list[int], current: int, excluded: list[int], expected: int | None
+) -> None:
+    entries = [{"version": v} for v in history]
+    assert rollback_target(entries, current, excluded=excluded) == expected
+
+
+def test_promoted_at_is_the_last_time_a_version_became_champion() -> None:
+    from datetime import UTC, datetime
+
+    from registry import promoted_at
+
+    history = [
+        {"version": 1, "at": "2026-12-01T10:00:00+00:00"},
+        {"version": 2, "at": "2026-12-01T11:00:00+00:00"},
+        {"version": 1, "at": "2026-12-01T12:00:00+00:00"},
+    ]
+    assert promoted_at(history, 1) == datetime(2026, 12, 1, 12, tzinfo=UTC)
+    assert promoted_at(history, 2) == datetime(2026, 12, 1, 11, tzinfo=UTC)
+    assert promoted_at(history, 3) is None
