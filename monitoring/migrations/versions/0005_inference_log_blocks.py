@@ -1,0 +1,72 @@
+"""inference_log_blocks: the log's immutable columns as Arrow IPC blocks, for columnar reads.
+
+Existing rows are copied into blocks here (nothing in `inference_log` changes), so every logged
+row is in exactly one block from this revision on.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+_BACKFILL_ROWS = 50_000
+
+
+def upgrade() -> None:
+    op.create_table(
+        "inference_log_blocks",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("model_name", sa.String(200), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
+        sa.Column("min_ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("max_ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("min_version", sa.Integer(), nullable=False),
+        sa.Column("max_version", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+    )
+    op.create_index(
+        "ix_inference_log_blocks_model_ts", "inference_log_blocks", ["model_name", "max_ts"]
+    )
+    connection = op.get_bind()
+    if connection.dialect.name == "postgresql":
+        # the blocks are lz4-compressed already: no second compression by TOAST
+        op.execute("ALTER TABLE inference_log_blocks ALTER COLUMN data SET STORAGE EXTERNAL")
+    _backfill(connection)
+
+
+def _backfill(connection: sa.Connection) -> None:
+    """Blocks of the rows logged before this revision, in id order, chunk by chunk."""
+    from monitoring.store import RECORD_KEYS, inference_log, write_blocks
+
+    columns = [inference_log.c.id, *(inference_log.c[k] for k in RECORD_KEYS)]
+    last = 0
+    while True:
+        rows = connection.execute(
+            sa.select(*columns)
+            .where(inference_log.c.id > last)
+            .order_by(inference_log.c.id)
+            .limit(_BACKFILL_ROWS)
+        ).all()
+        if not rows:
+            return
+        write_blocks(connection, [(row.id, row._asdict()) for row in rows])
+        last = rows[-1].id
+
+
+def downgrade() -> None:
+    op.drop_index("ix_inference_log_blocks_model_ts", table_name="inference_log_blocks")
+    op.drop_table("inference_log_blocks")
