@@ -102,21 +102,22 @@ def merge(tables: Sequence[pa.Table]) -> pa.Table:
         types = {p.type for p in parts if p.null_count < len(p)}
         if len(types) > 1 and (name.startswith(FEATURE_PREFIX) or name == "prediction"):
             parts = [_as_json(p) for p in parts]
+            target = _JSON
         else:
             target = next(iter(types), parts[0].type)
-            parts = [p if p.type == target else pa.nulls(len(p), target) for p in parts]
-        columns[name] = pa.chunked_array([c for p in parts for c in _chunks(p)], parts[0].type)
+            parts = [p if p.type == target else _nulls(len(p), target) for p in parts]
+        columns[name] = pa.chunked_array([c for p in parts for c in p.chunks], target)
     return pa.table(columns)
 
 
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
     if name in table.column_names:
         return table.column(name)
-    return pa.chunked_array([pa.nulls(table.num_rows)])
+    return _nulls(table.num_rows, pa.null())
 
 
-def _chunks(column: pa.ChunkedArray) -> list[pa.Array]:
-    return column.chunks or [pa.array([], type=column.type)]
+def _nulls(n: int, kind: pa.DataType) -> pa.ChunkedArray:
+    return pa.chunked_array([pa.nulls(n, kind)], kind)
 
 
 def _as_json(column: pa.ChunkedArray) -> pa.ChunkedArray:
