@@ -139,6 +139,17 @@ class InferenceLog(Base):
         sa.UniqueConstraint("request_id", name="uq_inference_log_request_id"),
         sa.Index("ix_inference_log_model_ts", "model_name", "ts"),
         sa.Index("ix_inference_log_model_version_ts", "model_name", "model_version", "ts"),
+        # the columnar read's label query, answered from the index alone (labeled rows only)
+        sa.Index(
+            "ix_inference_log_labeled",
+            "model_name",
+            "ts",
+            "model_version",
+            "label",
+            "id",
+            sqlite_where=sa.text("label_ts IS NOT NULL"),
+            postgresql_where=sa.text("label_ts IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -428,9 +439,21 @@ def _insert_rows(
     return inserted
 
 
-#: COPY's column order: the log id (drawn from the sequence first), then the record's columns.
-_COPY_COLUMNS = ("id", *RECORD_KEYS)
-_COPY_JSON = frozenset({"features", "prediction", "probabilities", "label"})
+#: COPY's columns, in the order :func:`_copy_line` writes them (the id is drawn first).
+_COPY_COLUMNS = (
+    "id",
+    "request_id",
+    "ts",
+    "model_name",
+    "model_version",
+    "features",
+    "prediction",
+    "probability",
+    "probabilities",
+    "latency_ms",
+    "label",
+    "label_ts",
+)
 
 
 def _copy_rows(
@@ -461,35 +484,43 @@ def _copy_rows(
 
 
 def _copy_line(log_id: int, row: Mapping[str, Any], dialect: sa.Dialect) -> str:
-    ts_type = inference_log.c.ts.type
-    fields = [str(log_id)]
-    for key in RECORD_KEYS:
-        value = row[key]
-        if key in ("ts", "label_ts"):
-            value = ts_type.process_bind_param(value, dialect)
-            fields.append(_COPY_NULL if value is None else value.isoformat())
-        elif key in _COPY_JSON:
-            fields.append(_copy_json(value, nullable=key in ("probabilities", "label")))
-        elif value is None:
-            fields.append(_COPY_NULL)
-        elif key in ("probability", "latency_ms"):
-            fields.append(repr(float(value)))
-        else:
-            fields.append(_copy_escape(str(value)))
+    """One row of COPY's text format, values converted as the column types would bind them."""
+    bind_ts = inference_log.c.ts.type.process_bind_param
+    ts, label_ts = bind_ts(row["ts"], dialect), bind_ts(row["label_ts"], dialect)
+    fields = (
+        str(log_id),
+        _copy_text(row["request_id"]),
+        ts.isoformat(),
+        _copy_text(row["model_name"]),
+        str(row["model_version"]),
+        _copy_text(_json_dumps(row["features"])),
+        _copy_text(_json_dumps(row["prediction"])),
+        _copy_number(row["probability"]),
+        _copy_json_or_null(row["probabilities"]),
+        _copy_number(row["latency_ms"]),
+        _copy_json_or_null(row["label"]),
+        _COPY_NULL if label_ts is None else label_ts.isoformat(),
+    )
     return "\t".join(fields) + "\n"
 
 
 _COPY_NULL = "\\N"
+_COPY_SPECIAL = ("\\", "\t", "\n", "\r")
 
 
-def _copy_json(value: Any, *, nullable: bool) -> str:
-    if value is None and nullable:
-        return _COPY_NULL
-    return _copy_escape(_json_dumps(value))
+def _copy_number(value: Any) -> str:
+    return _COPY_NULL if value is None else repr(float(value))
 
 
-def _copy_escape(text: str) -> str:
+def _copy_json_or_null(value: Any) -> str:
+    return _COPY_NULL if value is None else _copy_text(_json_dumps(value))
+
+
+def _copy_text(text: Any) -> str:
     """A value for COPY's text format: backslash, tab, newline and carriage return escaped."""
+    text = str(text)
+    if not any(special in text for special in _COPY_SPECIAL):
+        return text
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
@@ -821,23 +852,43 @@ def read_window(
     if last_n is not None and last_n < 0:
         raise ValueError(f"last_n must be >= 0, got {last_n}")
     span = {"model_name": model_name, "since": since, "until": until, "version": version}
-    label_query = sa.select(inference_log.c.id, inference_log.c.label)
     with engine.connect() as connection:
         blocks = [logblocks.decode(data) for data in connection.scalars(_block_query(**span))]
-        labels = connection.execute(_filtered(label_query, **span, labeled_only=True)).all()
+        label_query = _filtered(_raw_labels(connection.dialect.name), **span, labeled_only=True)
+        labels = connection.execute(label_query).all()
     table = logblocks.merge(blocks) if len(blocks) > 1 else (blocks or [None])[0]
-    label_ids = np.fromiter((row.id for row in labels), np.int64, len(labels))
+    label_ids = np.fromiter((row[0] for row in labels), np.int64, len(labels))
     rows = _window_rows(table, label_ids, **span, last_n=last_n, labeled_only=labeled_only)
     return _window_frame(
         table,
         rows,
         label_ids=label_ids,
-        label_values=[row.label for row in labels],
+        label_values=_decode_labels([row[1] for row in labels]),
         numeric=list(numeric),
         categorical=list(categorical),
         target=target,
         probabilities=probabilities,
     )
+
+
+def _raw_labels(dialect: str) -> sa.Select[Any]:
+    """Log id and label as the driver gives them (no per-row JSON processing): SQLite's JSON
+    column already returns numbers as numbers; PostgreSQL's is cast to its JSON text."""
+    c = inference_log.c
+    if dialect == "postgresql":
+        label = sa.cast(c.label, sa.Text)
+    else:
+        label = sa.type_coerce(c.label, sa.types.NullType())
+    return sa.select(c.id, label)
+
+
+def _decode_labels(raw: list[Any]) -> list[Any]:
+    """Labels from :func:`_raw_labels`: JSON texts decoded in one call, numbers kept."""
+    texts = [v for v in raw if isinstance(v, str)]
+    if not texts:
+        return raw
+    decoded = iter(orjson.loads("[" + ",".join(texts) + "]"))
+    return [next(decoded) if isinstance(v, str) else v for v in raw]
 
 
 def _block_query(
@@ -914,10 +965,13 @@ def _window_frame(
     def meta(name: str) -> Any:
         return table.column(name) if n else pa.chunked_array([], type=_EMPTY_TYPES[name])
 
-    data: dict[str, Any] = {}
-    for name in numeric:
+    numeric = list(dict.fromkeys(numeric))
+    matrix = np.full((n, len(numeric)), math.nan, order="F")
+    for j, name in enumerate(numeric):
         values = feature(name)
-        data[name] = np.full(n, math.nan) if values is None else logblocks.numeric(values)[rows]
+        if values is not None:
+            matrix[:, j] = logblocks.numeric(values)[rows]
+    data: dict[str, Any] = {}
     for name in categorical:
         values = feature(name)
         strings = np.full(n, None, object) if values is None else logblocks.categorical(values)
@@ -933,7 +987,11 @@ def _window_frame(
     if probabilities:
         chosen = _take(meta("probabilities"), picked)
         data["probabilities"] = pd.Series(logblocks.python_values(chosen), dtype=object)
-    return pd.DataFrame(data, index=pd.RangeIndex(n))
+    # one float block for the numeric features, the other columns appended in order
+    frame = pd.DataFrame(matrix, columns=numeric, index=pd.RangeIndex(n), copy=False)
+    for name, values in data.items():
+        frame[name] = values.to_numpy() if isinstance(values, pd.Series) else values
+    return frame
 
 
 #: The meta columns' types in an empty window (no block to take them from).

@@ -169,6 +169,22 @@ def test_a_replay_adds_only_the_rows_it_inserts(engine: Engine) -> None:
     assert_same(new, old)
 
 
+def test_copy_writes_every_column_of_a_record() -> None:
+    assert sorted(store._COPY_COLUMNS) == sorted(["id", *store.RECORD_KEYS])
+
+
+@pytest.mark.postgres
+def test_copy_round_trips_text_that_needs_escaping(postgres_database: str) -> None:
+    store.upgrade_database(postgres_database)
+    engine = store.make_engine(postgres_database)
+    tricky = "tab\there\nnew line \\ back\\slash \r"
+    store.insert_records(engine, [rec(0, features={"c": tricky}) | {"request_id": "r\t0"}])
+    frame, old = both(engine)
+    assert frame["c"].tolist() == [tricky] and frame["request_id"].tolist() == ["r\t0"]
+    assert_same(frame, old)
+    engine.dispose()
+
+
 def refused(i: int) -> dict:
     return rec(i) | {"ts": datetime(2024, 1, 1, 12, 0)}  # naive: every backend refuses it
 

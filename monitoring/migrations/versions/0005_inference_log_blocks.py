@@ -1,4 +1,5 @@
-"""inference_log_blocks: the log's immutable columns as Arrow IPC blocks, for columnar reads.
+"""inference_log_blocks: the log's immutable columns as Arrow IPC blocks, for columnar reads;
+a partial index of the labeled rows, so the reads' label query never touches the rows.
 
 Existing rows are copied into blocks here (nothing in `inference_log` changes), so every logged
 row is in exactly one block from this revision on.
@@ -41,6 +42,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_inference_log_blocks_model_ts", "inference_log_blocks", ["model_name", "max_ts"]
     )
+    op.create_index(
+        "ix_inference_log_labeled",
+        "inference_log",
+        ["model_name", "ts", "model_version", "label", "id"],
+        sqlite_where=sa.text("label_ts IS NOT NULL"),
+        postgresql_where=sa.text("label_ts IS NOT NULL"),
+    )
     connection = op.get_bind()
     if connection.dialect.name == "postgresql":
         # the blocks are lz4-compressed already: no second compression by TOAST
@@ -68,5 +76,6 @@ def _backfill(connection: sa.Connection) -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inference_log_labeled", table_name="inference_log")
     op.drop_index("ix_inference_log_blocks_model_ts", table_name="inference_log_blocks")
     op.drop_table("inference_log_blocks")
