@@ -147,6 +147,7 @@ class InferenceLog(Base):
             "model_version",
             "label",
             "id",
+            "label_ts",
             sqlite_where=sa.text("label_ts IS NOT NULL"),
             postgresql_where=sa.text("label_ts IS NOT NULL"),
         ),
@@ -854,16 +855,14 @@ def read_window(
     span = {"model_name": model_name, "since": since, "until": until, "version": version}
     with engine.connect() as connection:
         blocks = [logblocks.decode(data) for data in connection.scalars(_block_query(**span))]
-        label_query = _filtered(_raw_labels(connection.dialect.name), **span, labeled_only=True)
-        labels = connection.execute(label_query).all()
+        label_ids, label_values = _read_labels(connection, span)
     table = logblocks.merge(blocks) if len(blocks) > 1 else (blocks or [None])[0]
-    label_ids = np.fromiter((row[0] for row in labels), np.int64, len(labels))
     rows = _window_rows(table, label_ids, **span, last_n=last_n, labeled_only=labeled_only)
     return _window_frame(
         table,
         rows,
         label_ids=label_ids,
-        label_values=_decode_labels([row[1] for row in labels]),
+        label_values=label_values,
         numeric=list(numeric),
         categorical=list(categorical),
         target=target,
@@ -871,19 +870,53 @@ def read_window(
     )
 
 
-def _raw_labels(dialect: str) -> sa.Select[Any]:
-    """Log id and label as the driver gives them (no per-row JSON processing): SQLite's JSON
-    column already returns numbers as numbers; PostgreSQL's is cast to its JSON text."""
+def _read_labels(connection: sa.Connection, span: Mapping[str, Any]) -> tuple[np.ndarray, list]:
+    """Log ids and labels of the window's labeled rows, aggregated in the database into one
+    id list and one label list (no Python object per row until the labels themselves)."""
+    if connection.dialect.name == "postgresql":
+        return _postgres_labels(connection, span)
+    return _sqlite_labels(connection, span)
+
+
+def _postgres_labels(connection: sa.Connection, span: Mapping[str, Any]) -> tuple[np.ndarray, list]:
     c = inference_log.c
-    if dialect == "postgresql":
-        label = sa.cast(c.label, sa.Text)
-    else:
-        label = sa.type_coerce(c.label, sa.types.NullType())
-    return sa.select(c.id, label)
+    ids = sa.func.string_agg(sa.cast(c.id, sa.Text), ",")
+    labels = sa.cast(sa.func.json_agg(c.label), sa.Text)
+    joined, text = connection.execute(
+        _filtered(sa.select(ids, labels), **span, labeled_only=True)
+    ).one()
+    return _id_array(joined), orjson.loads(text) if text else []
+
+
+def _sqlite_labels(connection: sa.Connection, span: Mapping[str, Any]) -> tuple[np.ndarray, list]:
+    """Aggregated when every label is an integer (SQLite's text of a float is not exact),
+    else row by row."""
+    c = inference_log.c
+    raw = sa.type_coerce(c.label, sa.types.NullType())
+    not_int = sa.func.sum(sa.case((sa.func.typeof(c.label) != "integer", 1), else_=0))
+    joined, text, others = connection.execute(
+        _filtered(
+            sa.select(sa.func.group_concat(c.id), sa.func.group_concat(raw), not_int),
+            **span,
+            labeled_only=True,
+        )
+    ).one()
+    if not others:
+        return _id_array(joined), _id_array(text).tolist()
+    rows = connection.execute(_filtered(sa.select(c.id, raw), **span, labeled_only=True)).all()
+    return np.array([r[0] for r in rows], dtype=np.int64), _decode_labels([r[1] for r in rows])
+
+
+def _id_array(joined: str | None) -> np.ndarray:
+    """'1,2,3' (integers the database joined with commas) as int64."""
+    if not joined:
+        return np.array([], dtype=np.int64)
+    return np.array(joined.split(","), dtype=np.int64)
 
 
 def _decode_labels(raw: list[Any]) -> list[Any]:
-    """Labels from :func:`_raw_labels`: JSON texts decoded in one call, numbers kept."""
+    """Labels as SQLite gives them (numbers as numbers, other JSON as its text): the texts
+    decoded in one call, the numbers kept."""
     texts = [v for v in raw if isinstance(v, str)]
     if not texts:
         return raw

@@ -45,7 +45,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_inference_log_labeled",
         "inference_log",
-        ["model_name", "ts", "model_version", "label", "id"],
+        ["model_name", "ts", "model_version", "label", "id", "label_ts"],
         sqlite_where=sa.text("label_ts IS NOT NULL"),
         postgresql_where=sa.text("label_ts IS NOT NULL"),
     )
