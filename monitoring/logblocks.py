@@ -36,6 +36,9 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 def kinded_array(values: Sequence[Any]) -> pa.Array:
     """One column of a block, in the narrowest kind that decodes back to the same values."""
     kinds = {type(v) for v in values if v is not None}
+    if kinds & _NUMPY_EXACT.keys():  # numpy scalars whose JSON is the Python value's
+        values = [_NUMPY_EXACT.get(type(v), _same)(v) for v in values]
+        kinds = {type(v) for v in values if v is not None}
     if kinds <= {float}:
         numbers = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
         return pa.array(numbers, mask=~np.isfinite(numbers))
@@ -46,6 +49,19 @@ def kinded_array(values: Sequence[Any]) -> pa.Array:
     if kinds == {str}:
         return pa.array(values, type=pa.string()).dictionary_encode()
     return pa.array([None if v is None else _dumps(v) for v in values], type=_JSON)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: numpy scalar types converted to the Python value orjson writes for them (float32 is not:
+#: its JSON is the shortest float32 text, not the float64 value)
+_NUMPY_EXACT: dict[type, Any] = {
+    np.float64: float,
+    np.bool_: bool,
+    **{t: int for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32)},
+}
 
 
 def _dumps(value: Any) -> bytes:

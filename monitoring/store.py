@@ -540,6 +540,26 @@ def write_blocks(
     return len(by_model)
 
 
+def rebuild_blocks(connection: sa.Connection, *, chunk_rows: int = 50_000) -> int:
+    """Delete every block and write them again from the rows, in id order, `chunk_rows` at a
+    time (the 0005 migration's backfill; also the repair after rows were edited by hand).
+    Returns the rows copied; run it in a transaction."""
+    connection.execute(sa.delete(inference_log_blocks))
+    columns = [inference_log.c.id, *(inference_log.c[k] for k in RECORD_KEYS)]
+    last, copied = 0, 0
+    while True:
+        rows = connection.execute(
+            sa.select(*columns)
+            .where(inference_log.c.id > last)
+            .order_by(inference_log.c.id)
+            .limit(chunk_rows)
+        ).all()
+        if not rows:
+            return copied
+        write_blocks(connection, [(row.id, row._asdict()) for row in rows])
+        last, copied = rows[-1].id, copied + len(rows)
+
+
 def _block_row(model_name: str, table: Any) -> dict[str, Any]:
     ts = table.column("ts").to_pandas()
     versions = table.column("model_version").to_numpy()
@@ -1187,6 +1207,7 @@ __all__ = [
     "DeadLetter",
     "InferenceDeadLetter",
     "InferenceLog",
+    "InferenceLogBlock",
     "LogStatus",
     "StoreError",
     "VersionRows",
@@ -1197,6 +1218,7 @@ __all__ = [
     "describe_refusal",
     "dumps_record",
     "inference_dead_letter",
+    "inference_log_blocks",
     "inference_log",
     "insert_dead_letters",
     "insert_records",
@@ -1207,6 +1229,7 @@ __all__ = [
     "make_engine",
     "read_log_status",
     "read_window",
+    "rebuild_blocks",
     "record_labels",
     "upgrade_database",
     "write_log",

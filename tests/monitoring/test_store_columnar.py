@@ -139,6 +139,17 @@ def test_a_feature_whose_kind_changes_between_blocks_reads_as_before(engine: Eng
     assert_same(new, old)
 
 
+def test_numpy_scalars_read_as_their_json(engine: Engine) -> None:
+    import numpy as np
+
+    features = {"x": np.float64(0.1), "n": np.int64(3), "s": np.float32(0.1), "b": np.bool_(True)}
+    store.insert_records(engine, [rec(0, features=features, prediction=np.int64(1))])
+    new, old = both(engine)
+    assert new["s"].tolist() == [0.1]  # float32's JSON is its shortest text
+    assert new["prediction"].dtype == "int64"
+    assert_same(new, old)
+
+
 def test_nan_and_infinity_read_as_missing_like_json_null(engine: Engine) -> None:
     store.insert_records(
         engine, [rec(0, features={"x": math.nan}), rec(1, features={"x": -math.inf})]

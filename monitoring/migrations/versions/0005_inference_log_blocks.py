@@ -19,8 +19,6 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-_BACKFILL_ROWS = 50_000
-
 
 def upgrade() -> None:
     op.create_table(
@@ -58,21 +56,9 @@ def upgrade() -> None:
 
 def _backfill(connection: sa.Connection) -> None:
     """Blocks of the rows logged before this revision, in id order, chunk by chunk."""
-    from monitoring.store import RECORD_KEYS, inference_log, write_blocks
+    from monitoring.store import rebuild_blocks
 
-    columns = [inference_log.c.id, *(inference_log.c[k] for k in RECORD_KEYS)]
-    last = 0
-    while True:
-        rows = connection.execute(
-            sa.select(*columns)
-            .where(inference_log.c.id > last)
-            .order_by(inference_log.c.id)
-            .limit(_BACKFILL_ROWS)
-        ).all()
-        if not rows:
-            return
-        write_blocks(connection, [(row.id, row._asdict()) for row in rows])
-        last = rows[-1].id
+    rebuild_blocks(connection)
 
 
 def downgrade() -> None:
