@@ -440,7 +440,7 @@ def _insert_rows(
     return inserted
 
 
-#: COPY's columns, in the order :func:`_copy_line` writes them (the id is drawn first).
+#: COPY's columns, in the order :func:`_copy_text_of` writes them (the id is drawn first).
 _COPY_COLUMNS = (
     "id",
     "request_id",
@@ -465,10 +465,9 @@ def _copy_rows(
         sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
         {"table": INFERENCE_LOG, "n": len(rows)},
     ).all()
-    dialect = connection.dialect
     try:
-        text = "".join(_copy_line(i, row, dialect) for i, row in zip(ids, rows, strict=True))
-    except (TypeError, ValueError) as exc:
+        text = _copy_text_of(ids, rows)
+    except (AttributeError, TypeError, ValueError) as exc:
         raise sa.exc.StatementError(str(exc), "COPY inference_log", None, exc) from exc
     columns = ", ".join(_COPY_COLUMNS)
     statement = f"COPY {INFERENCE_LOG} ({columns}) FROM STDIN"
@@ -484,37 +483,45 @@ def _copy_rows(
     return [(int(i), row) for i, row in zip(ids, rows, strict=True)]
 
 
-def _copy_line(log_id: int, row: Mapping[str, Any], dialect: sa.Dialect) -> str:
-    """One row of COPY's text format, values converted as the column types would bind them."""
-    bind_ts = inference_log.c.ts.type.process_bind_param
-    ts, label_ts = bind_ts(row["ts"], dialect), bind_ts(row["label_ts"], dialect)
-    fields = (
-        str(log_id),
-        _copy_text(row["request_id"]),
-        ts.isoformat(),
-        _copy_text(row["model_name"]),
-        str(row["model_version"]),
-        _copy_text(_json_dumps(row["features"])),
-        _copy_text(_json_dumps(row["prediction"])),
-        _copy_number(row["probability"]),
-        _copy_json_or_null(row["probabilities"]),
-        _copy_number(row["latency_ms"]),
-        _copy_json_or_null(row["label"]),
-        _COPY_NULL if label_ts is None else label_ts.isoformat(),
+def _copy_text_of(log_ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows in COPY's text format, built column by column (in :data:`_COPY_COLUMNS` order),
+    values converted as the column types would bind them."""
+    names = {name: _copy_text(name) for name in {r["model_name"] for r in rows}}
+    columns = (
+        [str(i) for i in log_ids],
+        [_copy_text(r["request_id"]) for r in rows],
+        [_copy_time(r["ts"]) for r in rows],
+        [names[r["model_name"]] for r in rows],
+        [str(r["model_version"]) for r in rows],
+        [_copy_json(_json_dumps(r["features"])) for r in rows],
+        [_copy_json(_json_dumps(r["prediction"])) for r in rows],
+        [_COPY_NULL if r["probability"] is None else repr(float(r["probability"])) for r in rows],
+        [
+            _COPY_NULL
+            if r["probabilities"] is None
+            else _copy_json(_json_dumps(r["probabilities"]))
+            for r in rows
+        ],
+        [repr(float(r["latency_ms"])) for r in rows],
+        [_COPY_NULL if r["label"] is None else _copy_json(_json_dumps(r["label"])) for r in rows],
+        [_COPY_NULL if r["label_ts"] is None else _copy_time(r["label_ts"]) for r in rows],
     )
-    return "\t".join(fields) + "\n"
+    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
 
 
 _COPY_NULL = "\\N"
 _COPY_SPECIAL = ("\\", "\t", "\n", "\r")
 
 
-def _copy_number(value: Any) -> str:
-    return _COPY_NULL if value is None else repr(float(value))
+def _copy_time(value: Any) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC timestamp")
+    return value.isoformat()
 
 
-def _copy_json_or_null(value: Any) -> str:
-    return _COPY_NULL if value is None else _copy_text(_json_dumps(value))
+def _copy_json(text: str) -> str:
+    """JSON text (orjson escapes every control character) for COPY: only backslashes double."""
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def _copy_text(text: Any) -> str:
