@@ -9,6 +9,10 @@ SQLite runs in WAL mode with a busy timeout and `synchronous=NORMAL` by default 
 survives a crash or kill of the process; `synchronous="FULL"`, the `sqlite_synchronous` setting,
 also survives power loss); PostgreSQL is the production backend.
 
+Every write also stores the rows' immutable columns as one Arrow IPC block per model
+(`inference_log_blocks`, :mod:`monitoring.logblocks`) in the same transaction, and
+:func:`read_window` reads windows from the blocks, joining the labels from the rows by log id.
+
 A record the database refuses (a value it cannot store, not an outage) is never lost and never
 blocks the others: :func:`write_log` commits every group of records it accepts and keeps each
 refused record in the `inference_dead_letter` table, as escaped JSON text.
