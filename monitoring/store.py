@@ -885,7 +885,11 @@ def read_window(
         raise ValueError(f"last_n must be >= 0, got {last_n}")
     span = {"model_name": model_name, "since": since, "until": until, "version": version}
     with engine.connect() as connection:
-        blocks = [logblocks.decode(data) for data in connection.scalars(_block_query(**span))]
+        newest = _newest_since(connection, span, last_n=last_n, labeled_only=labeled_only)
+        blocks = [
+            logblocks.decode(data)
+            for data in connection.scalars(_block_query(**span, newer_than=newest))
+        ]
         label_ids, label_values = _read_labels(connection, span)
     table = logblocks.merge(blocks) if len(blocks) > 1 else (blocks or [None])[0]
     rows = _window_rows(table, label_ids, **span, last_n=last_n, labeled_only=labeled_only)
@@ -955,12 +959,36 @@ def _decode_labels(raw: list[Any]) -> list[Any]:
     return [next(decoded) if isinstance(v, str) else v for v in raw]
 
 
+def _newest_since(
+    connection: sa.Connection,
+    span: Mapping[str, Any],
+    *,
+    last_n: int | None,
+    labeled_only: bool,
+) -> datetime | None:
+    """With `last_n`, the time of the n-th newest matching row (from the rows' indexes), so that
+    only the blocks holding the newest rows are read; None when fewer rows match."""
+    if last_n is None or last_n == 0:
+        return None
+    c = inference_log.c
+    statement = _filtered(sa.select(c.ts), **span, labeled_only=labeled_only)
+    return connection.scalar(statement.order_by(c.ts.desc()).offset(last_n - 1).limit(1))
+
+
 def _block_query(
-    *, model_name: str, since: datetime | None, until: datetime | None, version: int | None
+    *,
+    model_name: str,
+    since: datetime | None,
+    until: datetime | None,
+    version: int | None,
+    newer_than: datetime | None = None,
 ) -> sa.Select[Any]:
-    """The blocks that may hold rows of the window (their ts and version ranges overlap it)."""
+    """The blocks that may hold rows of the window (their ts and version ranges overlap it);
+    with `newer_than`, only those holding rows at or after that time."""
     b = inference_log_blocks.c
     statement = sa.select(b.data).where(b.model_name == model_name)
+    if newer_than is not None:
+        statement = statement.where(b.max_ts >= newer_than)
     if version is not None:
         statement = statement.where(b.min_version <= int(version), b.max_version >= int(version))
     if since is not None:

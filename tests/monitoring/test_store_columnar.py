@@ -172,6 +172,21 @@ def test_small_blocks_are_merged_and_still_read_every_row_once(engine: Engine) -
     assert_same(*both(engine, version=2, last_n=4))
 
 
+def test_last_n_reads_only_the_blocks_holding_the_newest_rows(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for block in range(5):
+        store.insert_records(
+            engine, [rec(10 * block + i, minutes=10 * block + i) for i in range(10)]
+        )
+    decoded = []
+    decode = store.logblocks.decode
+    monkeypatch.setattr(store.logblocks, "decode", lambda data: decoded.append(1) or decode(data))
+    new, old = both(engine, last_n=12)
+    assert len(decoded) == 2 and len(new) == 12  # the newest 12 rows sit in the last 2 blocks
+    assert_same(new, old)
+
+
 def test_a_replay_adds_only_the_rows_it_inserts(engine: Engine) -> None:
     store.insert_records(engine, [rec(0), rec(1)])
     store.insert_records(engine, [rec(0), rec(1), rec(2)], ignore_duplicates=True)
