@@ -886,10 +886,8 @@ def read_window(
     span = {"model_name": model_name, "since": since, "until": until, "version": version}
     with engine.connect() as connection:
         newest = _newest_since(connection, span, last_n=last_n, labeled_only=labeled_only)
-        blocks = [
-            logblocks.decode(data)
-            for data in connection.scalars(_block_query(**span, newer_than=newest))
-        ]
+        statement = _block_query(**span, newer_than=newest)
+        blocks = [logblocks.decode(data) for data in _block_bytes(connection, statement)]
         label_ids, label_values = _read_labels(connection, span)
     table = logblocks.merge(blocks) if len(blocks) > 1 else (blocks or [None])[0]
     rows = _window_rows(table, label_ids, **span, last_n=last_n, labeled_only=labeled_only)
@@ -957,6 +955,42 @@ def _decode_labels(raw: list[Any]) -> list[Any]:
         return raw
     decoded = iter(orjson.loads("[" + ",".join(texts) + "]"))
     return [next(decoded) if isinstance(v, str) else v for v in raw]
+
+
+def _block_bytes(connection: sa.Connection, statement: sa.Select[Any]) -> list[Any]:
+    """The `data` of the blocks `statement` selects. PostgreSQL: through `COPY ... TO STDOUT
+    (FORMAT binary)`, which sends `bytea` as raw bytes (a query sends it as hex text)."""
+    if connection.dialect.name != "postgresql":
+        return list(connection.scalars(statement))
+    query = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    buffer = io.BytesIO()
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT (FORMAT binary)", buffer)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(
+            str(query), None, exc, connection.dialect.loaded_dbapi.Error
+        ) from exc
+    finally:
+        cursor.close()
+    return _copy_binary_values(buffer.getbuffer())
+
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _copy_binary_values(data: memoryview) -> list[memoryview]:
+    """The one field of each row of PostgreSQL's binary COPY format (header, then per row a
+    16-bit field count and a 32-bit length before the bytes; a count of -1 ends it)."""
+    if bytes(data[:11]) != _COPY_SIGNATURE:
+        raise StoreError("COPY TO STDOUT (FORMAT binary) sent no binary COPY header")
+    at = 19 + int.from_bytes(data[15:19], "big")  # signature, flags, header extension
+    values = []
+    while int.from_bytes(data[at : at + 2], "big", signed=True) == 1:
+        size = int.from_bytes(data[at + 2 : at + 6], "big", signed=True)
+        values.append(data[at + 6 : at + 6 + size])
+        at += 6 + size
+    return values
 
 
 def _newest_since(
