@@ -469,22 +469,54 @@ def _copy_rows(
         sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
         {"table": INFERENCE_LOG, "n": len(rows)},
     ).all()
-    try:
-        text = _copy_text_of(ids, rows)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise sa.exc.StatementError(str(exc), "COPY inference_log", None, exc) from exc
     columns = ", ".join(_COPY_COLUMNS)
     statement = f"COPY {INFERENCE_LOG} ({columns}) FROM STDIN"
+    source = _CopySource(ids, rows)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        cursor.copy_expert(statement, io.StringIO(text))
+        cursor.copy_expert(statement, source, size=_COPY_READ_CHARS)
     except connection.dialect.loaded_dbapi.Error as exc:
         raise sa.exc.DBAPIError.instance(
             statement, None, exc, connection.dialect.loaded_dbapi.Error
         ) from exc
     finally:
         cursor.close()
+    if source.error is not None:  # raised inside the caller's transaction: nothing commits
+        raise sa.exc.StatementError(
+            str(source.error), statement, None, source.error
+        ) from source.error
     return [(int(i), row) for i, row in zip(ids, rows, strict=True)]
+
+
+_COPY_CHUNK_ROWS = 250
+_COPY_READ_CHARS = 1 << 16
+
+
+class _CopySource:
+    """COPY's input, built `_COPY_CHUNK_ROWS` rows at a time as psycopg2 reads it, so the server
+    parses one chunk while the next is built. A value that cannot be converted ends the input
+    early and is kept in `error` (the caller raises it, so the transaction rolls back)."""
+
+    def __init__(self, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
+        self._chunks = (
+            (ids[i : i + _COPY_CHUNK_ROWS], rows[i : i + _COPY_CHUNK_ROWS])
+            for i in range(0, len(rows), _COPY_CHUNK_ROWS)
+        )
+        self._buffer = ""
+        self.error: Exception | None = None
+
+    def read(self, size: int = -1) -> str:
+        while self.error is None and (size < 0 or len(self._buffer) < size):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            try:
+                self._buffer += _copy_text_of(*chunk)
+            except (AttributeError, TypeError, ValueError) as exc:
+                self.error = exc  # the buffer holds whole lines only: it still ends cleanly
+        size = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
 
 
 def _copy_text_of(log_ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> str:

@@ -211,6 +211,19 @@ def test_copy_round_trips_text_that_needs_escaping(postgres_database: str) -> No
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_a_bad_value_late_in_a_copy_commits_nothing(postgres_database: str) -> None:
+    store.upgrade_database(postgres_database)
+    engine = store.make_engine(postgres_database)
+    rows = [rec(i) for i in range(600)]
+    rows[550] = refused(550)  # converted in the third chunk, after two were sent
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"):
+        store.insert_records(engine, rows)
+    assert store.count_rows(engine, model_name="m") == 0
+    assert len(both(engine)[0]) == 0
+    engine.dispose()
+
+
 def refused(i: int) -> dict:
     return rec(i) | {"ts": datetime(2024, 1, 1, 12, 0)}  # naive: every backend refuses it
 
