@@ -2,7 +2,8 @@
 
 A generated log of N rows x 25 features (20 numeric, 5 categorical), 3 model versions, half
 the rows labeled, is written to SQLite and to a fresh PostgreSQL database through
-`store.insert_records` (blocks of 20,000 rows). Then, in the same run:
+`store.insert_records` (blocks of 20,000 rows; PostgreSQL then gets the VACUUM ANALYZE that
+autovacuum gives a live log after a wave of labels). Then, in the same run:
 
   read   the whole window of the model (labels joined), by the row-by-row JSON decode that
          `read_window` used to be (tests/monitoring/reference_window.py) and by the columnar
@@ -82,6 +83,9 @@ def fill(engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
         store.insert_records(engine, rows[start : start + CHUNK])
     labels = {r["request_id"]: (i // 2) % 2 for i, r in enumerate(rows) if i % 2 == 0}
     store.record_labels(engine, labels, at=T0 + timedelta(days=30))
+    if engine.dialect.name == "postgresql":  # what autovacuum does to a live log after labels
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE inference_log"))
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
