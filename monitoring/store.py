@@ -1337,5 +1337,6 @@ __all__ = [
     "rebuild_blocks",
     "record_labels",
     "upgrade_database",
+    "write_blocks",
     "write_log",
 ]
