@@ -138,7 +138,9 @@ def read_pairs(
     both = served[served["request_id"].isin(shadow.keys())].tail(last_n).reset_index(drop=True)
     answers = [shadow[r] for r in both["request_id"]]
     theirs = both.copy()
-    theirs[PREDICTION_COLUMN] = store._label_series([a.prediction for a in answers])
+    theirs[PREDICTION_COLUMN] = _like(
+        [a.prediction for a in answers], both[PREDICTION_COLUMN].dtype
+    )
     theirs[PROBABILITY_COLUMN] = np.array(
         [np.nan if a.probability is None else float(a.probability) for a in answers], dtype=float
     )
@@ -146,6 +148,15 @@ def read_pairs(
         theirs[PROBABILITIES_COLUMN] = pd.Series([a.probabilities for a in answers], dtype=object)
     theirs["model_version"] = challenger
     return both, theirs
+
+
+def _like(values: list[Any], dtype: Any) -> pd.Series:
+    """The challenger's predictions typed like the champion's (same labels, same dtype)."""
+    series = pd.Series(values, dtype=object)
+    try:
+        return series.astype(dtype)
+    except (TypeError, ValueError):
+        return series
 
 
 @dataclass(frozen=True)
