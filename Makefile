@@ -40,7 +40,6 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/train.py
-	$(BIN)/python bench/scale.py
 
 stack: $(STAMP) system-deps
 	$(BIN)/driftloop stack up

@@ -9,10 +9,6 @@ SQLite runs in WAL mode with a busy timeout and `synchronous=NORMAL` by default 
 survives a crash or kill of the process; `synchronous="FULL"`, the `sqlite_synchronous` setting,
 also survives power loss); PostgreSQL is the production backend.
 
-Every write also stores the rows' immutable columns as one Arrow IPC block per model
-(`inference_log_blocks`, :mod:`monitoring.logblocks`) in the same transaction, and
-:func:`read_window` reads windows from the blocks, joining the labels from the rows by log id.
-
 A record the database refuses (a value it cannot store, not an outage) is never lost and never
 blocks the others: :func:`write_log` commits every group of records it accepts and keeps each
 refused record in the `inference_dead_letter` table, as escaped JSON text.
@@ -20,7 +16,6 @@ refused record in the `inference_dead_letter` table, as escaped JSON text.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +26,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,11 +33,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.errors import DriftloopError
-from monitoring import logblocks
 
 INFERENCE_LOG = "inference_log"
 DEAD_LETTER = "inference_dead_letter"
-LOG_BLOCKS = "inference_log_blocks"
 #: Columns every query frame carries besides the features and the label.
 META_COLUMNS = ("request_id", "ts", "model_version", "prediction", "probability")
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -54,9 +46,6 @@ _SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_SYNCHRONOUS_DEFAULT = "NORMAL"
 SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 _INSERT_CHUNK = 2_000
-#: Blocks of fewer rows are merged, once a model has this many of them, in the writing transaction.
-SMALL_BLOCK_ROWS = 4_096
-MERGE_SMALL_BLOCKS = 32
 _LOOKUP_CHUNK = 500
 _REASON_CHARS = 300
 
@@ -143,18 +132,6 @@ class InferenceLog(Base):
         sa.UniqueConstraint("request_id", name="uq_inference_log_request_id"),
         sa.Index("ix_inference_log_model_ts", "model_name", "ts"),
         sa.Index("ix_inference_log_model_version_ts", "model_name", "model_version", "ts"),
-        # the columnar read's label query, answered from the index alone (labeled rows only)
-        sa.Index(
-            "ix_inference_log_labeled",
-            "model_name",
-            "ts",
-            "model_version",
-            "label",
-            "id",
-            "label_ts",
-            sqlite_where=sa.text("label_ts IS NOT NULL"),
-            postgresql_where=sa.text("label_ts IS NOT NULL"),
-        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -200,28 +177,6 @@ class InferenceDeadLetter(Base):
 
 
 inference_dead_letter: sa.Table = InferenceDeadLetter.__table__  # type: ignore[assignment]
-
-
-class InferenceLogBlock(Base):
-    """The immutable columns of logged rows of one model, as one Arrow IPC block
-    (:mod:`monitoring.logblocks`), written in the same transaction as the rows it holds."""
-
-    __tablename__ = LOG_BLOCKS
-    __table_args__ = (sa.Index("ix_inference_log_blocks_model_ts", "model_name", "max_ts"),)
-
-    id: Mapped[int] = mapped_column(
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
-    )
-    model_name: Mapped[str] = mapped_column(sa.String(200))
-    rows: Mapped[int] = mapped_column(sa.Integer())
-    min_ts: Mapped[datetime] = mapped_column(UTCDateTime())
-    max_ts: Mapped[datetime] = mapped_column(UTCDateTime())
-    min_version: Mapped[int] = mapped_column(sa.Integer())
-    max_version: Mapped[int] = mapped_column(sa.Integer())
-    data: Mapped[bytes] = mapped_column(sa.LargeBinary())
-
-
-inference_log_blocks: sa.Table = InferenceLogBlock.__table__  # type: ignore[assignment]
 
 #: The columns a log record (a plain dict) carries; `id` is assigned by the database.
 RECORD_KEYS = tuple(c.name for c in inference_log.columns if c.name != "id")
@@ -402,8 +357,7 @@ def insert_records(
     *,
     ignore_duplicates: bool = False,
 ) -> int:
-    """Insert log records and their columnar block in one transaction; returns how many were
-    given (PostgreSQL: COPY; with `ignore_duplicates` and on SQLite: multi-row INSERTs).
+    """Insert log records in one transaction (executemany, chunked); returns how many were given.
 
     With `ignore_duplicates`, rows whose request_id is already logged are skipped (spool replay).
     """
@@ -411,226 +365,19 @@ def insert_records(
         return 0
     rows = [_complete(r) for r in records]
     if isinstance(engine, sa.Connection):
-        _insert_logged(engine, rows, ignore_duplicates)
+        _insert_rows(engine, rows, ignore_duplicates)
     else:
         with engine.begin() as connection:
-            _insert_logged(connection, rows, ignore_duplicates)
+            _insert_rows(connection, rows, ignore_duplicates)
     return len(rows)
-
-
-def _insert_logged(
-    connection: sa.Connection, rows: list[dict[str, Any]], ignore_duplicates: bool
-) -> None:
-    """Rows, then the block of the rows actually inserted, in the caller's transaction."""
-    write_blocks(connection, _insert_rows(connection, rows, ignore_duplicates))
 
 
 def _insert_rows(
     connection: sa.Connection, rows: list[dict[str, Any]], ignore_duplicates: bool
-) -> list[tuple[int, dict[str, Any]]]:
-    """Insert rows; returns (log id, row) of each row inserted (duplicates skipped are not)."""
-    if not rows:
-        return []
-    if connection.dialect.name == "postgresql" and not ignore_duplicates:
-        return _copy_rows(connection, rows)
-    statement = _insert_statement(
-        connection.dialect.name, ignore_duplicates=ignore_duplicates
-    ).returning(inference_log.c.id, inference_log.c.request_id)
-    by_request = {row["request_id"]: row for row in rows}
-    inserted: list[tuple[int, dict[str, Any]]] = []
+) -> None:
+    statement = _insert_statement(connection.dialect.name, ignore_duplicates=ignore_duplicates)
     for start in range(0, len(rows), _INSERT_CHUNK):
-        result = connection.execute(statement, rows[start : start + _INSERT_CHUNK])
-        inserted.extend((int(i), by_request[rid]) for i, rid in result.all())
-    return inserted
-
-
-#: COPY's columns, in the order :func:`_copy_text_of` writes them (the id is drawn first).
-_COPY_COLUMNS = (
-    "id",
-    "request_id",
-    "ts",
-    "model_name",
-    "model_version",
-    "features",
-    "prediction",
-    "probability",
-    "probabilities",
-    "latency_ms",
-    "label",
-    "label_ts",
-)
-
-
-def _copy_rows(
-    connection: sa.Connection, rows: list[dict[str, Any]]
-) -> list[tuple[int, dict[str, Any]]]:
-    """PostgreSQL COPY FROM STDIN (text format) with ids drawn from the table's sequence."""
-    ids = connection.scalars(
-        sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
-        {"table": INFERENCE_LOG, "n": len(rows)},
-    ).all()
-    columns = ", ".join(_COPY_COLUMNS)
-    statement = f"COPY {INFERENCE_LOG} ({columns}) FROM STDIN"
-    source = _CopySource(ids, rows)
-    cursor = connection.connection.dbapi_connection.cursor()
-    try:
-        cursor.copy_expert(statement, source, size=_COPY_READ_CHARS)
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(
-            statement, None, exc, connection.dialect.loaded_dbapi.Error
-        ) from exc
-    finally:
-        cursor.close()
-    if source.error is not None:  # raised inside the caller's transaction: nothing commits
-        raise sa.exc.StatementError(
-            str(source.error), statement, None, source.error
-        ) from source.error
-    return [(int(i), row) for i, row in zip(ids, rows, strict=True)]
-
-
-_COPY_CHUNK_ROWS = 250
-_COPY_READ_CHARS = 1 << 16
-
-
-class _CopySource:
-    """COPY's input, built `_COPY_CHUNK_ROWS` rows at a time as psycopg2 reads it, so the server
-    parses one chunk while the next is built. A value that cannot be converted ends the input
-    early and is kept in `error` (the caller raises it, so the transaction rolls back)."""
-
-    def __init__(self, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
-        self._chunks = (
-            (ids[i : i + _COPY_CHUNK_ROWS], rows[i : i + _COPY_CHUNK_ROWS])
-            for i in range(0, len(rows), _COPY_CHUNK_ROWS)
-        )
-        self._buffer = ""
-        self.error: Exception | None = None
-
-    def read(self, size: int = -1) -> str:
-        while self.error is None and (size < 0 or len(self._buffer) < size):
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            try:
-                self._buffer += _copy_text_of(*chunk)
-            except (AttributeError, TypeError, ValueError) as exc:
-                self.error = exc  # the buffer holds whole lines only: it still ends cleanly
-        size = len(self._buffer) if size < 0 else size
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
-
-
-def _copy_text_of(log_ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows in COPY's text format, built column by column (in :data:`_COPY_COLUMNS` order),
-    values converted as the column types would bind them."""
-    names = {name: _copy_text(name) for name in {r["model_name"] for r in rows}}
-    columns = (
-        [str(i) for i in log_ids],
-        [_copy_text(r["request_id"]) for r in rows],
-        [_copy_time(r["ts"]) for r in rows],
-        [names[r["model_name"]] for r in rows],
-        [str(r["model_version"]) for r in rows],
-        [_copy_json(_json_dumps(r["features"])) for r in rows],
-        [_copy_json(_json_dumps(r["prediction"])) for r in rows],
-        [_COPY_NULL if r["probability"] is None else repr(float(r["probability"])) for r in rows],
-        [
-            _COPY_NULL
-            if r["probabilities"] is None
-            else _copy_json(_json_dumps(r["probabilities"]))
-            for r in rows
-        ],
-        [repr(float(r["latency_ms"])) for r in rows],
-        [_COPY_NULL if r["label"] is None else _copy_json(_json_dumps(r["label"])) for r in rows],
-        [_COPY_NULL if r["label_ts"] is None else _copy_time(r["label_ts"]) for r in rows],
-    )
-    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
-
-
-_COPY_NULL = "\\N"
-_COPY_SPECIAL = ("\\", "\t", "\n", "\r")
-
-
-def _copy_time(value: Any) -> str:
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC timestamp")
-    return value.isoformat()
-
-
-def _copy_json(text: str) -> str:
-    """JSON text (orjson escapes every control character) for COPY: only backslashes double."""
-    return text.replace("\\", "\\\\") if "\\" in text else text
-
-
-def _copy_text(text: Any) -> str:
-    """A value for COPY's text format: backslash, tab, newline and carriage return escaped."""
-    text = str(text)
-    if not any(special in text for special in _COPY_SPECIAL):
-        return text
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def write_blocks(
-    connection: sa.Connection, inserted: Sequence[tuple[int, Mapping[str, Any]]]
-) -> int:
-    """One block per model of the inserted (log id, row) pairs, then each model's small blocks
-    merged once there are :data:`MERGE_SMALL_BLOCKS` of them; returns the blocks written."""
-    by_model: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
-    for pair in inserted:
-        by_model.setdefault(pair[1]["model_name"], []).append(pair)
-    for model_name, pairs in by_model.items():
-        table = logblocks.block_table([row for _, row in pairs], [i for i, _ in pairs])
-        connection.execute(sa.insert(inference_log_blocks), [_block_row(model_name, table)])
-        _merge_small_blocks(connection, model_name)
-    return len(by_model)
-
-
-def rebuild_blocks(connection: sa.Connection, *, chunk_rows: int = 50_000) -> int:
-    """Delete every block and write them again from the rows, in id order, `chunk_rows` at a
-    time (the 0005 migration's backfill; also the repair after rows were edited by hand).
-    Returns the rows copied; run it in a transaction."""
-    connection.execute(sa.delete(inference_log_blocks))
-    columns = [inference_log.c.id, *(inference_log.c[k] for k in RECORD_KEYS)]
-    last, copied = 0, 0
-    while True:
-        rows = connection.execute(
-            sa.select(*columns)
-            .where(inference_log.c.id > last)
-            .order_by(inference_log.c.id)
-            .limit(chunk_rows)
-        ).all()
-        if not rows:
-            return copied
-        write_blocks(connection, [(row.id, row._asdict()) for row in rows])
-        last, copied = rows[-1].id, copied + len(rows)
-
-
-def _block_row(model_name: str, table: Any) -> dict[str, Any]:
-    ts = table.column("ts").to_pandas()
-    versions = table.column("model_version").to_numpy()
-    return {
-        "model_name": model_name,
-        "rows": table.num_rows,
-        "min_ts": ts.min().to_pydatetime(),
-        "max_ts": ts.max().to_pydatetime(),
-        "min_version": int(versions.min()),
-        "max_version": int(versions.max()),
-        "data": logblocks.encode(table),
-    }
-
-
-def _merge_small_blocks(connection: sa.Connection, model_name: str) -> None:
-    """Merge a model's small blocks into one (rows locked so two writers never merge the same)."""
-    b = inference_log_blocks.c
-    small = connection.execute(
-        sa.select(b.id, b.data)
-        .where(b.model_name == model_name, b.rows < SMALL_BLOCK_ROWS)
-        .order_by(b.id)
-        .with_for_update(skip_locked=True)
-    ).all()
-    if len(small) < MERGE_SMALL_BLOCKS:
-        return
-    merged = logblocks.merge([logblocks.decode(data) for _, data in small])
-    connection.execute(sa.insert(inference_log_blocks), [_block_row(model_name, merged)])
-    connection.execute(sa.delete(inference_log_blocks).where(b.id.in_([i for i, _ in small])))
+        connection.execute(statement, rows[start : start + _INSERT_CHUNK])
 
 
 @dataclass(frozen=True)
@@ -662,16 +409,14 @@ def write_log(
     rows = [_complete(r) for group in groups for r in group]
     try:
         with connection.begin():
-            _insert_logged(connection, rows, ignore_duplicates)
+            _insert_rows(connection, rows, ignore_duplicates)
         return WriteOutcome()
     except Exception as exc:
         if is_unavailable(exc):
             raise
     at = datetime.now(UTC)
     with connection.begin():
-        inserted: list[tuple[int, dict[str, Any]]] = []
-        refused = _insert_isolated(connection, groups, ignore_duplicates, inserted)
-        write_blocks(connection, inserted)
+        refused = _insert_isolated(connection, groups, ignore_duplicates)
         letters = tuple(
             dead_letter(record, reason, at=at)
             for index, reason in refused.items()
@@ -685,20 +430,15 @@ def _insert_isolated(
     connection: sa.Connection,
     groups: Sequence[Sequence[Mapping[str, Any]]],
     ignore_duplicates: bool,
-    inserted: list[tuple[int, dict[str, Any]]],
 ) -> dict[int, str]:
-    """Insert each group all or nothing in SAVEPOINTs, in order; the refused groups and why.
-
-    Appends the (log id, row) of every row inserted to `inserted` (for its block).
-    """
+    """Insert each group all or nothing in SAVEPOINTs, in order; the refused groups and why."""
     refused: dict[int, str] = {}
 
     def attempt(low: int, high: int) -> None:
         rows = [_complete(r) for group in groups[low:high] for r in group]
         try:
             with connection.begin_nested():
-                done = _insert_rows(connection, rows, ignore_duplicates)
-            inserted.extend(done)
+                _insert_rows(connection, rows, ignore_duplicates)
         except Exception as exc:
             if is_unavailable(exc):
                 raise
@@ -908,26 +648,39 @@ def read_window(
     missing), `prediction`, `probability` (float64), the label under `target`, `model_version`
     (int64), `ts` (datetime64 UTC) and `request_id`; with `probabilities`, also `probabilities`
     (the per-class `{class: p}` dicts, object). `since` is inclusive, `until` exclusive;
-    `last_n` keeps the newest n matching rows (by `ts`, then log id).
-
-    Columnar: one query reads the blocks that may hold matching rows (Arrow IPC, decoded in
-    C++), a second the labels of the matching rows, joined to them by log id.
+    `last_n` keeps the newest n matching rows.
     """
-    if last_n is not None and last_n < 0:
-        raise ValueError(f"last_n must be >= 0, got {last_n}")
-    span = {"model_name": model_name, "since": since, "until": until, "version": version}
+    c = inference_log.c
+    columns = [
+        c.request_id,
+        c.ts,
+        c.model_version,
+        c.features,
+        c.prediction,
+        c.probability,
+        c.label,
+        *([c.probabilities] if probabilities else []),
+    ]
+    statement = _filtered(
+        sa.select(*columns),
+        model_name=model_name,
+        since=since,
+        until=until,
+        version=version,
+        labeled_only=labeled_only,
+    )
+    if last_n is not None:
+        if last_n < 0:
+            raise ValueError(f"last_n must be >= 0, got {last_n}")
+        statement = statement.order_by(c.ts.desc(), c.id.desc()).limit(last_n)
+    else:
+        statement = statement.order_by(c.ts, c.id)
     with engine.connect() as connection:
-        newest = _newest_since(connection, span, last_n=last_n, labeled_only=labeled_only)
-        statement = _block_query(**span, newer_than=newest)
-        blocks = [logblocks.decode(data) for data in _block_bytes(connection, statement)]
-        label_ids, label_values = _read_labels(connection, span)
-    table = logblocks.merge(blocks) if len(blocks) > 1 else (blocks or [None])[0]
-    rows = _window_rows(table, label_ids, **span, last_n=last_n, labeled_only=labeled_only)
-    return _window_frame(
-        table,
+        rows = connection.execute(statement).all()
+    if last_n is not None:
+        rows.reverse()
+    return _typed_frame(
         rows,
-        label_ids=label_ids,
-        label_values=label_values,
         numeric=list(numeric),
         categorical=list(categorical),
         target=target,
@@ -935,272 +688,65 @@ def read_window(
     )
 
 
-def _read_labels(connection: sa.Connection, span: Mapping[str, Any]) -> tuple[np.ndarray, list]:
-    """Log ids and labels of the window's labeled rows, aggregated in the database into one
-    id list and one label list (no Python object per row until the labels themselves)."""
-    if connection.dialect.name == "postgresql":
-        return _postgres_labels(connection, span)
-    return _sqlite_labels(connection, span)
-
-
-def _postgres_labels(connection: sa.Connection, span: Mapping[str, Any]) -> tuple[np.ndarray, list]:
-    c = inference_log.c
-    ids = sa.func.string_agg(sa.cast(c.id, sa.Text), ",")
-    labels = sa.cast(sa.func.json_agg(c.label), sa.Text)
-    joined, text = connection.execute(
-        _filtered(sa.select(ids, labels), **span, labeled_only=True)
-    ).one()
-    return _id_array(joined), orjson.loads(text) if text else []
-
-
-def _sqlite_labels(connection: sa.Connection, span: Mapping[str, Any]) -> tuple[np.ndarray, list]:
-    """Aggregated when every label is an integer (SQLite's text of a float is not exact),
-    else row by row."""
-    c = inference_log.c
-    raw = sa.type_coerce(c.label, sa.types.NullType())
-    not_int = sa.func.sum(sa.case((sa.func.typeof(c.label) != "integer", 1), else_=0))
-    joined, text, others = connection.execute(
-        _filtered(
-            sa.select(sa.func.group_concat(c.id), sa.func.group_concat(raw), not_int),
-            **span,
-            labeled_only=True,
-        )
-    ).one()
-    if not others:
-        return _id_array(joined), _id_array(text).tolist()
-    rows = connection.execute(_filtered(sa.select(c.id, raw), **span, labeled_only=True)).all()
-    return np.array([r[0] for r in rows], dtype=np.int64), _decode_labels([r[1] for r in rows])
-
-
-def _id_array(joined: str | None) -> np.ndarray:
-    """'1,2,3' (integers the database joined with commas) as int64."""
-    if not joined:
-        return np.array([], dtype=np.int64)
-    return np.array(joined.split(","), dtype=np.int64)
-
-
-def _decode_labels(raw: list[Any]) -> list[Any]:
-    """Labels as SQLite gives them (numbers as numbers, other JSON as its text): the texts
-    decoded in one call, the numbers kept."""
-    texts = [v for v in raw if isinstance(v, str)]
-    if not texts:
-        return raw
-    decoded = iter(orjson.loads("[" + ",".join(texts) + "]"))
-    return [next(decoded) if isinstance(v, str) else v for v in raw]
-
-
-def _block_bytes(connection: sa.Connection, statement: sa.Select[Any]) -> list[Any]:
-    """The `data` of the blocks `statement` selects. PostgreSQL: through `COPY ... TO STDOUT
-    (FORMAT binary)`, which sends `bytea` as raw bytes (a query sends it as hex text)."""
-    if connection.dialect.name != "postgresql":
-        return list(connection.scalars(statement))
-    query = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-    buffer = io.BytesIO()
-    cursor = connection.connection.dbapi_connection.cursor()
-    try:
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT (FORMAT binary)", buffer)
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(
-            str(query), None, exc, connection.dialect.loaded_dbapi.Error
-        ) from exc
-    finally:
-        cursor.close()
-    return _copy_binary_values(buffer.getbuffer())
-
-
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-
-
-def _copy_binary_values(data: memoryview) -> list[memoryview]:
-    """The one field of each row of PostgreSQL's binary COPY format (header, then per row a
-    16-bit field count and a 32-bit length before the bytes; a count of -1 ends it)."""
-    if bytes(data[:11]) != _COPY_SIGNATURE:
-        raise StoreError("COPY TO STDOUT (FORMAT binary) sent no binary COPY header")
-    at = 19 + int.from_bytes(data[15:19], "big")  # signature, flags, header extension
-    values = []
-    while int.from_bytes(data[at : at + 2], "big", signed=True) == 1:
-        size = int.from_bytes(data[at + 2 : at + 6], "big", signed=True)
-        values.append(data[at + 6 : at + 6 + size])
-        at += 6 + size
-    return values
-
-
-def _newest_since(
-    connection: sa.Connection,
-    span: Mapping[str, Any],
+def _typed_frame(
+    rows: Sequence[Any],
     *,
-    last_n: int | None,
-    labeled_only: bool,
-) -> datetime | None:
-    """With `last_n`, the time of the n-th newest matching row (from the rows' indexes), so that
-    only the blocks holding the newest rows are read; None when fewer rows match."""
-    if last_n is None or last_n == 0:
-        return None
-    c = inference_log.c
-    statement = _filtered(sa.select(c.ts), **span, labeled_only=labeled_only)
-    return connection.scalar(statement.order_by(c.ts.desc()).offset(last_n - 1).limit(1))
-
-
-def _block_query(
-    *,
-    model_name: str,
-    since: datetime | None,
-    until: datetime | None,
-    version: int | None,
-    newer_than: datetime | None = None,
-) -> sa.Select[Any]:
-    """The blocks that may hold rows of the window (their ts and version ranges overlap it);
-    with `newer_than`, only those holding rows at or after that time."""
-    b = inference_log_blocks.c
-    statement = sa.select(b.data).where(b.model_name == model_name)
-    if newer_than is not None:
-        statement = statement.where(b.max_ts >= newer_than)
-    if version is not None:
-        statement = statement.where(b.min_version <= int(version), b.max_version >= int(version))
-    if since is not None:
-        statement = statement.where(b.max_ts >= since)
-    if until is not None:
-        statement = statement.where(b.min_ts < until)
-    return statement.order_by(b.id)
-
-
-def _micros(ts: datetime) -> int:
-    return int(pd.Timestamp(ts).tz_convert("UTC").value // 1000)
-
-
-def _window_rows(
-    table: Any,
-    label_ids: np.ndarray,
-    *,
-    model_name: str,
-    since: datetime | None,
-    until: datetime | None,
-    version: int | None,
-    last_n: int | None,
-    labeled_only: bool,
-) -> np.ndarray:
-    """Positions in `table` of the window's rows, ordered by (ts, id); the newest `last_n`."""
-    if table is None or table.num_rows == 0:
-        return np.array([], dtype=np.int64)
-    ts = table.column("ts").cast("int64").to_numpy()
-    ids = table.column("id").to_numpy()
-    keep = np.ones(table.num_rows, dtype=bool)
-    if version is not None:
-        keep &= table.column("model_version").to_numpy() == int(version)
-    if since is not None:
-        keep &= ts >= _micros(since)
-    if until is not None:
-        keep &= ts < _micros(until)
-    if labeled_only:
-        keep &= np.isin(ids, label_ids)
-    rows = np.flatnonzero(keep)
-    rows = rows[np.lexsort((ids[rows], ts[rows]))]
-    if last_n is not None:
-        rows = rows[len(rows) - min(last_n, len(rows)) :]
-    return rows
-
-
-def _window_frame(
-    table: Any,
-    rows: np.ndarray,
-    *,
-    label_ids: np.ndarray,
-    label_values: list[Any],
     numeric: list[str],
     categorical: list[str],
     target: str,
-    probabilities: bool,
+    probabilities: bool = False,
 ) -> pd.DataFrame:
-    """The window's frame from the block rows at `rows` and the labels (by log id)."""
     n = len(rows)
-    present = set(table.column_names) if table is not None else set()
-    picked = pa.array(rows, type=pa.int64())
-
-    def feature(name: str) -> Any:
-        key = logblocks.FEATURE_PREFIX + name
-        return table.column(key) if key in present else None
-
-    def meta(name: str) -> Any:
-        return table.column(name) if n else pa.chunked_array([], type=_EMPTY_TYPES[name])
-
-    numeric = list(dict.fromkeys(numeric))
-    matrix = np.full((n, len(numeric)), math.nan, order="F")
-    for j, name in enumerate(numeric):
-        values = feature(name)
-        if values is not None:
-            matrix[:, j] = logblocks.numeric(values)[rows]
     data: dict[str, Any] = {}
+    features = [row.features or {} for row in rows]
+    for name in numeric:
+        data[name] = np.fromiter(
+            (_to_float(f.get(name)) for f in features), dtype=np.float64, count=n
+        )
     for name in categorical:
-        values = feature(name)
-        strings = np.full(n, None, object) if values is None else logblocks.categorical(values)
-        data[name] = pd.Series(strings[rows] if values is not None else strings, dtype=object)
-    data["prediction"] = logblocks.prediction_series(_take(meta("prediction"), picked))
-    data["probability"] = logblocks.numeric(meta("probability"))[rows]
-    ids = meta("id").to_numpy()[rows]
-    data[target] = _target_series(ids, label_ids, label_values)
-    data["model_version"] = meta("model_version").to_numpy()[rows].astype(np.int64)
-    micros = meta("ts").cast(pa.int64()).to_numpy()[rows]
-    data["ts"] = pd.to_datetime(micros, unit="us", utc=True)
-    data["request_id"] = pd.Series(meta("request_id").to_numpy()[rows], dtype=object)
+        data[name] = pd.Series([_to_str(f.get(name)) for f in features], dtype=object)
+    data["prediction"] = _label_series([row.prediction for row in rows])
+    data["probability"] = np.fromiter((_to_float(row.probability) for row in rows), np.float64, n)
+    data[target] = _label_series([row.label for row in rows])
+    data["model_version"] = np.fromiter((row.model_version for row in rows), np.int64, n)
+    data["ts"] = pd.to_datetime([row.ts for row in rows], utc=True)
+    data["request_id"] = pd.Series([row.request_id for row in rows], dtype=object)
     if probabilities:
-        chosen = _take(meta("probabilities"), picked)
-        data["probabilities"] = pd.Series(logblocks.python_values(chosen), dtype=object)
-    # one float block for the numeric features, the other columns appended in order
-    frame = pd.DataFrame(matrix, columns=numeric, index=pd.RangeIndex(n), copy=False)
-    for name, values in data.items():
-        frame[name] = values.to_numpy() if isinstance(values, pd.Series) else values
+        data["probabilities"] = pd.Series([row.probabilities for row in rows], dtype=object)
+    frame = pd.DataFrame(data, index=pd.RangeIndex(n))
+    if n == 0:
+        frame["ts"] = pd.Series([], dtype="datetime64[ns, UTC]")
     return frame
 
 
-#: The meta columns' types in an empty window (no block to take them from).
-_EMPTY_TYPES = {
-    "id": pa.int64(),
-    "prediction": pa.null(),
-    "probability": pa.float64(),
-    "model_version": pa.int64(),
-    "ts": pa.timestamp("us", tz="UTC"),
-    "request_id": pa.string(),
-    "probabilities": pa.binary(),
-}
-
-
-def _take(column: Any, rows: Any) -> Any:
-    """`column.take(rows)`, with the chunks' dictionaries unified first."""
-    if pa.types.is_dictionary(column.type):
-        column = column.unify_dictionaries()
-    return column.take(rows)
-
-
-def _target_series(ids: np.ndarray, label_ids: np.ndarray, label_values: list[Any]) -> pd.Series:
-    """The labels of the rows `ids` (None where a row has none), typed as in training."""
-    n = len(ids)
-    order = np.argsort(label_ids, kind="stable")
-    sorted_ids = label_ids[order]
-    at = np.searchsorted(sorted_ids, ids)
-    found = at < len(sorted_ids)
-    found[found] = sorted_ids[at[found]] == ids[found]
-    source = order[at[found]]
-    ints = _int_labels(label_values) if n else None
-    if ints is not None and found.all():
-        return pd.Series(ints[source], dtype=np.int64)
-    if ints is not None:
-        values = np.full(n, math.nan)
-        values[found] = ints[source].astype(np.float64)
-        return pd.Series(values, dtype=np.float64)
-    merged: list[Any] = [None] * n
-    for position, index in zip(np.flatnonzero(found).tolist(), source.tolist(), strict=True):
-        merged[position] = label_values[index]
-    return logblocks.label_series(merged)
-
-
-def _int_labels(values: list[Any]) -> np.ndarray | None:
-    """The labels as int64 when every one is a plain int (the common case), else None."""
-    if not values or not all(type(v) is int for v in values):
-        return None
+def _to_float(value: Any) -> float:
+    if value is None:
+        return math.nan
     try:
-        return np.array(values, dtype=np.int64)
-    except OverflowError:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _to_str(value: Any) -> str | None:
+    if value is None:
         return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _label_series(values: list[Any]) -> pd.Series:
+    """Labels/predictions as int64, float64, bool or object, like the training target column."""
+    present = [v for v in values if v is not None]
+    if len(present) == len(values):
+        if all(isinstance(v, bool) for v in present):
+            return pd.Series(values, dtype=bool)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            return pd.Series(values, dtype=np.int64)
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pd.Series([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if not present:
+        return pd.Series([math.nan] * len(values), dtype=np.float64)
+    return pd.Series(values, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -1312,7 +858,6 @@ __all__ = [
     "DeadLetter",
     "InferenceDeadLetter",
     "InferenceLog",
-    "InferenceLogBlock",
     "LogStatus",
     "StoreError",
     "VersionRows",
@@ -1323,7 +868,6 @@ __all__ = [
     "describe_refusal",
     "dumps_record",
     "inference_dead_letter",
-    "inference_log_blocks",
     "inference_log",
     "insert_dead_letters",
     "insert_records",
@@ -1334,9 +878,7 @@ __all__ = [
     "make_engine",
     "read_log_status",
     "read_window",
-    "rebuild_blocks",
     "record_labels",
     "upgrade_database",
-    "write_blocks",
     "write_log",
 ]

@@ -275,7 +275,6 @@ def _set_features(url: str, ages: dict[str, float]) -> None:
                     .where(store.inference_log.c.request_id == rid)
                     .values(features={**features, "AGEP": age})
                 )
-            store.rebuild_blocks(conn)  # the columnar copy follows the edited rows
     finally:
         engine.dispose()
 
