@@ -33,7 +33,7 @@ from core.settings import Settings, local_state_environment
 from core.spec import FeatureSpec
 from flows.ingest import ingest_config
 from flows.monitor import monitor_once
-from flows.retrain import retrain_once
+from flows.retrain import retrain_asked
 from flows.score import score_and_log
 from flows.sources import read_table
 from flows.train import train_and_gate
@@ -332,13 +332,7 @@ def retrain_if_decided(
     if not outcome.retrain.yes:
         return
     try:
-        result = retrain_once(
-            config,
-            settings,
-            drift_run_id=outcome.run_id,
-            reason=outcome.retrain.reason,
-            trigger="backtest",
-        )
+        result = retrain_asked(config, settings, outcome, trigger="backtest")
     except RetrainRefused as exc:
         record["retrain_refused"] = str(exc)
         return

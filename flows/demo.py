@@ -277,18 +277,12 @@ def retrain_and_reload(
     say: Callable[..., None],
 ) -> None:
     """Run the retraining the monitor asked for; a promoted version is loaded by the server."""
-    from flows.retrain import retrain_once
+    from flows.retrain import retrain_asked
     from pipelines.retraining import RetrainRefused
 
     line = {"no_wrap": True, "overflow": "ellipsis", "markup": False}
     try:
-        result = retrain_once(
-            config,
-            settings,
-            drift_run_id=outcome.run_id,
-            reason=outcome.retrain.reason,
-            trigger="demo",
-        )
+        result = retrain_asked(config, settings, outcome, trigger="demo")
     except RetrainRefused as exc:
         say(f"window {window_no}: retraining refused: {exc}", **line)
         return

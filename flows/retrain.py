@@ -150,6 +150,19 @@ def retrain_once(
     return outcome.to_dict()
 
 
+def retrain_asked(
+    config: ProjectConfig, settings: Settings, outcome: Any, *, trigger: str
+) -> dict[str, Any]:
+    """:func:`retrain_once` for the retraining a monitor run asked for (its run id and reason)."""
+    return retrain_once(
+        config,
+        settings,
+        drift_run_id=outcome.run_id,
+        reason=outcome.retrain.reason,
+        trigger=trigger,
+    )
+
+
 def incident_of(settings: Settings, drift_run_id: str) -> str | None:
     """The monitor incident of the run that asked for the retraining (None: a manual one)."""
     if not drift_run_id:

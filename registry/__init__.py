@@ -678,32 +678,30 @@ def _download_model(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
     return Path(local)
 
 
-def _download_reference(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
+def _download_run_artifact(
+    client: MlflowClient, mv: ModelVersion, artifact: str, dst: Path, *, what: str
+) -> Path:
+    """One artifact of the version's run, downloaded under ``dst``; a failure is the version's
+    integrity error naming ``what`` is missing."""
     dst.mkdir(parents=True, exist_ok=True)
     try:
-        return Path(client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, str(dst)))
+        return Path(client.download_artifacts(mv.run_id, artifact, str(dst)))
     except (MlflowException, OSError) as exc:
-        logger.warning("run %s: reference download failed: %s", mv.run_id, exc)
+        logger.warning("run %s: %s download failed: %s", mv.run_id, artifact, exc)
         raise ModelIntegrityError(
             mv.name,
             mv.version,
-            f"{REFERENCE_ARTIFACT} of run {mv.run_id} cannot be downloaded from the artifact "
-            f"store ({type(exc).__name__}, details in the log); restore it or retrain",
+            f"{what} of run {mv.run_id} cannot be downloaded from the artifact store "
+            f"({type(exc).__name__}, details in the log); restore it or retrain",
         ) from None
+
+
+def _download_reference(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
+    return _download_run_artifact(client, mv, REFERENCE_ARTIFACT, dst, what=REFERENCE_ARTIFACT)
 
 
 def _download_evaluation(client: MlflowClient, mv: ModelVersion, dst: Path) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    try:
-        return Path(client.download_artifacts(mv.run_id, EVALUATION_DIR, str(dst)))
-    except (MlflowException, OSError) as exc:
-        logger.warning("run %s: evaluation download failed: %s", mv.run_id, exc)
-        raise ModelIntegrityError(
-            mv.name,
-            mv.version,
-            f"{EVALUATION_DIR}/ of run {mv.run_id} cannot be downloaded from the artifact store "
-            f"({type(exc).__name__}, details in the log); restore it or retrain",
-        ) from None
+    return _download_run_artifact(client, mv, EVALUATION_DIR, dst, what=f"{EVALUATION_DIR}/")
 
 
 def load_evaluation(client: MlflowClient, model_name: str, version: int | str) -> dict[str, bytes]:
