@@ -176,6 +176,12 @@ class PromotionConfig(_Section):
         "against it (check `floor`)",
     )
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
+    use_shadow: bool = Field(
+        False,
+        description="the monitor promotes the `challenger` when its paired live results (shadow "
+        "scoring) beat the champion beyond noise and by min_improvement, on at least "
+        "monitoring.policy.min_labeled_rows rows",
+    )
 
 
 class ProjectConfig(_Section):

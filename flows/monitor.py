@@ -38,7 +38,7 @@ import registry
 from core.config import ProjectConfig, load_config
 from core.settings import Settings
 from core.spec import PROBABILITY_COLUMN
-from flows.champion import roll_back
+from flows.champion import promote_if_unchanged, roll_back
 from flows.retry import transient
 from monitoring import incidents, runs, store
 from monitoring.alerts import (
@@ -63,7 +63,12 @@ from monitoring.policy import (
     should_roll_back,
 )
 from monitoring.reports import run_report, save_html
-from monitoring.shadow import ShadowComparison, read_pairs, shadow_comparison
+from monitoring.shadow import (
+    ShadowComparison,
+    read_pairs,
+    shadow_comparison,
+    should_promote_shadow,
+)
 from monitoring.significance import MetricNoise
 from monitoring.verdict import (
     PROBABILITIES_COLUMN,
@@ -199,6 +204,38 @@ def shadow_of(
         metric=config.promotion.metric,
         min_rows=config.monitoring.policy.min_labeled_rows,
     )
+
+
+def promote_on_shadow(
+    shadow: ShadowComparison | None,
+    config: ProjectConfig,
+    settings: Settings,
+    client: MlflowClient,
+) -> bool:
+    """With `promotion.use_shadow`, move `champion` to a challenger that beat it on the same
+    labeled live rows (compare-and-set: only if the compared champion still holds it)."""
+    rolled_back = shadow is not None and registry.ROLLED_BACK_TAG in (
+        client.get_model_version(config.model_name, str(shadow.challenger)).tags or {}
+    )
+    decision = should_promote_shadow(
+        shadow,
+        enabled=config.promotion.use_shadow,
+        min_improvement=config.promotion.min_improvement,
+        rolled_back=rolled_back,
+    )
+    if not decision.yes or shadow is None:
+        return False
+    move = promote_if_unchanged(
+        settings,
+        client,
+        config.model_name,
+        shadow.challenger,
+        expected=shadow.champion,
+        reason=decision.reason,
+        actor="monitor:shadow",
+    )
+    get_run_logger().warning("%s: %s (moved: %s)", config.model_name, decision.reason, move.moved)
+    return move.moved
 
 
 def cached_reference(
@@ -472,6 +509,8 @@ def monitor_once(
         runs.record_run(engine, row)
         if rollback.yes:
             outcome = roll_back_champion(outcome, config, settings, client)
+        else:
+            promote_on_shadow(shadow, config, settings, client)
         if ref is not None:
             error = realize_estimates(engine, config, ref, now=now)
             outcome = dataclasses.replace(outcome, estimation_error=error)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN, VersionInfo
 from monitoring import store
+from monitoring.policy import Decision
 from monitoring.store import Base, UTCDateTime, _json_type
 from monitoring.verdict import PROBABILITIES_COLUMN, logged_scores
 from pipelines.holdout import compare
@@ -237,3 +238,32 @@ def shadow_comparison(
         challenger_value=float(theirs.metric(metric)),
         difference=compare(theirs, ours, metric),
     )
+
+
+def should_promote_shadow(
+    comparison: ShadowComparison | None,
+    *,
+    enabled: bool,
+    min_improvement: float,
+    rolled_back: bool,
+) -> Decision:
+    """Whether the challenger replaces the champion on its paired live results (pure): on
+    ``promotion.use_shadow``, when the challenger is better beyond noise (the whole paired
+    interval above zero) and by at least ``min_improvement``, and was never rolled back."""
+    if not enabled:
+        return Decision(False, "promotion.use_shadow is off")
+    if comparison is None:
+        return Decision(False, "no paired live results of a challenger yet")
+    if rolled_back:
+        return Decision(
+            False, f"v{comparison.challenger} was rolled back; it is never promoted again"
+        )
+    if not comparison.better:
+        return Decision(False, comparison.sentence())
+    if comparison.difference.value < min_improvement:
+        return Decision(
+            False,
+            f"{comparison.sentence()}, but by {comparison.difference.value:.4f}, less than "
+            f"promotion.min_improvement {min_improvement:g}",
+        )
+    return Decision(True, f"promoted on its paired live results: {comparison.sentence()}")

@@ -3,6 +3,8 @@ log, and the challenger judged against the champion on exactly those rows."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +13,13 @@ import pytest
 
 from core.spec import FeatureSpec, VersionInfo
 from monitoring import store
-from monitoring.shadow import count_shadow, read_pairs, shadow_comparison, write_shadow
+from monitoring.shadow import (
+    count_shadow,
+    read_pairs,
+    shadow_comparison,
+    should_promote_shadow,
+    write_shadow,
+)
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SPEC = FeatureSpec(numeric=("a",), categorical=("c",))
@@ -117,3 +125,30 @@ def test_the_challenger_is_judged_on_the_same_rows(
     )  # fmt: skip
     assert too_few is None
     engine.dispose()
+
+
+def test_the_challenger_is_promoted_on_paired_live_results_only_when_asked_and_clearly_better(
+    tmp_path: Path,
+) -> None:
+    engine, _, _ = logged(tmp_path, challenger_skill=0.9, n=1500)
+    ours, challenger = pairs(engine)
+    engine.dispose()
+    better = shadow_comparison(
+        ours, challenger, champion=info(1), challenger=info(2), target="y", metric="accuracy", min_rows=100
+    )  # fmt: skip
+    assert better is not None and better.better
+    decide = functools.partial(should_promote_shadow, min_improvement=0.0, rolled_back=False)
+    assert decide(better, enabled=True).yes
+    assert "paired live results" in decide(better, enabled=True).reason
+    assert not decide(better, enabled=False).yes
+    assert not decide(None, enabled=True).yes
+    assert not should_promote_shadow(
+        better, enabled=True, min_improvement=0.0, rolled_back=True
+    ).yes
+    gain = better.difference.value
+    short = should_promote_shadow(
+        better, enabled=True, min_improvement=gain + 0.01, rolled_back=False
+    )
+    assert not short.yes and "min_improvement" in short.reason
+    same = dataclasses.replace(better, difference=dataclasses.replace(better.difference, low=-0.01))
+    assert not decide(same, enabled=True).yes  # not better beyond noise
