@@ -176,6 +176,14 @@ class PromotionConfig(_Section):
         "against it (check `floor`)",
     )
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
+    approval: Literal["auto", "manual"] = Field(
+        "auto",
+        description="manual: a promotion the gate allows waits for a person (the flow run "
+        "pauses with a form on a Prefect server; `driftloop approve/reject --version N`)",
+    )
+    approval_timeout_hours: float = Field(
+        24.0, gt=0, le=24 * 30, description="no answer within this long: the champion stays"
+    )
     use_shadow: bool = Field(
         False,
         description="the monitor promotes the `challenger` when its paired live results (shadow "

@@ -185,6 +185,47 @@ def promote(
     run_or_exit(body)
 
 
+def _answer(version: int, config: Path, note: str, verbose: bool, *, approve: bool) -> None:
+    route_logs(verbose)
+    import registry
+    from core.config import load_config
+    from core.settings import Settings
+
+    def body() -> None:
+        from flows.approval import decide
+
+        cfg = load_config(config)
+        settings = Settings()
+        client = registry.make_client(settings.mlflow_tracking_uri)
+        typer.echo(
+            decide(cfg, settings, client, version, approve=approve, note=note, actor=_actor())
+        )
+
+    run_or_exit(body)
+
+
+@app.command()
+def approve(
+    version: Annotated[int, typer.Option("--version", "-v", help="the version waiting")],
+    config: ConfigOpt = Path("driftloop.yaml"),
+    note: Annotated[str, typer.Option(help="recorded with the answer")] = "",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Approve a promotion waiting for a person (`promotion.approval: manual`)."""
+    _answer(version, config, note, verbose, approve=True)
+
+
+@app.command()
+def reject(
+    version: Annotated[int, typer.Option("--version", "-v", help="the version waiting")],
+    config: ConfigOpt = Path("driftloop.yaml"),
+    note: Annotated[str, typer.Option(help="recorded with the answer")] = "",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Reject a promotion waiting for a person: the champion stays."""
+    _answer(version, config, note, verbose, approve=False)
+
+
 @app.command()
 def rollback(
     config: ConfigOpt = Path("driftloop.yaml"),

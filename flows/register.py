@@ -32,6 +32,7 @@ from core.config import ProjectConfig
 from core.metrics import metric_info, names_for
 from core.settings import Settings
 from core.spec import FeatureSpec
+from flows.approval import ask_approval
 from flows.champion import promote_if_unchanged
 from flows.retry import transient
 from monitoring.estimation import fit_estimation
@@ -485,6 +486,10 @@ def gate(
     )
     policy = policy_for(config)
     decision = judgement(policy, holdout, metrics, champion, problem)
+    if decision.promote and config.promotion.approval == "manual":
+        decision = ask_approval(
+            config, settings, client, version=version, decision=decision, against=champion_version
+        )
     decision, champion_version, champion = take_alias(
         config,
         settings,
