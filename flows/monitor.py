@@ -97,6 +97,8 @@ PANEL_VALUES = (
     "performance.estimated_high",
     "performance.measured",
     "performance.estimation_error",
+    "shadow.champion",
+    "shadow.challenger",
 )
 #: Rows of the window the Evidently report (the human view) samples; verdicts use every row.
 REPORT_ROWS = 20_000
@@ -297,6 +299,9 @@ def publish(
     if importances:
         values["weighted_drift_share"] = weighted_drift(drift, importances)
     values.update(performance_values(result, outcome.estimation_error))
+    if outcome.shadow is not None:  # the challenger and the champion on the same live rows
+        values["shadow.champion"] = outcome.shadow["champion_value"]
+        values["shadow.challenger"] = outcome.shadow["challenger_value"]
     # the per-class probability dicts (multiclass) are driftloop's input, not a report column
     frame = outcome.window.frame.drop(columns=[PROBABILITIES_COLUMN], errors="ignore")
     # Evidently refuses a column that is empty on one side; the quality check already reports it.
@@ -503,6 +508,7 @@ def monitor_once(
         shadow = shadow_of(engine, client, config, ref, window)
         row = run_row(outcome, config, started=now, triggered_by=triggered_by)
         if shadow is not None:
+            outcome = dataclasses.replace(outcome, shadow=shadow.to_dict())
             row["details"] = {**row["details"], "shadow": shadow.to_dict()}
             registry.tag_shadow(client, config.model_name, shadow.challenger, shadow.sentence())
             logger.info("shadow: %s", shadow.sentence())

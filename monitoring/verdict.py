@@ -75,6 +75,9 @@ class MonitorOutcome:
     deliveries: tuple[DeliveryResult, ...] = ()
     #: where a person looks next (monitoring.alerts.alert_links); sent with the alert
     links: dict[str, str] = field(default_factory=dict)
+    #: the challenger against the serving version on the labeled live rows both answered
+    #: (monitoring.shadow.ShadowComparison.to_dict), None without one
+    shadow: dict[str, Any] | None = None
     #: whether `champion` goes back to the version it replaced (:func:`should_roll_back`), and
     #: the version it went back to once it did
     rollback: Decision = field(default_factory=lambda: Decision(False, "no rollback"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import prefect.main  # noqa: F401  (Prefect logs to the real stderr, not to a CliRunner stream)
+import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from monitoring.shadow import write_shadow
 from pipelines.schema import prepare_features
 from tests.flows.conftest import write_config
 from tests.flows.test_monitor_flow import MONITORING, _serve
+from tests.flows.test_weighted_drift import driftloop_series
 
 runner = CliRunner()
 
@@ -59,6 +61,9 @@ def test_monitor_reports_the_challenger_on_the_same_live_rows(
     assert "challenger v2 vs champion v1 on 2000 labeled live rows" in tag
     listing = runner.invoke(app, ["versions", "--config", str(config)])
     assert "live, in the shadow: challenger v2 vs champion v1" in listing.output, listing.output
+    series = driftloop_series(mlflow_env["DRIFTLOOP_WORKSPACE"], "employment")  # Evidently UI
+    assert series[("shadow.challenger", None)] == pytest.approx(shadow["challenger_value"])
+    assert series[("shadow.champion", None)] == pytest.approx(shadow["champion_value"])
     assert summary["run_id"]
 
 
