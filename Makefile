@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 # Debian tools the tests and the stack drive: Chromium (UI screenshots), Prometheus and promtool
 # (alert rules), Alertmanager (the stack's alert routing), wrk (bench).
 SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/prometheus /usr/bin/promtool \
-	/usr/bin/prometheus-alertmanager /usr/bin/wrk
+	/usr/bin/prometheus-alertmanager /usr/bin/amtool /usr/bin/wrk
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
