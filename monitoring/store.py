@@ -16,10 +16,11 @@ refused record in the `inference_dead_letter` table, as escaped JSON text.
 
 from __future__ import annotations
 
-import math
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.errors import DriftloopError
+from monitoring import columnar
+from monitoring.columnar import label_series as _label_series
+from monitoring.columnar import to_float as _to_float
+from monitoring.columnar import to_str as _to_str
+
+_log = logging.getLogger(__name__)
 
 INFERENCE_LOG = "inference_log"
 DEAD_LETTER = "inference_dead_letter"
@@ -132,6 +139,7 @@ class InferenceLog(Base):
         sa.UniqueConstraint("request_id", name="uq_inference_log_request_id"),
         sa.Index("ix_inference_log_model_ts", "model_name", "ts"),
         sa.Index("ix_inference_log_model_version_ts", "model_name", "model_version", "ts"),
+        sa.Index("ix_inference_log_model_label_seq", "model_name", "label_seq"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -150,6 +158,8 @@ class InferenceLog(Base):
     latency_ms: Mapped[float] = mapped_column(sa.Float())
     label: Mapped[Any | None] = mapped_column(_json_type(nullable=True), nullable=True)
     label_ts: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the `label_batches` id of the call that recorded the label (see compaction)
+    label_seq: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
 
 
 inference_log: sa.Table = InferenceLog.__table__  # type: ignore[assignment]
@@ -178,8 +188,61 @@ class InferenceDeadLetter(Base):
 
 inference_dead_letter: sa.Table = InferenceDeadLetter.__table__  # type: ignore[assignment]
 
-#: The columns a log record (a plain dict) carries; `id` is assigned by the database.
-RECORD_KEYS = tuple(c.name for c in inference_log.columns if c.name != "id")
+
+class LabelBatch(Base):
+    """One call that recorded labels; its id orders label arrivals for the columnar log."""
+
+    __tablename__ = "label_batches"
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rows: Mapped[int] = mapped_column(sa.Integer())
+
+
+label_batches: sa.Table = LabelBatch.__table__  # type: ignore[assignment]
+
+
+class LogSegment(Base):
+    """A block of one model version's log rows in columns (:mod:`monitoring.columnar`).
+
+    Every row of the model with an id up to the largest `covered_to` is in exactly one segment;
+    labels recorded by batches after `label_horizon` are read from the log itself.
+    """
+
+    __tablename__ = "log_segments"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "model_name", "model_version", "first_id", name="uq_log_segments_first_row"
+        ),
+        sa.Index("ix_log_segments_model_covered", "model_name", "covered_to"),
+        sa.Index("ix_log_segments_model_version_ts", "model_name", "model_version", "ts_min"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    model_name: Mapped[str] = mapped_column(sa.String(200))
+    model_version: Mapped[int] = mapped_column(sa.Integer())
+    first_id: Mapped[int] = mapped_column(sa.BigInteger())
+    last_id: Mapped[int] = mapped_column(sa.BigInteger())
+    covered_to: Mapped[int] = mapped_column(sa.BigInteger())
+    rows: Mapped[int] = mapped_column(sa.Integer())
+    ts_min: Mapped[datetime] = mapped_column(UTCDateTime())
+    ts_max: Mapped[datetime] = mapped_column(UTCDateTime())
+    label_horizon: Mapped[int] = mapped_column(sa.BigInteger())
+    numeric: Mapped[list[str]] = mapped_column(sa.JSON())
+    categorical: Mapped[list[str]] = mapped_column(sa.JSON())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary())
+
+
+log_segments: sa.Table = LogSegment.__table__  # type: ignore[assignment]
+
+#: The columns a log record (a plain dict) carries; `id` is assigned by the database, and
+#: `label_seq` by :func:`record_labels`.
+RECORD_KEYS = tuple(c.name for c in inference_log.columns if c.name not in ("id", "label_seq"))
 
 
 # --------------------------------------------------------------------------- engine, migrations
@@ -544,7 +607,8 @@ def record_labels(engine: Engine, labels: Mapping[str, Any], *, at: datetime | N
     """Attach ground-truth labels to logged rows by request id; returns how many rows were updated.
 
     Unknown request ids are ignored (see :func:`known_request_ids` to report them). A label posted
-    again replaces the previous one and its time.
+    again replaces the previous one and its time. Each call is one `label_batches` row, whose id
+    the updated rows carry in `label_seq` (how a columnar read finds labels newer than a segment).
     """
     if not labels:
         return 0
@@ -555,10 +619,21 @@ def record_labels(engine: Engine, labels: Mapping[str, Any], *, at: datetime | N
     statement = (
         sa.update(inference_log)
         .where(inference_log.c.request_id == sa.bindparam("rid"))
-        .values(label=sa.bindparam("lab"), label_ts=sa.bindparam("lts"))
+        .values(
+            label=sa.bindparam("lab"), label_ts=sa.bindparam("lts"), label_seq=sa.bindparam("seq")
+        )
     )
-    params = [{"rid": rid, "lab": _plain(labels[rid]), "lts": at} for rid in labels if rid in known]
     with engine.begin() as connection:
+        batch = connection.execute(
+            sa.insert(label_batches)
+            .values(created_at=datetime.now(UTC), rows=len(known))
+            .returning(label_batches.c.id)
+        ).scalar_one()
+        params = [
+            {"rid": rid, "lab": _plain(labels[rid]), "lts": at, "seq": batch}
+            for rid in labels
+            if rid in known
+        ]
         for start in range(0, len(params), _INSERT_CHUNK):
             connection.execute(statement, params[start : start + _INSERT_CHUNK])
     return len(params)
@@ -641,6 +716,7 @@ def read_window(
     version: int | None = None,
     labeled_only: bool = False,
     probabilities: bool = False,
+    columnar: bool = True,
 ) -> pd.DataFrame:
     """Logged rows of a model as a frame typed like the training data, oldest first.
 
@@ -649,8 +725,63 @@ def read_window(
     (int64), `ts` (datetime64 UTC) and `request_id`; with `probabilities`, also `probabilities`
     (the per-class `{class: p}` dicts, object). `since` is inclusive, `until` exclusive;
     `last_n` keeps the newest n matching rows.
+
+    Rows that compaction (:func:`compact_log`) has put in segments are read from those, the
+    rest from the log's JSON; the frame is the same either way. `columnar=False` reads only
+    the JSON. When the segments cannot answer (they lack a feature asked for, or hold fewer
+    rows than the log says the window has), the whole window is read from the JSON.
     """
+    if last_n is not None and last_n < 0:
+        raise ValueError(f"last_n must be >= 0, got {last_n}")
+    query = _WindowQuery(
+        model_name=model_name,
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        target=target,
+        since=since,
+        until=until,
+        last_n=last_n,
+        version=version,
+        labeled_only=labeled_only,
+        probabilities=probabilities,
+    )
+    if columnar and last_n != 0:
+        frame = _read_columnar(engine, query)
+        if frame is not None:
+            return frame
+    return _read_json(engine, query)
+
+
+@dataclass(frozen=True)
+class _WindowQuery:
+    """The arguments of :func:`read_window`."""
+
+    model_name: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    target: str
+    since: datetime | None
+    until: datetime | None
+    last_n: int | None
+    version: int | None
+    labeled_only: bool
+    probabilities: bool
+
+    def filtered(self, statement: sa.Select[Any], *, since: datetime | None = None) -> Any:
+        return _filtered(
+            statement,
+            model_name=self.model_name,
+            since=since or self.since,
+            until=self.until,
+            version=self.version,
+            labeled_only=self.labeled_only,
+        )
+
+
+def _read_json(engine: Engine, query: _WindowQuery) -> pd.DataFrame:
+    """The window decoded from the log's JSON (the reference read)."""
     c = inference_log.c
+    probabilities, last_n = query.probabilities, query.last_n
     columns = [
         c.request_id,
         c.ts,
@@ -661,17 +792,8 @@ def read_window(
         c.label,
         *([c.probabilities] if probabilities else []),
     ]
-    statement = _filtered(
-        sa.select(*columns),
-        model_name=model_name,
-        since=since,
-        until=until,
-        version=version,
-        labeled_only=labeled_only,
-    )
+    statement = query.filtered(sa.select(*columns))
     if last_n is not None:
-        if last_n < 0:
-            raise ValueError(f"last_n must be >= 0, got {last_n}")
         statement = statement.order_by(c.ts.desc(), c.id.desc()).limit(last_n)
     else:
         statement = statement.order_by(c.ts, c.id)
@@ -681,9 +803,9 @@ def read_window(
         rows.reverse()
     return _typed_frame(
         rows,
-        numeric=list(numeric),
-        categorical=list(categorical),
-        target=target,
+        numeric=list(query.numeric),
+        categorical=list(query.categorical),
+        target=query.target,
         probabilities=probabilities,
     )
 
@@ -719,34 +841,428 @@ def _typed_frame(
     return frame
 
 
-def _to_float(value: Any) -> float:
-    if value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+# --------------------------------------------------------------------------- columnar log
+
+#: Rows per segment: a read is a few decompressions, and compaction holds one segment's decoded
+#: rows in memory at a time.
+SEGMENT_ROWS = 100_000
+#: How long compaction waits for PostgreSQL transactions that may still hold log ids to end.
+SETTLE_TIMEOUT_SECONDS = 30.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def _to_str(value: Any) -> str | None:
-    if value is None:
+@dataclass(frozen=True)
+class CompactionOutcome:
+    """What one :func:`compact_log` run did."""
+
+    model_name: str
+    #: rows put into new segments, and how many segments they made
+    rows: int
+    segments: int
+    #: older segments rewritten with labels that arrived after them
+    refreshed: int
+    #: every row of the model with an id up to this is in exactly one segment
+    covered_to: int
+    #: False when PostgreSQL transactions that may hold log ids outlived the settle timeout
+    #: (the rows past the old coverage then wait for the next run)
+    settled: bool = True
+    #: True when another compaction committed the same rows first (this run stopped there)
+    raced: bool = False
+
+
+def compact_log(
+    engine: Engine,
+    *,
+    model_name: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    segment_rows: int = SEGMENT_ROWS,
+    settle_timeout: float = SETTLE_TIMEOUT_SECONDS,
+) -> CompactionOutcome:
+    """Put a model's log rows that no segment holds yet into columnar segments, and rewrite the
+    segments whose rows got labels since they were built.
+
+    Off the writer path: it reads committed rows and writes only `log_segments`. It takes only
+    rows no transaction can still add below (SQLite commits one writer at a time; on PostgreSQL
+    it waits for every transaction open when it read the highest id to end). Each group of
+    `segment_rows` rows commits on its own, so a large backlog is compacted in bounded memory,
+    and two compactions of the same rows cannot both commit them (a unique first row per
+    segment).
+    """
+    if segment_rows < 1:
+        raise ValueError(f"segment_rows must be >= 1, got {segment_rows}")
+    numeric, categorical = list(numeric), list(categorical)
+    covered = _covered_to(engine, model_name)
+    high, horizon, settled = _settled_high_water(engine, settle_timeout)
+    if not settled:
+        high = covered
+    made = rows = 0
+    raced = False
+    while covered < high:
+        chunk = _rows_after(engine, model_name, after=covered, upto=high, limit=segment_rows)
+        end = high if len(chunk) < segment_rows else chunk[-1]["id"]
+        try:
+            made += _store_segments(
+                engine, model_name, chunk, numeric, categorical, covered_to=end, horizon=horizon
+            )
+        except sa.exc.IntegrityError:
+            raced = True
+            break
+        rows += len(chunk)
+        covered = end
+    refreshed = 0 if raced else _refresh_labels(engine, model_name, horizon=horizon)
+    return CompactionOutcome(
+        model_name=model_name,
+        rows=rows,
+        segments=made,
+        refreshed=refreshed,
+        covered_to=_covered_to(engine, model_name),
+        settled=settled,
+        raced=raced,
+    )
+
+
+def _covered_to(engine: Engine, model_name: str) -> int:
+    s = log_segments.c
+    statement = sa.select(sa.func.max(s.covered_to)).where(s.model_name == model_name)
+    with engine.connect() as connection:
+        return int(connection.scalar(statement) or 0)
+
+
+def _settled_high_water(engine: Engine, timeout: float) -> tuple[int, int, bool]:
+    """The highest log id and label batch every later row or batch will exceed, and whether the
+    transactions that could still commit below them have ended within `timeout`."""
+    highest = sa.select(sa.func.coalesce(sa.func.max(inference_log.c.id), 0)).scalar_subquery()
+    newest = sa.select(sa.func.coalesce(sa.func.max(label_batches.c.id), 0)).scalar_subquery()
+    with engine.connect() as connection:
+        if connection.dialect.name != "postgresql":
+            high, horizon = connection.execute(sa.select(highest, newest)).one()
+            return int(high), int(horizon), True
+        high, horizon, snapshot = connection.execute(
+            sa.select(highest, newest, sa.text("pg_current_snapshot()::text"))
+        ).one()
+        settled = _wait_for_transactions(connection, snapshot, timeout)
+    return int(high), int(horizon), settled
+
+
+def _wait_for_transactions(connection: sa.Connection, snapshot: str, timeout: float) -> bool:
+    """Wait until no transaction in progress at `snapshot` still is (ids are allocated before
+    commit, so one of them may still commit a row below the highest id seen)."""
+    check = sa.text(
+        "SELECT coalesce(bool_and(pg_xact_status(x) <> 'in progress'), true)"
+        " FROM pg_snapshot_xip(CAST(:snapshot AS pg_snapshot)) AS x"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        done = bool(connection.execute(check, {"snapshot": snapshot}).scalar())
+        connection.rollback()
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _raw_columns() -> list[Any]:
+    c = inference_log.c
+    return [
+        c.id,
+        c.request_id,
+        c.ts,
+        c.model_version,
+        c.features,
+        c.prediction,
+        c.probability,
+        c.probabilities,
+        c.label,
+        c.label_ts.is_not(None).label("labeled"),
+    ]
+
+
+def _raw_rows(connection: sa.Connection, statement: sa.Select[Any]) -> list[dict[str, Any]]:
+    """Decoded log rows for :func:`monitoring.columnar.block_from_rows`."""
+    return [
+        {**row._mapping, "ts_us": (row.ts - _EPOCH) // _MICROSECOND, "labeled": bool(row.labeled)}
+        for row in connection.execute(statement)
+    ]
+
+
+def _rows_after(
+    engine: Engine, model_name: str, *, after: int, upto: int, limit: int
+) -> list[dict[str, Any]]:
+    c = inference_log.c
+    statement = (
+        sa.select(*_raw_columns())
+        .where(c.model_name == model_name, c.id > after, c.id <= upto)
+        .order_by(c.id)
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return _raw_rows(connection, statement)
+
+
+def _store_segments(
+    engine: Engine,
+    model_name: str,
+    rows: list[dict[str, Any]],
+    numeric: list[str],
+    categorical: list[str],
+    *,
+    covered_to: int,
+    horizon: int,
+) -> int:
+    """Insert one segment per model version of `rows` (in one transaction); how many."""
+    by_version: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_version.setdefault(int(row["model_version"]), []).append(row)
+    now = datetime.now(UTC)
+    segments = []
+    for version, part in sorted(by_version.items()):
+        block = columnar.block_from_rows(part, numeric=numeric, categorical=categorical)
+        segments.append(
+            {
+                "model_name": model_name,
+                "model_version": version,
+                "first_id": int(block.ids[0]),
+                "last_id": int(block.ids[-1]),
+                "covered_to": covered_to,
+                "rows": len(block),
+                "ts_min": min(r["ts"] for r in part),
+                "ts_max": max(r["ts"] for r in part),
+                "label_horizon": horizon,
+                "numeric": numeric,
+                "categorical": categorical,
+                "created_at": now,
+                "data": columnar.encode_segment(block),
+            }
+        )
+    if segments:
+        with engine.begin() as connection:
+            connection.execute(sa.insert(log_segments), segments)
+    return len(segments)
+
+
+def _late_labels(
+    connection: sa.Connection, model_name: str, *, after: int, upto: int, version: int | None
+) -> list[Any]:
+    """(id, label, label_seq) of the model's rows up to `upto` labeled by batches after `after`."""
+    c = inference_log.c
+    statement = sa.select(c.id, c.label, c.label_seq).where(
+        c.model_name == model_name, c.label_seq > after, c.id <= upto
+    )
+    if version is not None:
+        statement = statement.where(c.model_version == int(version))
+    return list(connection.execute(statement.order_by(c.id)))
+
+
+def _refresh_labels(engine: Engine, model_name: str, *, horizon: int) -> int:
+    """Rewrite the segments whose rows got labels after them; how many were rewritten."""
+    s = log_segments.c
+    with engine.connect() as connection:
+        stale = connection.execute(
+            sa.select(
+                s.id,
+                s.model_version,
+                s.first_id,
+                s.last_id,
+                s.label_horizon,
+                s.numeric,
+                s.categorical,
+            ).where(s.model_name == model_name, s.label_horizon < horizon)
+        ).all()
+        if not stale:
+            return 0
+        upto = max(int(row.last_id) for row in stale)
+        after = min(int(row.label_horizon) for row in stale)
+        late = _late_labels(connection, model_name, after=after, upto=upto, version=None)
+    if not late:
+        _advance_horizon(engine, [int(row.id) for row in stale], horizon)
+        return 0
+    ids = np.fromiter((r.id for r in late), np.int64, len(late))
+    refreshed = 0
+    for segment in stale:
+        lo, hi = np.searchsorted(ids, [segment.first_id, segment.last_id + 1])
+        mine = [r for r in late[lo:hi] if r.label_seq > segment.label_horizon]
+        if mine:
+            _rewrite_segment(engine, segment, mine, horizon)
+            refreshed += 1
+        else:
+            _advance_horizon(engine, [int(segment.id)], horizon)
+    return refreshed
+
+
+def _rewrite_segment(engine: Engine, segment: Any, late: list[Any], horizon: int) -> None:
+    with engine.begin() as connection:
+        data = connection.scalar(
+            sa.select(log_segments.c.data).where(log_segments.c.id == segment.id)
+        )
+        if data is None:
+            return
+        block = columnar.decode_segment(
+            data, numeric=segment.numeric, categorical=segment.categorical, probabilities=True
+        )
+        ids = np.fromiter((r.id for r in late), np.int64, len(late))
+        block = columnar.with_labels(block, ids, [r.label for r in late])
+        connection.execute(
+            sa.update(log_segments)
+            .where(log_segments.c.id == segment.id)
+            .values(data=columnar.encode_segment(block), label_horizon=horizon)
+        )
+
+
+def _advance_horizon(engine: Engine, segment_ids: list[int], horizon: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(log_segments)
+            .where(log_segments.c.id.in_(segment_ids), log_segments.c.label_horizon < horizon)
+            .values(label_horizon=horizon)
+        )
+
+
+def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
+    """The window from segments plus the JSON of the rows after them; None when the segments
+    cannot answer it (no segments, a feature they lack, fewer rows than the log counts)."""
+    s = log_segments.c
+    with engine.connect() as connection:
+        segments = connection.execute(
+            sa.select(
+                s.id,
+                s.model_version,
+                s.first_id,
+                s.last_id,
+                s.covered_to,
+                s.ts_min,
+                s.ts_max,
+                s.label_horizon,
+                s.numeric,
+                s.categorical,
+            ).where(s.model_name == query.model_name)
+        ).all()
+        if not segments:
+            return None
+        covered = max(int(row.covered_to) for row in segments)
+        since = _last_n_since(connection, query)
+        expected = int(
+            connection.scalar(
+                query.filtered(sa.select(sa.func.count()).select_from(inference_log), since=since)
+            )
+            or 0
+        )
+        chosen = [row for row in segments if _overlaps(row, query, since)]
+        if any(not _has_features(row, query) for row in chosen):
+            return None
+        blocks = _segment_blocks(connection, query, chosen, covered=covered, since=since)
+        c = inference_log.c
+        tail = _raw_rows(
+            connection,
+            query.filtered(sa.select(*_raw_columns()), since=since)
+            .where(c.id > covered)
+            .order_by(c.id),
+        )
+    if tail:
+        blocks.append(
+            columnar.block_from_rows(tail, numeric=query.numeric, categorical=query.categorical)
+        )
+    if sum(len(b) for b in blocks) < expected:
+        _log.warning(
+            "the columnar log of %s holds fewer rows than the log for this window: read from JSON",
+            query.model_name,
+        )
         return None
-    return value if isinstance(value, str) else str(value)
+    if not blocks:
+        return _read_json(engine, query)
+    block = _ordered(columnar.concat_blocks(blocks, probabilities=query.probabilities))
+    if query.last_n is not None and len(block) > query.last_n:
+        block = block.take(np.arange(len(block) - query.last_n, len(block)))
+    return columnar.block_frame(block, target=query.target, probabilities=query.probabilities)
 
 
-def _label_series(values: list[Any]) -> pd.Series:
-    """Labels/predictions as int64, float64, bool or object, like the training target column."""
-    present = [v for v in values if v is not None]
-    if len(present) == len(values):
-        if all(isinstance(v, bool) for v in present):
-            return pd.Series(values, dtype=bool)
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-            return pd.Series(values, dtype=np.int64)
-    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return pd.Series([math.nan if v is None else float(v) for v in values], dtype=np.float64)
-    if not present:
-        return pd.Series([math.nan] * len(values), dtype=np.float64)
-    return pd.Series(values, dtype=object)
+def _last_n_since(connection: sa.Connection, query: _WindowQuery) -> datetime | None:
+    """For `last_n`, the timestamp of the n-th newest matching row (rows before it are not
+    needed); otherwise `since`."""
+    if query.last_n is None:
+        return query.since
+    c = inference_log.c
+    nth = connection.scalar(
+        query.filtered(sa.select(c.ts))
+        .order_by(c.ts.desc(), c.id.desc())
+        .offset(query.last_n - 1)
+        .limit(1)
+    )
+    return query.since if nth is None else nth
+
+
+def _overlaps(segment: Any, query: _WindowQuery, since: datetime | None) -> bool:
+    if query.version is not None and int(segment.model_version) != int(query.version):
+        return False
+    if since is not None and segment.ts_max < since:
+        return False
+    return not (query.until is not None and segment.ts_min >= query.until)
+
+
+def _has_features(segment: Any, query: _WindowQuery) -> bool:
+    return set(query.numeric) <= set(segment.numeric) and set(query.categorical) <= set(
+        segment.categorical
+    )
+
+
+def _segment_blocks(
+    connection: sa.Connection,
+    query: _WindowQuery,
+    chosen: list[Any],
+    *,
+    covered: int,
+    since: datetime | None,
+) -> list[columnar.Block]:
+    """The chosen segments' rows inside the window, with the labels that arrived after them."""
+    if not chosen:
+        return []
+    late = _late_labels(
+        connection,
+        query.model_name,
+        after=min(int(row.label_horizon) for row in chosen),
+        upto=covered,
+        version=query.version,
+    )
+    late_ids = np.fromiter((r.id for r in late), np.int64, len(late))
+    lo_us = None if since is None else (since - _EPOCH) // _MICROSECOND
+    hi_us = None if query.until is None else (query.until - _EPOCH) // _MICROSECOND
+    s = log_segments.c
+    blocks = []
+    for segment in sorted(chosen, key=lambda row: int(row.first_id)):
+        data = connection.scalar(sa.select(s.data).where(s.id == segment.id))
+        block = columnar.decode_segment(
+            data,
+            numeric=query.numeric,
+            categorical=query.categorical,
+            probabilities=query.probabilities,
+        )
+        lo, hi = np.searchsorted(late_ids, [segment.first_id, segment.last_id + 1])
+        mine = [r for r in late[lo:hi] if r.label_seq > segment.label_horizon]
+        if mine:
+            ids = np.fromiter((r.id for r in mine), np.int64, len(mine))
+            block = columnar.with_labels(block, ids, [r.label for r in mine])
+        keep = np.ones(len(block), dtype=bool)
+        if lo_us is not None:
+            keep &= block.ts_us >= lo_us
+        if hi_us is not None:
+            keep &= block.ts_us < hi_us
+        if query.labeled_only:
+            keep &= block.labeled
+        blocks.append(block if keep.all() else block.take(np.flatnonzero(keep)))
+    return blocks
+
+
+def _ordered(block: columnar.Block) -> columnar.Block:
+    """Rows by (ts, id), as the log is read."""
+    ts, ids = block.ts_us, block.ids
+    if len(ts) < 2:
+        return block
+    steps = np.diff(ts)
+    if (steps > 0).all() or ((steps >= 0).all() and (np.diff(ids)[steps == 0] > 0).all()):
+        return block
+    return block.take(np.lexsort((ids, ts)))
 
 
 @dataclass(frozen=True)
@@ -862,6 +1378,8 @@ __all__ = [
     "StoreError",
     "VersionRows",
     "WriteOutcome",
+    "CompactionOutcome",
+    "compact_log",
     "count_rows",
     "current_revision",
     "dead_letter",

@@ -1,0 +1,457 @@
+"""The columnar form of the inference log: segments of rows as typed Arrow columns.
+
+The log keeps every row's features as one JSON document, which is what a writer can append fast
+and what never loses a field. Decoding those documents in Python is the slow part of reading a
+window (25-45k rows/s). Compaction (:func:`monitoring.store.compact_log`, off the writer path)
+decodes each row once and stores a block of rows as an lz4-compressed Arrow IPC stream: one
+float64 column per numeric feature, one dictionary column per categorical feature, the typed
+prediction and label. Reading a segment back is a decompression and a few array copies.
+
+Everything here is pure (pyarrow, numpy, pandas): no database. The typing rules are the log's
+own (:func:`to_float`, :func:`to_str`, :func:`label_series`), so a window read from segments
+equals the window decoded from JSON, types included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from core.errors import DriftloopError
+
+#: How a value column (prediction, label) is stored: by the Python type of its non-null values.
+KINDS = ("none", "bool", "int", "float", "str", "json")
+_INT64 = (-(2**63), 2**63 - 1)
+_COMPRESSION = "lz4"
+
+
+class SegmentError(DriftloopError, ValueError):
+    """A segment of the columnar log cannot be decoded (corrupt or written by another schema)."""
+
+
+# --------------------------------------------------------------------------- typing rules
+
+
+def to_float(value: Any) -> float:
+    """A numeric feature as float64: None and anything unparsable are NaN."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def to_str(value: Any) -> str | None:
+    """A categorical feature as text, None when missing."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def label_series(values: list[Any]) -> pd.Series:
+    """Labels/predictions as int64, float64, bool or object, like the training target column."""
+    present = [v for v in values if v is not None]
+    if len(present) == len(values):
+        if all(isinstance(v, bool) for v in present):
+            return pd.Series(values, dtype=bool)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            return pd.Series(values, dtype=np.int64)
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pd.Series([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if not present:
+        return pd.Series([math.nan] * len(values), dtype=np.float64)
+    return pd.Series(values, dtype=object)
+
+
+def value_kind(values: Sequence[Any]) -> str:
+    """The kind a column of values is stored as (see :data:`KINDS`)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "none"
+    if all(isinstance(v, bool) for v in present):
+        return "bool"
+    if all(type(v) is int and _INT64[0] <= v <= _INT64[1] for v in present):
+        return "int"
+    if all(type(v) is float for v in present):
+        return "float"
+    if all(isinstance(v, str) for v in present):
+        return "str"
+    return "json"
+
+
+# --------------------------------------------------------------------------- value columns
+
+
+@dataclass(frozen=True)
+class Values:
+    """A typed column of predictions or labels: `values[i]` holds where `valid[i]`."""
+
+    kind: str
+    values: np.ndarray
+    valid: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def take(self, index: np.ndarray) -> Values:
+        return Values(self.kind, self.values[index], self.valid[index])
+
+    def objects(self) -> list[Any]:
+        """The values as Python objects (None where missing)."""
+        if self.kind == "none":
+            return [None] * len(self)
+        items = self.values.tolist()
+        return [v if ok else None for v, ok in zip(items, self.valid.tolist(), strict=True)]
+
+
+_DTYPES = {"bool": np.bool_, "int": np.int64, "float": np.float64}
+
+
+def make_values(values: Sequence[Any]) -> Values:
+    """A typed column from Python values (the decoded JSON of the log)."""
+    kind = value_kind(values)
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    if kind == "none":
+        return Values(kind, np.zeros(len(values), dtype=np.int64), valid)
+    if kind in _DTYPES:
+        fill = _DTYPES[kind](0)
+        array = np.array([fill if v is None else v for v in values], dtype=_DTYPES[kind])
+        return Values(kind, array, valid)
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return Values(kind, array, valid)
+
+
+def concat_values(parts: Sequence[Values]) -> Values:
+    """Several typed columns as one; kinds that differ become Python objects."""
+    kinds = {p.kind for p in parts if p.kind != "none" and len(p)}
+    valid = np.concatenate([p.valid for p in parts]) if parts else np.zeros(0, dtype=bool)
+    if not kinds:
+        return Values("none", np.zeros(len(valid), dtype=np.int64), valid)
+    if len(kinds) == 1 and (kind := next(iter(kinds))) in _DTYPES:
+        dtype = _DTYPES[kind]
+        arrays = [p.values if p.kind == kind else np.zeros(len(p), dtype=dtype) for p in parts]
+        return Values(kind, np.concatenate(arrays).astype(dtype, copy=False), valid)
+    array = np.empty(len(valid), dtype=object)
+    array[:] = [v for p in parts for v in p.objects()]
+    merged = kinds.pop() if len(kinds) == 1 else "json"
+    return Values(merged, array, valid)
+
+
+def patched(column: Values, positions: np.ndarray, new: Sequence[Any]) -> Values:
+    """`column` with `new[i]` at `positions[i]` (late labels); the kind widens when it must."""
+    if len(positions) == 0:
+        return column
+    incoming = make_values(list(new))
+    merged = concat_values([column, incoming])
+    n = len(column)
+    values = merged.values[:n].copy()
+    valid = merged.valid[:n].copy()
+    values[positions] = merged.values[n:]
+    valid[positions] = merged.valid[n:]
+    if merged.kind in _DTYPES:
+        return Values(merged.kind, values, valid)
+    return Values(value_kind([v for v, ok in zip(values, valid, strict=True) if ok]), values, valid)
+
+
+def to_series(column: Values) -> pd.Series:
+    """The pandas column :func:`label_series` gives for the same values, without the object list
+    on the common paths (all ints, all bools, numbers with gaps)."""
+    n = len(column)
+    if n == 0:
+        return label_series([])
+    if not column.valid.any():
+        return pd.Series(np.full(n, math.nan), dtype=np.float64)
+    complete = bool(column.valid.all())
+    if column.kind == "int" and complete:
+        return pd.Series(column.values, dtype=np.int64)
+    if column.kind == "bool" and complete:
+        return pd.Series(column.values, dtype=bool)
+    if column.kind in ("int", "float"):
+        values = column.values.astype(np.float64)
+        values[~column.valid] = math.nan
+        return pd.Series(values, dtype=np.float64)
+    return label_series(column.objects())
+
+
+# --------------------------------------------------------------------------- segments
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows of the log in columns, in log (id) order; what a segment holds and a read returns."""
+
+    ids: np.ndarray
+    ts_us: np.ndarray
+    versions: np.ndarray
+    request_ids: np.ndarray
+    numeric: Mapping[str, np.ndarray]
+    categorical: Mapping[str, np.ndarray]
+    prediction: Values
+    probability: np.ndarray
+    label: Values
+    labeled: np.ndarray
+    probabilities: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, index: np.ndarray) -> Block:
+        return Block(
+            ids=self.ids[index],
+            ts_us=self.ts_us[index],
+            versions=self.versions[index],
+            request_ids=self.request_ids[index],
+            numeric={k: v[index] for k, v in self.numeric.items()},
+            categorical={k: v[index] for k, v in self.categorical.items()},
+            prediction=self.prediction.take(index),
+            probability=self.probability[index],
+            label=self.label.take(index),
+            labeled=self.labeled[index],
+            probabilities=None if self.probabilities is None else self.probabilities[index],
+        )
+
+
+def _objects(items: Sequence[Any]) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    array[:] = list(items)
+    return array
+
+
+def block_from_rows(
+    rows: Sequence[Mapping[str, Any]], *, numeric: Sequence[str], categorical: Sequence[str]
+) -> Block:
+    """A block from decoded log rows (mappings with the log's columns, `ts` in microseconds)."""
+    n = len(rows)
+    features = [row["features"] or {} for row in rows]
+    probabilities = [row.get("probabilities") for row in rows]
+    return Block(
+        ids=np.fromiter((row["id"] for row in rows), np.int64, n),
+        ts_us=np.fromiter((row["ts_us"] for row in rows), np.int64, n),
+        versions=np.fromiter((row["model_version"] for row in rows), np.int64, n),
+        request_ids=_objects([row["request_id"] for row in rows]),
+        numeric={
+            name: np.fromiter((to_float(f.get(name)) for f in features), np.float64, n)
+            for name in numeric
+        },
+        categorical={
+            name: _objects([to_str(f.get(name)) for f in features]) for name in categorical
+        },
+        prediction=make_values([row["prediction"] for row in rows]),
+        probability=np.fromiter((to_float(row["probability"]) for row in rows), np.float64, n),
+        label=make_values([row["label"] for row in rows]),
+        labeled=np.fromiter((row["labeled"] for row in rows), bool, n),
+        probabilities=_objects(probabilities),
+    )
+
+
+def concat_blocks(blocks: Sequence[Block], *, probabilities: bool) -> Block:
+    """Blocks as one (same features in each)."""
+    if not blocks:
+        raise ValueError("concat_blocks needs at least one block")
+    first = blocks[0]
+    return Block(
+        ids=np.concatenate([b.ids for b in blocks]),
+        ts_us=np.concatenate([b.ts_us for b in blocks]),
+        versions=np.concatenate([b.versions for b in blocks]),
+        request_ids=np.concatenate([b.request_ids for b in blocks]),
+        numeric={k: np.concatenate([b.numeric[k] for b in blocks]) for k in first.numeric},
+        categorical={
+            k: np.concatenate([b.categorical[k] for b in blocks]) for k in first.categorical
+        },
+        prediction=concat_values([b.prediction for b in blocks]),
+        probability=np.concatenate([b.probability for b in blocks]),
+        label=concat_values([b.label for b in blocks]),
+        labeled=np.concatenate([b.labeled for b in blocks]),
+        probabilities=(
+            np.concatenate([_probabilities(b) for b in blocks]) if probabilities else None
+        ),
+    )
+
+
+def _probabilities(block: Block) -> np.ndarray:
+    if block.probabilities is None:
+        raise SegmentError("a block was read without its probabilities")
+    return block.probabilities
+
+
+def _value_array(column: Values) -> pa.Array:
+    mask = ~column.valid
+    if column.kind == "none":
+        return pa.nulls(len(column), pa.int64())
+    if column.kind in _DTYPES:
+        return pa.array(column.values, mask=mask)
+    if column.kind == "str":
+        return pa.array(column.values.tolist(), type=pa.string(), mask=mask)
+    texts = [
+        orjson.dumps(v).decode() if ok else None
+        for v, ok in zip(column.values, column.valid, strict=True)
+    ]
+    return pa.array(texts, type=pa.string())
+
+
+def _values_from(array: pa.Array, kind: str) -> Values:
+    n = len(array)
+    valid = ~np.asarray(array.is_null(), dtype=bool) if array.null_count else np.ones(n, bool)
+    if kind == "none":
+        return Values(kind, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool))
+    if kind in _DTYPES:
+        fill = _DTYPES[kind](0)
+        values = array.fill_null(fill).to_numpy(zero_copy_only=False)
+        return Values(kind, values.astype(_DTYPES[kind], copy=False), valid)
+    texts = array.to_numpy(zero_copy_only=False)
+    if kind == "str":
+        return Values(kind, texts, valid)
+    return Values(kind, _objects([None if t is None else orjson.loads(t) for t in texts]), valid)
+
+
+def _dictionary(values: np.ndarray) -> pa.Array:
+    return pa.array(values.tolist(), type=pa.string()).dictionary_encode()
+
+
+def _undictionary(array: pa.Array) -> np.ndarray:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    words = np.empty(len(array.dictionary) + 1, dtype=object)
+    words[: len(array.dictionary)] = array.dictionary.to_pylist()
+    words[-1] = None
+    codes = array.indices.fill_null(len(array.dictionary)).to_numpy(zero_copy_only=False)
+    return words[codes]
+
+
+def encode_segment(block: Block) -> bytes:
+    """A block as an lz4-compressed Arrow IPC stream (the `data` of a segment)."""
+    columns: dict[str, pa.Array] = {
+        "id": pa.array(block.ids, pa.int64()),
+        "ts_us": pa.array(block.ts_us, pa.int64()),
+        "model_version": pa.array(block.versions, pa.int64()),
+        "request_id": pa.array(block.request_ids.tolist(), pa.string()),
+        "prediction": _value_array(block.prediction),
+        "probability": pa.array(block.probability, pa.float64()),
+        "label": _value_array(block.label),
+        "labeled": pa.array(block.labeled, pa.bool_()),
+        "probabilities": pa.array(
+            [None if p is None else orjson.dumps(p).decode() for p in _probabilities(block)],
+            pa.string(),
+        ),
+    }
+    columns.update({f"n:{k}": pa.array(v, pa.float64()) for k, v in block.numeric.items()})
+    columns.update({f"c:{k}": _dictionary(v) for k, v in block.categorical.items()})
+    metadata = {"prediction_kind": block.prediction.kind, "label_kind": block.label.kind}
+    table = pa.table(columns).replace_schema_metadata(metadata)
+    sink = pa.BufferOutputStream()
+    options = ipc.IpcWriteOptions(compression=_COMPRESSION)
+    with ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_segment(
+    data: bytes,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    probabilities: bool,
+) -> Block:
+    """The block a segment holds, with only the features asked for.
+
+    Raises SegmentError when the data is not a segment or lacks one of the features.
+    """
+    try:
+        table = ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SegmentError(f"a log segment cannot be decoded: {exc}") from None
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    missing = [f"n:{k}" for k in numeric if f"n:{k}" not in table.column_names] + [
+        f"c:{k}" for k in categorical if f"c:{k}" not in table.column_names
+    ]
+    if missing or {"prediction_kind", "label_kind"} - meta.keys():
+        raise SegmentError(f"a log segment lacks columns {missing or list(meta)}")
+
+    def column(name: str) -> pa.Array:
+        return table.column(name).combine_chunks()
+
+    texts = column("probabilities").to_numpy(zero_copy_only=False) if probabilities else None
+    return Block(
+        ids=column("id").to_numpy(),
+        ts_us=column("ts_us").to_numpy(),
+        versions=column("model_version").to_numpy(),
+        request_ids=column("request_id").to_numpy(zero_copy_only=False),
+        numeric={k: column(f"n:{k}").to_numpy(zero_copy_only=False) for k in numeric},
+        categorical={k: _undictionary(column(f"c:{k}")) for k in categorical},
+        prediction=_values_from(column("prediction"), meta["prediction_kind"]),
+        probability=column("probability").to_numpy(zero_copy_only=False),
+        label=_values_from(column("label"), meta["label_kind"]),
+        labeled=column("labeled").to_numpy(zero_copy_only=False),
+        probabilities=(
+            None
+            if texts is None
+            else _objects([None if t is None else orjson.loads(t) for t in texts])
+        ),
+    )
+
+
+def with_labels(block: Block, ids: np.ndarray, labels: Sequence[Any]) -> Block:
+    """`block` with the labels of the rows `ids` set (labels that arrived after compaction);
+    ids the block does not hold are ignored."""
+    if len(ids) == 0 or len(block) == 0:
+        return block
+    order = np.argsort(block.ids, kind="stable")
+    where = np.searchsorted(block.ids, ids, sorter=order)
+    where = np.minimum(where, len(block) - 1)
+    positions = order[where]
+    hit = block.ids[positions] == ids
+    if not hit.any():
+        return block
+    chosen = [label for label, ok in zip(labels, hit.tolist(), strict=True) if ok]
+    labeled = block.labeled.copy()
+    labeled[positions[hit]] = True
+    return replace(block, label=patched(block.label, positions[hit], chosen), labeled=labeled)
+
+
+def block_frame(block: Block, *, target: str, probabilities: bool) -> pd.DataFrame:
+    """The frame `read_window` returns for these rows (in the block's order)."""
+    n = len(block)
+    data: dict[str, Any] = {}
+    data.update(block.numeric)
+    data.update({k: pd.Series(v, dtype=object) for k, v in block.categorical.items()})
+    data["prediction"] = to_series(block.prediction)
+    data["probability"] = block.probability
+    data[target] = to_series(block.label)
+    data["model_version"] = block.versions.astype(np.int64, copy=False)
+    data["ts"] = pd.to_datetime(block.ts_us, unit="us", utc=True).as_unit("ns")
+    data["request_id"] = pd.Series(block.request_ids, dtype=object)
+    if probabilities:
+        data["probabilities"] = pd.Series(_probabilities(block), dtype=object)
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
+
+
+__all__ = [
+    "KINDS",
+    "Block",
+    "SegmentError",
+    "Values",
+    "block_frame",
+    "block_from_rows",
+    "concat_blocks",
+    "concat_values",
+    "decode_segment",
+    "encode_segment",
+    "label_series",
+    "make_values",
+    "patched",
+    "to_float",
+    "to_series",
+    "to_str",
+    "value_kind",
+    "with_labels",
+]

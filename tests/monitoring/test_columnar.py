@@ -1,0 +1,278 @@
+"""The columnar log: a window read from compacted segments equals the window decoded from the
+log's JSON (types, labels, versions, order), on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+
+from monitoring import columnar, store
+
+NUMERIC = ["x0", "x1", "x2"]
+CATEGORICAL = ["c0", "c1"]
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'log.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    store.upgrade_database(url)
+    engine = store.make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def _odd_value(rng: random.Random) -> Any:
+    return rng.choice([None, 1, 2.5, "3.25", "abc", True, -7, 1e300, "", "é"])
+
+
+def _records(rng: random.Random, n: int, *, start: int, model: str = "m") -> list[dict]:
+    records = []
+    for i in range(start, start + n):
+        features = {
+            "x0": rng.gauss(0, 1),
+            "x1": _odd_value(rng) if rng.random() < 0.2 else rng.randint(0, 9),
+            "x2": None if rng.random() < 0.1 else rng.random(),
+            "c0": rng.choice(["a", "b", "c", None]),
+            "c1": _odd_value(rng) if rng.random() < 0.2 else rng.choice(["u", "v"]),
+            "extra": "kept",
+        }
+        if rng.random() < 0.05:
+            del features["x2"]
+        records.append(
+            store.log_record(
+                request_id=f"{model}-{i}",
+                # not monotonic: a spool replay or a slow replica logs an older time later
+                ts=T0 + timedelta(seconds=i * 10 + rng.choice([0, 0, 0, -95, 3])),
+                model_name=model,
+                model_version=rng.choice([1, 1, 2]),
+                features=features,
+                prediction=rng.choice([0, 1]),
+                probability=None if rng.random() < 0.05 else rng.random(),
+                probabilities={"0": 0.4, "1": 0.6},
+                latency_ms=1.0,
+            )
+        )
+    return records
+
+
+def _label(rng: random.Random) -> Any:
+    return rng.choice([0, 1, 1, 0, 1]) if rng.random() < 0.97 else rng.choice([None, "yes", 2.5])
+
+
+def _both(engine: Engine, **kw: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    args = {
+        "model_name": "m",
+        "numeric": NUMERIC,
+        "categorical": CATEGORICAL,
+        "target": "y",
+        **kw,
+    }
+    return (
+        store.read_window(engine, columnar=True, **args),
+        store.read_window(engine, columnar=False, **args),
+    )
+
+
+WINDOWS: list[dict[str, Any]] = [
+    {},
+    {"probabilities": True},
+    {"since": T0 + timedelta(seconds=300), "until": T0 + timedelta(seconds=2_000)},
+    {"until": T0 + timedelta(seconds=500)},
+    {"version": 2},
+    {"labeled_only": True},
+    {"last_n": 1},
+    {"last_n": 37},
+    {"last_n": 10_000},
+    {"last_n": 0},
+    {"since": T0 + timedelta(days=1)},
+    {"labeled_only": True, "version": 1, "since": T0 + timedelta(seconds=100)},
+]
+
+
+def _assert_same(engine: Engine) -> None:
+    for kw in WINDOWS:
+        fast, slow = _both(engine, **kw)
+        pd.testing.assert_frame_equal(fast, slow, check_exact=True, obj=f"window {kw}")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_segments_read_equals_json_read(engine: Engine, seed: int) -> None:
+    rng = random.Random(seed)
+    first = _records(rng, 230, start=0)
+    store.insert_records(engine, first)
+    store.insert_records(engine, _records(rng, 20, start=0, model="other"))
+    store.record_labels(engine, {r["request_id"]: _label(rng) for r in first[:120]})
+
+    outcome = store.compact_log(
+        engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, segment_rows=64
+    )
+    assert outcome.rows == 230 and outcome.segments >= 4 and outcome.settled
+    _assert_same(engine)
+
+    # labels after compaction (a relabel included), and rows the segments do not hold yet
+    store.record_labels(engine, {r["request_id"]: _label(rng) for r in first[100:200]})
+    later = _records(rng, 90, start=230)
+    store.insert_records(engine, later)
+    store.record_labels(engine, {r["request_id"]: _label(rng) for r in later[:30]})
+    _assert_same(engine)
+
+    again = store.compact_log(
+        engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, segment_rows=64
+    )
+    assert again.rows == 90 and again.refreshed >= 1
+    _assert_same(engine)
+    assert store.compact_log(
+        engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL
+    ) == store.CompactionOutcome(
+        model_name="m", rows=0, segments=0, refreshed=0, covered_to=again.covered_to
+    )
+
+
+def test_all_labeled_int_window_keeps_int64_labels(engine: Engine) -> None:
+    rng = random.Random(5)
+    records = _records(rng, 50, start=0)
+    store.insert_records(engine, records)
+    store.compact_log(engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL)
+    store.record_labels(engine, {r["request_id"]: i % 2 for i, r in enumerate(records)})
+    fast, slow = _both(engine, labeled_only=True)
+    assert fast["y"].dtype == np.int64 and len(fast) == 50
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+
+
+def test_a_feature_the_segments_lack_is_read_from_json(engine: Engine) -> None:
+    store.insert_records(engine, _records(random.Random(3), 40, start=0))
+    store.compact_log(engine, model_name="m", numeric=["x0"], categorical=["c0"])
+    fast, slow = _both(engine)
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    # a role that differs (x1 compacted as numeric, asked for as categorical) also falls back
+    args = {"model_name": "m", "numeric": ["x0"], "categorical": ["c0", "x1"], "target": "y"}
+    pd.testing.assert_frame_equal(
+        store.read_window(engine, **args), store.read_window(engine, columnar=False, **args)
+    )
+
+
+def test_a_row_missing_from_the_segments_sends_the_read_to_json(engine: Engine) -> None:
+    """What a late commit below the coverage would look like: the count guard catches it."""
+    store.insert_records(engine, _records(random.Random(4), 30, start=0))
+    with engine.begin() as connection:  # a gap at id 7, as a transaction still open leaves
+        connection.execute(sa.delete(store.inference_log).where(store.inference_log.c.id == 7))
+    store.compact_log(engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL)
+    with engine.begin() as connection:  # ... which then commits below the coverage
+        row = _records(random.Random(9), 1, start=500)[0]
+        connection.execute(sa.insert(store.inference_log), [{**row, "id": 7}])
+    fast, slow = _both(engine)
+    assert "m-500" in set(fast["request_id"])
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+
+
+def test_concurrent_compactions_store_each_row_once(engine: Engine) -> None:
+    store.insert_records(engine, _records(random.Random(6), 400, start=0))
+    outcomes: list[store.CompactionOutcome] = []
+
+    def run() -> None:
+        outcomes.append(
+            store.compact_log(
+                engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, segment_rows=50
+            )
+        )
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(o.rows for o in outcomes) == 400
+    with engine.connect() as connection:
+        stored = connection.scalar(sa.select(sa.func.sum(store.log_segments.c.rows)))
+    assert stored == 400
+    _assert_same(engine)
+
+
+@pytest.mark.postgres
+def test_compaction_waits_for_an_open_transaction_below_the_high_water(
+    postgres_database: str,
+) -> None:
+    """PostgreSQL hands out ids before commit: a transaction still open holds a low id while a
+    higher one is visible. Compaction must not cover the low id before it commits."""
+    store.upgrade_database(postgres_database)
+    engine = store.make_engine(postgres_database)
+    try:
+        rng = random.Random(7)
+        slow_writer = engine.connect()
+        slow_tx = slow_writer.begin()
+        store.insert_records(slow_writer, _records(rng, 1, start=0))  # id 1, not committed
+        store.insert_records(engine, _records(rng, 5, start=1))  # ids 2..6, committed
+        timed_out = store.compact_log(
+            engine,
+            model_name="m",
+            numeric=NUMERIC,
+            categorical=CATEGORICAL,
+            settle_timeout=0.3,
+        )
+        assert not timed_out.settled and timed_out.rows == 0
+        threading.Timer(0.5, slow_tx.commit).start()
+        settled = store.compact_log(
+            engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, settle_timeout=10
+        )
+        slow_writer.close()
+        assert settled.settled and settled.rows == 6
+        fast, slow = _both(engine)
+        assert len(fast) == 6
+        pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- pure parts
+
+_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["a", "b", ""]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(st.lists(_value, max_size=6), min_size=1, max_size=4),
+    patch=st.lists(st.tuples(st.integers(0, 30), _value), max_size=5),
+)
+def test_typed_values_give_the_series_the_json_read_gives(
+    parts: list[list[Any]], patch: list[tuple[int, Any]]
+) -> None:
+    """Concatenating typed columns and patching late labels equals typing the plain values."""
+    values = [v for part in parts for v in part]
+    merged = columnar.concat_values([columnar.make_values(p) for p in parts])
+    if values:
+        positions = sorted({i % len(values) for i, _ in patch})
+        new = [next(v for i, v in patch if i % len(values) == p) for p in positions]
+        for p, v in zip(positions, new, strict=True):
+            values[p] = v
+        merged = columnar.patched(merged, np.array(positions, dtype=np.int64), new)
+    expected = columnar.label_series(values)
+    got = columnar.to_series(merged)
+    pd.testing.assert_series_equal(got, expected, check_exact=True)
+    assert [type(v) for v in got.tolist()] == [type(v) for v in expected.tolist()]
+
+
+def test_a_corrupt_segment_is_a_clear_error() -> None:
+    with pytest.raises(columnar.SegmentError, match="cannot be decoded"):
+        columnar.decode_segment(b"not arrow", numeric=[], categorical=[], probabilities=False)
