@@ -16,6 +16,7 @@ refused record in the `inference_dead_letter` table, as escaped JSON text.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -149,7 +150,9 @@ class InferenceLog(Base):
     ts: Mapped[datetime] = mapped_column(UTCDateTime())
     model_name: Mapped[str] = mapped_column(sa.String(200))
     model_version: Mapped[int] = mapped_column(sa.Integer())
-    features: Mapped[dict[str, Any]] = mapped_column(_json_type())
+    #: `json` on PostgreSQL, not `jsonb`: nothing queries inside it, and parsing it into jsonb
+    #: was most of the cost of a write (about 20k rows/s against 33k for json, measured)
+    features: Mapped[dict[str, Any]] = mapped_column(sa.JSON())
     prediction: Mapped[Any] = mapped_column(_json_type())
     probability: Mapped[float | None] = mapped_column(sa.Float(), nullable=True)
     probabilities: Mapped[dict[str, float] | None] = mapped_column(
@@ -438,9 +441,142 @@ def insert_records(
 def _insert_rows(
     connection: sa.Connection, rows: list[dict[str, Any]], ignore_duplicates: bool
 ) -> None:
+    if _copies(connection):
+        _copy_rows(connection, rows, ignore_duplicates)
+        return
     statement = _insert_statement(connection.dialect.name, ignore_duplicates=ignore_duplicates)
     for start in range(0, len(rows), _INSERT_CHUNK):
         connection.execute(statement, rows[start : start + _INSERT_CHUNK])
+
+
+# PostgreSQL through psycopg2: COPY, since executemany is one round trip per row (2.4k rows/s
+# measured for the log's rows). The rows are serialized while the server parses them (the
+# payload is a stream read by COPY). With `ignore_duplicates`, a duplicate request id makes the
+# COPY fail inside a SAVEPOINT, and the rows then go through a session-local staging table and
+# one INSERT ... ON CONFLICT DO NOTHING (a spool replay: rare, and slower).
+_STAGING = "driftloop_log_staging"
+_COPY_COLUMNS = ", ".join(RECORD_KEYS)
+_UNIQUE_VIOLATION = "23505"
+
+
+def _copies(connection: sa.Connection) -> bool:
+    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg2"
+
+
+def _copy_rows(
+    connection: sa.Connection, rows: list[dict[str, Any]], ignore_duplicates: bool
+) -> None:
+    if not rows:
+        return
+    if not ignore_duplicates:
+        _copy_into(connection, INFERENCE_LOG, rows)
+        return
+    try:
+        with connection.begin_nested():
+            _copy_into(connection, INFERENCE_LOG, rows)
+        return
+    except sa.exc.IntegrityError as exc:
+        if getattr(exc.orig, "pgcode", None) != _UNIQUE_VIOLATION:
+            raise
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS"
+        f" SELECT {_COPY_COLUMNS} FROM {INFERENCE_LOG} WITH NO DATA"
+    )
+    _copy_into(connection, _STAGING, rows)
+    connection.exec_driver_sql(
+        f"INSERT INTO {INFERENCE_LOG} ({_COPY_COLUMNS}) SELECT {_COPY_COLUMNS} FROM {_STAGING}"
+        " ON CONFLICT (request_id) DO NOTHING"
+    )
+    connection.exec_driver_sql(f"TRUNCATE {_STAGING}")
+
+
+def _copy_into(connection: sa.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """COPY rows into `table`; the driver's errors come out as SQLAlchemy's (with `.orig`)."""
+    statement = f"COPY {table} ({_COPY_COLUMNS}) FROM STDIN"
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.dbapi_connection.cursor()
+    stream = _CopyStream(rows)
+    try:
+        cursor.copy_expert(statement, stream, size=1 << 16)
+    except dbapi.Error as exc:
+        if stream.error is not None:  # a record we could not write: refused, as a bind error is
+            raise sa.exc.StatementError(str(stream.error), statement, None, stream.error) from None
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from None
+    finally:
+        cursor.close()
+
+
+class _CopyStream(io.TextIOBase):
+    """The rows as COPY text lines, produced as the driver reads them."""
+
+    _BATCH = 256
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+        self._next = 0
+        self.error: Exception | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        if self._next >= len(self._rows):
+            return ""
+        if size is None or size < 0:
+            stop = len(self._rows)
+        else:
+            stop = min(len(self._rows), self._next + self._BATCH)
+        try:
+            text = "".join(map(_copy_line, self._rows[self._next : stop]))
+        except Exception as exc:  # the driver turns it into QueryCanceled; keep the cause
+            self.error = exc
+            raise
+        self._next = stop
+        return text
+
+    readline = read
+
+
+_NULL = "\\N"
+
+
+def _copy_line(row: Mapping[str, Any]) -> str:
+    """One record as a line of COPY's text format (NULL is \\N)."""
+    probability, probabilities = row["probability"], row["probabilities"]
+    label, label_ts = row["label"], row["label_ts"]
+    return (
+        f"{_copy_text(row['request_id'])}\t{_copy_time('ts', row['ts'])}\t"
+        f"{_copy_text(row['model_name'])}\t{int(row['model_version'])}\t"
+        f"{_copy_json(row['features'])}\t{_copy_json(row['prediction'])}\t"
+        f"{_NULL if probability is None else repr(float(probability))}\t"
+        f"{_NULL if probabilities is None else _copy_json(probabilities)}\t"
+        f"{float(row['latency_ms'])!r}\t{_NULL if label is None else _copy_json(label)}\t"
+        f"{_NULL if label_ts is None else _copy_time('label_ts', label_ts)}\n"
+    )
+
+
+def _copy_json(value: Any) -> str:
+    # orjson escapes control characters, so only a backslash needs COPY's escaping
+    text = _json_dumps(value)
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def _copy_text(value: Any) -> str:
+    text = value if type(value) is str else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
+
+
+def _copy_time(key: str, value: Any) -> str:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"naive datetime {key}={value!r}: pass a timezone-aware UTC timestamp")
+    return orjson.dumps(value)[1:-1].decode()  # RFC 3339, as isoformat() but 10x faster
 
 
 @dataclass(frozen=True)

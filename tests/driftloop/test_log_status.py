@@ -17,14 +17,14 @@ from tests.serving.conftest import free_port, write_config
 runner = CliRunner()
 
 
-def rec(request_id: str, version: int, category: str = "a") -> dict:
+def rec(request_id: str, version: int, prediction: object = 1) -> dict:
     return store.log_record(
         request_id=request_id,
         ts=datetime.now(UTC),
         model_name="employment",
         model_version=version,
-        features={"AGEP": 30.0, "SCHL": category},
-        prediction=1,
+        features={"AGEP": 30.0, "SCHL": "a"},
+        prediction=prediction,
     )
 
 
@@ -35,7 +35,7 @@ def test_log_status_shows_rows_labels_dead_letters_and_the_spool(
     config = write_config(tmp_path, {"spool_dir": "relative-spool"})  # resolved next to the config
     store.upgrade_database(postgres_database)
     engine = store.make_engine(postgres_database)
-    with engine.connect() as connection:  # the real refusal path: a NUL PostgreSQL cannot store
+    with engine.connect() as connection:  # the real refusal path: a NUL jsonb cannot store
         store.write_log(
             connection, [[rec("a", 1)], [rec("b", 1)], [rec("c", 2)], [rec("d", 2, "x\u0000")]]
         )

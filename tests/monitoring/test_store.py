@@ -248,17 +248,20 @@ def test_postgresql_refuses_nul_and_the_dead_letter_keeps_it_escaped(
 ) -> None:
     store.upgrade_database(postgres_database)
     engine = store.make_engine(postgres_database)
-    poison = rec(1, SEX="a\u0000b")
+    poison = {**rec(1), "prediction": "a\u0000b"}  # the prediction column is jsonb
+    kept = rec(2, SEX="a\u0000b")  # the features column is json, which keeps a NUL escaped
     with engine.connect() as connection:
-        outcome = store.write_log(connection, [[rec(0)], [poison]])
+        outcome = store.write_log(connection, [[rec(0)], [poison], [kept]])
     assert outcome.refused == {
         1: "unsupported Unicode escape sequence (\\u0000 cannot be converted to text.)"
     }
     with engine.connect() as connection:
         text = connection.scalar(sa.text("SELECT record FROM inference_dead_letter"))
     assert "\\u0000" in text and "\x00" not in text
-    assert store.loads_record(text)["features"]["SEX"] == "a\u0000b"
-    assert window(engine)["request_id"].tolist() == ["r0"]
+    assert store.loads_record(text)["prediction"] == "a\u0000b"
+    frame = window(engine)
+    assert frame["request_id"].tolist() == ["r0", "r2"]
+    assert frame["SEX"].tolist() == ["1", "a\u0000b"]
     engine.dispose()
 
 
@@ -414,3 +417,28 @@ def test_make_engine_sets_the_sqlite_synchronous_mode_it_is_given(
 def test_make_engine_refuses_an_unknown_sqlite_synchronous_mode(tmp_path: Path) -> None:
     with pytest.raises(store.StoreError, match="must be NORMAL, FULL or EXTRA, got 'OFF'"):
         store.make_engine(f"sqlite:///{tmp_path / 'log.db'}", synchronous="OFF")
+
+
+def test_group_commit_with_duplicates_keeps_the_first_and_writes_the_rest(engine: Engine) -> None:
+    """On PostgreSQL a duplicate request id fails the COPY; the staging path then skips it."""
+    with engine.connect() as connection:
+        store.write_log(connection, [[rec(0)], [rec(1)]], ignore_duplicates=True)
+        first = store.write_log(
+            connection,
+            [[rec(1) | {"prediction": 7}], [rec(2)], [rec(2)], [rec(3)]],
+            ignore_duplicates=True,
+        )
+        second = store.write_log(connection, [[rec(4)]], ignore_duplicates=True)
+    assert first.refused == {} and second.refused == {}
+    frame = window(engine)
+    assert frame["request_id"].tolist() == ["r0", "r1", "r2", "r3", "r4"]
+    assert frame["prediction"].tolist() == [0, 1, 0, 1, 0]  # r1 kept as first logged
+
+
+def test_text_that_copy_escapes_round_trips(engine: Engine) -> None:
+    odd = "tab\there\nnew\\line \\N ,\"q\""
+    record = rec(0, SEX=odd, SCHL="\\") | {"request_id": "r\t\\0", "prediction": odd}
+    store.insert_records(engine, [record])
+    frame = window(engine)
+    assert frame.loc[0, "SEX"] == odd and frame.loc[0, "SCHL"] == "\\"
+    assert frame.loc[0, "request_id"] == "r\t\\0" and frame.loc[0, "prediction"] == odd

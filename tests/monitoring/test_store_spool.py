@@ -104,9 +104,9 @@ def log_engine(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
 
 
 def refused(i: int, dialect: str) -> dict:
-    """A record the backend refuses: a NUL in a category for PostgreSQL's JSONB, else a naive ts."""
+    """A record the backend refuses: a NUL in the prediction for PostgreSQL's JSONB, else a naive ts."""
     if dialect == "postgresql":
-        return rec(i) | {"features": {"x": float(i), "c": "a\u0000b"}}
+        return rec(i) | {"prediction": "a\u0000b"}
     return rec(i) | {"ts": datetime(2024, 1, 1)}
 
 

@@ -29,8 +29,8 @@ def rec(i: int) -> dict:
 
 
 def poison(i: int) -> dict:
-    """A record validation lets through but PostgreSQL's JSONB refuses (a NUL in a category)."""
-    return rec(i) | {"features": {"x": float(i), "c": "bad\u0000value"}}
+    """A record PostgreSQL's JSONB refuses (a NUL in a text prediction)."""
+    return rec(i) | {"prediction": "bad\u0000value"}
 
 
 def logged_ids(engine: sa.Engine) -> list[str]:
@@ -181,7 +181,7 @@ def test_a_record_postgresql_refuses_is_dead_lettered_and_the_other_requests_com
     letters = dead_letters(engine)
     assert [d.request_id for d in letters] == ["w000003", "w000004"]
     assert "cannot be converted to text" in letters[1].error
-    assert store.loads_record(letters[1].record)["features"]["c"] == "bad\u0000value"
+    assert store.loads_record(letters[1].record)["prediction"] == "bad\u0000value"
     assert not list((tmp_path / "spool").rglob("*.jsonl"))
     engine.dispose()
 

@@ -1,5 +1,7 @@
 """log_segments: a columnar copy of the inference log, built off the writer path by compaction.
 
+On PostgreSQL, `inference_log.features` becomes `json` (was `jsonb`): cheaper to write.
+
 Also `label_batches` and `inference_log.label_seq`: every call that records labels takes the
 next batch number, so a reader knows which labels arrived after a segment was built.
 
@@ -29,6 +31,12 @@ def _id() -> sa.Column:
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # json, not jsonb: nothing queries inside the features, and jsonb's parse was most of
+        # the cost of a write (this rewrites the table once)
+        op.alter_column(
+            "inference_log", "features", type_=sa.JSON(), postgresql_using="features::json"
+        )
     op.add_column("inference_log", sa.Column("label_seq", sa.BigInteger(), nullable=True))
     op.create_index(
         "ix_inference_log_model_label_seq", "inference_log", ["model_name", "label_seq"]
@@ -74,3 +82,12 @@ def downgrade() -> None:
     op.drop_table("label_batches")
     op.drop_index("ix_inference_log_model_label_seq", table_name="inference_log")
     op.drop_column("inference_log", "label_seq")
+    if op.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        op.alter_column(
+            "inference_log",
+            "features",
+            type_=postgresql.JSONB(),
+            postgresql_using="features::jsonb",
+        )
