@@ -436,7 +436,7 @@ def test_group_commit_with_duplicates_keeps_the_first_and_writes_the_rest(engine
 
 
 def test_text_that_copy_escapes_round_trips(engine: Engine) -> None:
-    odd = "tab\there\nnew\\line \\N ,\"q\""
+    odd = 'tab\there\nnew\\line \\N ,"q"'
     record = rec(0, SEX=odd, SCHL="\\") | {"request_id": "r\t\\0", "prediction": odd}
     store.insert_records(engine, [record])
     frame = window(engine)
