@@ -247,6 +247,25 @@ class RetrainConfig(_Section):
     )
 
 
+class CompactionConfig(_Section):
+    """The columnar copy of the inference log the monitor keeps in step before it reads."""
+
+    enabled: bool = Field(
+        True,
+        description="each monitor run first puts the log rows no segment holds yet into columnar "
+        "segments (`driftloop log compact` does it by hand); reads use them either way",
+    )
+    segment_rows: int = Field(
+        100_000, ge=100, description="rows per segment (one model version each)"
+    )
+    settle_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="PostgreSQL: how long compaction waits for open transactions that may "
+        "still commit rows below the newest id (rows past them wait for the next run)",
+    )
+
+
 class MonitoringConfig(_Section):
     """The `monitoring:` section of the project config."""
 
@@ -264,3 +283,4 @@ class MonitoringConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    compaction: CompactionConfig = Field(default_factory=CompactionConfig)

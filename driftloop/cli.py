@@ -617,15 +617,19 @@ _STATUS_STATEMENT_TIMEOUT_S = 30.0
 
 @app.command()
 def log(
-    action: Annotated[str, typer.Argument(help="status")],
+    action: Annotated[str, typer.Argument(help="status | compact")],
     config: ConfigOpt = Path("driftloop.yaml"),
     newest: Annotated[int, typer.Option(help="how many of the newest dead letters to show")] = 5,
     verbose: VerboseOpt = False,
 ) -> None:
-    """The inference log: rows per model version, labels, dead letters, records waiting in the spool."""
+    """The inference log: rows per model version, labels, dead letters, records waiting in the
+    spool (status); or put the rows no columnar segment holds yet into segments (compact)."""
     route_logs(verbose)
-    if action != "status":
-        fail(f"unknown action {action!r}; use status")
+    if action not in ("status", "compact"):
+        fail(f"unknown action {action!r}; use status or compact")
+    if action == "compact":
+        run_or_exit(lambda: _log_compact(config))
+        return
     from core.config import load_config
     from core.settings import Settings
     from monitoring import spool, store
@@ -650,6 +654,30 @@ def log(
             typer.echo(line)
 
     run_or_exit(body)
+
+
+def _log_compact(config: Path) -> None:
+    """`driftloop log compact`: compaction with the champion's features, as the monitor does."""
+    import registry
+    from core.config import load_config
+    from core.settings import Settings
+    from flows.monitor import compact_served_log, compaction_sentence
+    from monitoring import store
+
+    cfg = load_config(config)
+    settings = Settings()
+    champion = registry.get_alias(
+        registry.make_client(settings.mlflow_tracking_uri), cfg.model_name
+    )
+    if champion is None:
+        fail(f"{cfg.model_name} has no champion: compaction takes the champion's features")
+    store.upgrade_database(settings.database_url)
+    engine = store.make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    try:
+        outcome = compact_served_log(engine, cfg, registry.version_info(champion))
+    finally:
+        engine.dispose()
+    typer.echo(f"{cfg.model_name}: {compaction_sentence(outcome)}")
 
 
 def _log_status_lines(url: str, status: LogStatus, pending: SpoolStatus) -> list[str]:

@@ -108,6 +108,36 @@ def model_resource(model_name: str) -> str:
     return f"driftloop.model.{model_name}"
 
 
+def compact_served_log(
+    engine: Engine, config: ProjectConfig, info: registry.VersionInfo
+) -> store.CompactionOutcome:
+    """Put the log rows no segment holds yet into columnar segments (with this version's
+    features), so this run and the next read them fast."""
+    settings = config.monitoring.compaction
+    return store.compact_log(
+        engine,
+        model_name=config.model_name,
+        numeric=info.spec.numeric,
+        categorical=info.spec.categorical,
+        segment_rows=settings.segment_rows,
+        settle_timeout=settings.settle_timeout_seconds,
+    )
+
+
+def compaction_sentence(outcome: store.CompactionOutcome) -> str:
+    """What a compaction did, in one line."""
+    parts = [
+        f"{outcome.rows} rows into {outcome.segments} segments",
+        f"{outcome.refreshed} segments given late labels",
+        f"rows up to id {outcome.covered_to} are columnar",
+    ]
+    if not outcome.settled:
+        parts.append("PostgreSQL transactions still open: the newest rows wait for the next run")
+    if outcome.raced:
+        parts.append("another compaction wrote the same rows first")
+    return "; ".join(parts)
+
+
 def read_served_window(
     engine: Engine,
     config: ProjectConfig,
@@ -472,6 +502,9 @@ def monitor_once(
         version = runs.latest_served_version(engine, config.model_name)
         ref = cached_reference(client, config, version, {} if references is None else references)
         info, reference = (ref.info, ref.frame) if ref else (None, None)
+        if info is not None and config.monitoring.compaction.enabled:
+            compacted = compact_served_log(engine, config, info)
+            logger.info("log compaction: %s", compaction_sentence(compacted))
         window = read_served_window(engine, config, info, version=version, now=now)
         result = judge(config, ref, window)
         history = runs.recent_history(engine, config.model_name, now=now)

@@ -77,3 +77,17 @@ def test_an_unknown_action_is_one_error_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["log", "purge", "--config", str(write_config(tmp_path))])
     assert result.exit_code == 2
     assert "unknown action 'purge'; use status" in result.output
+
+
+def test_log_compact_without_a_champion_is_one_error_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {})
+    result = runner.invoke(
+        app,
+        ["log", "compact", "--config", str(config)],
+        env={
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "DRIFTLOOP_DATABASE_URL": f"sqlite:///{tmp_path / 'log.db'}",
+        },
+    )
+    assert result.exit_code == 2, result.output
+    assert "has no champion: compaction takes the champion's features" in result.output

@@ -8,14 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import yaml
 from mlflow import MlflowClient
 from prefect import flow
 from sklearn.metrics import f1_score
+from typer.testing import CliRunner
 
 import registry
 from core.config import load_config
 from core.settings import Settings
+from driftloop.cli import app
 from flows.monitor import monitor, monitor_once
 from flows.score import score_and_log
 from flows.train import train
@@ -71,6 +74,14 @@ def test_no_drift_passes_and_is_recorded_everywhere(
     assert [a.path for a in client.list_artifacts(run.info.run_id, "reports")] == [
         "reports/drift_report.html"
     ]
+    # the run compacted the log first: every served row is in a columnar segment
+    with engine.connect() as connection:
+        held = connection.scalar(sa.select(sa.func.sum(store.log_segments.c.rows)))
+    assert held == store.count_rows(engine, model_name="employment") == len(live)
+    engine.dispose()
+    result = CliRunner().invoke(app, ["log", "compact", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "employment: 0 rows into 0 segments" in result.output
 
 
 def test_drift_that_hurts_alerts_retrains_and_promotes_a_better_model(
