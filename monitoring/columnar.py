@@ -228,30 +228,58 @@ def _objects(items: Sequence[Any]) -> np.ndarray:
     return array
 
 
-def block_from_rows(
-    rows: Sequence[Mapping[str, Any]], *, numeric: Sequence[str], categorical: Sequence[str]
-) -> Block:
-    """A block from decoded log rows (mappings with the log's columns, `ts` in microseconds)."""
-    n = len(rows)
-    features = [row["features"] or {} for row in rows]
-    probabilities = [row.get("probabilities") for row in rows]
+@dataclass(frozen=True)
+class RawRows:
+    """Log rows as the database returns them, column by column (features as decoded dicts)."""
+
+    ids: Sequence[int]
+    ts_us: np.ndarray
+    versions: Sequence[int]
+    request_ids: Sequence[str]
+    features: Sequence[Mapping[str, Any] | None]
+    predictions: Sequence[Any]
+    probability: Sequence[float | None]
+    probabilities: Sequence[Any]
+    labels: Sequence[Any]
+    labeled: Sequence[bool]
+
+
+def numeric_column(values: list[Any]) -> np.ndarray:
+    """Feature values as float64 by :func:`to_float`; numbers and None (the common case) by
+    numpy in one pass, anything else (text, say) value by value."""
+    if all(type(v) in _NUMBERS for v in values):
+        return np.array(values, dtype=np.float64)
+    return np.fromiter((to_float(v) for v in values), np.float64, len(values))
+
+
+_NUMBERS = frozenset({float, int, bool, type(None)})
+
+
+def categorical_column(values: list[Any]) -> np.ndarray:
+    """Feature values as text by :func:`to_str` (an object array)."""
+    if not all(type(v) is str or v is None for v in values):
+        values = [to_str(v) for v in values]
+    return _objects(values)
+
+
+def block_from_raw(raw: RawRows, *, numeric: Sequence[str], categorical: Sequence[str]) -> Block:
+    """A block from the log's rows."""
+    n = len(raw.ids)
+    features = [f or {} for f in raw.features]
     return Block(
-        ids=np.fromiter((row["id"] for row in rows), np.int64, n),
-        ts_us=np.fromiter((row["ts_us"] for row in rows), np.int64, n),
-        versions=np.fromiter((row["model_version"] for row in rows), np.int64, n),
-        request_ids=_objects([row["request_id"] for row in rows]),
-        numeric={
-            name: np.fromiter((to_float(f.get(name)) for f in features), np.float64, n)
-            for name in numeric
-        },
+        ids=np.fromiter(raw.ids, np.int64, n),
+        ts_us=np.asarray(raw.ts_us, dtype=np.int64),
+        versions=np.fromiter(raw.versions, np.int64, n),
+        request_ids=_objects(list(raw.request_ids)),
+        numeric={name: numeric_column([f.get(name) for f in features]) for name in numeric},
         categorical={
-            name: _objects([to_str(f.get(name)) for f in features]) for name in categorical
+            name: categorical_column([f.get(name) for f in features]) for name in categorical
         },
-        prediction=make_values([row["prediction"] for row in rows]),
-        probability=np.fromiter((to_float(row["probability"]) for row in rows), np.float64, n),
-        label=make_values([row["label"] for row in rows]),
-        labeled=np.fromiter((row["labeled"] for row in rows), bool, n),
-        probabilities=_objects(probabilities),
+        prediction=make_values(list(raw.predictions)),
+        probability=numeric_column(list(raw.probability)),
+        label=make_values(list(raw.labels)),
+        labeled=np.fromiter((bool(v) for v in raw.labeled), bool, n),
+        probabilities=_objects(list(raw.probabilities)),
     )
 
 
@@ -445,7 +473,10 @@ __all__ = [
     "SegmentError",
     "Values",
     "block_frame",
-    "block_from_rows",
+    "RawRows",
+    "block_from_raw",
+    "categorical_column",
+    "numeric_column",
     "concat_blocks",
     "concat_values",
     "decode_segment",

@@ -1038,7 +1038,7 @@ def compact_log(
     raced = False
     while covered < high:
         chunk = _rows_after(engine, model_name, after=covered, upto=high, limit=segment_rows)
-        end = high if len(chunk) < segment_rows else chunk[-1]["id"]
+        end = high if len(chunk.ids) < segment_rows else int(chunk.ids[-1])
         try:
             made += _store_segments(
                 engine, model_name, chunk, numeric, categorical, covered_to=end, horizon=horizon
@@ -1046,7 +1046,7 @@ def compact_log(
         except sa.exc.IntegrityError:
             raced = True
             break
-        rows += len(chunk)
+        rows += len(chunk.ids)
         covered = end
     refreshed = 0 if raced else _refresh_labels(engine, model_name, horizon=horizon)
     return CompactionOutcome(
@@ -1101,14 +1101,20 @@ def _wait_for_transactions(connection: sa.Connection, snapshot: str, timeout: fl
         time.sleep(0.05)
 
 
-def _raw_columns() -> list[Any]:
+def _raw_columns(dialect: str) -> list[Any]:
+    """The log's columns for a block: the time as microseconds (PostgreSQL) or SQLite's stored
+    text, the features as the stored JSON text (decoded in one pass)."""
     c = inference_log.c
+    if dialect == "postgresql":
+        ts = sa.cast(sa.func.extract("epoch", c.ts) * 1_000_000, sa.BigInteger)
+    else:
+        ts = sa.type_coerce(c.ts, sa.String)
     return [
         c.id,
         c.request_id,
-        c.ts,
+        ts.label("ts_raw"),
         c.model_version,
-        c.features,
+        sa.type_coerce(c.features, sa.String).label("features_raw"),
         c.prediction,
         c.probability,
         c.probabilities,
@@ -1117,20 +1123,47 @@ def _raw_columns() -> list[Any]:
     ]
 
 
-def _raw_rows(connection: sa.Connection, statement: sa.Select[Any]) -> list[dict[str, Any]]:
-    """Decoded log rows for :func:`monitoring.columnar.block_from_rows`."""
-    return [
-        {**row._mapping, "ts_us": (row.ts - _EPOCH) // _MICROSECOND, "labeled": bool(row.labeled)}
-        for row in connection.execute(statement)
-    ]
+def _raw_rows(connection: sa.Connection, statement: sa.Select[Any]) -> columnar.RawRows:
+    """The rows of `statement` (built on :func:`_raw_columns`) column by column."""
+    rows = connection.execute(statement).all()
+    if not rows:
+        return columnar.RawRows(*([] for _ in range(10)))  # type: ignore[arg-type]
+    ids, rids, ts, versions, features, predictions, probability, probabilities, labels, labeled = (
+        zip(*rows, strict=True)
+    )
+    return columnar.RawRows(
+        ids=ids,
+        ts_us=_microseconds(ts),
+        versions=versions,
+        request_ids=rids,
+        features=[f if isinstance(f, dict) else _json_loads(f) for f in features],
+        predictions=predictions,
+        probability=probability,
+        probabilities=probabilities,
+        labels=labels,
+        labeled=labeled,
+    )
+
+
+def _microseconds(values: Sequence[Any]) -> np.ndarray:
+    """Timestamps as microseconds since the epoch: PostgreSQL's numbers, or SQLite's stored
+    naive-UTC text ('2026-01-01 00:00:00.000000'), parsed by numpy in one pass."""
+    if not values or not isinstance(values[0], str):
+        return np.fromiter((int(v) for v in values), np.int64, len(values))
+    try:
+        return np.array(values, dtype="datetime64[us]").astype(np.int64)
+    except ValueError:
+        naive = datetime(1970, 1, 1)
+        parsed = (datetime.fromisoformat(v) for v in values)
+        return np.fromiter(((d - naive) // _MICROSECOND for d in parsed), np.int64, len(values))
 
 
 def _rows_after(
     engine: Engine, model_name: str, *, after: int, upto: int, limit: int
-) -> list[dict[str, Any]]:
+) -> columnar.RawRows:
     c = inference_log.c
     statement = (
-        sa.select(*_raw_columns())
+        sa.select(*_raw_columns(engine.dialect.name))
         .where(c.model_name == model_name, c.id > after, c.id <= upto)
         .order_by(c.id)
         .limit(limit)
@@ -1142,7 +1175,7 @@ def _rows_after(
 def _store_segments(
     engine: Engine,
     model_name: str,
-    rows: list[dict[str, Any]],
+    rows: columnar.RawRows,
     numeric: list[str],
     categorical: list[str],
     *,
@@ -1150,23 +1183,21 @@ def _store_segments(
     horizon: int,
 ) -> int:
     """Insert one segment per model version of `rows` (in one transaction); how many."""
-    by_version: dict[int, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_version.setdefault(int(row["model_version"]), []).append(row)
+    everything = columnar.block_from_raw(rows, numeric=numeric, categorical=categorical)
     now = datetime.now(UTC)
     segments = []
-    for version, part in sorted(by_version.items()):
-        block = columnar.block_from_rows(part, numeric=numeric, categorical=categorical)
+    for version in np.unique(everything.versions):
+        block = everything.take(np.flatnonzero(everything.versions == version))
         segments.append(
             {
                 "model_name": model_name,
-                "model_version": version,
+                "model_version": int(version),
                 "first_id": int(block.ids[0]),
                 "last_id": int(block.ids[-1]),
                 "covered_to": covered_to,
                 "rows": len(block),
-                "ts_min": min(r["ts"] for r in part),
-                "ts_max": max(r["ts"] for r in part),
+                "ts_min": _EPOCH + timedelta(microseconds=int(block.ts_us.min())),
+                "ts_max": _EPOCH + timedelta(microseconds=int(block.ts_us.max())),
                 "label_horizon": horizon,
                 "numeric": numeric,
                 "categorical": categorical,
@@ -1290,10 +1321,13 @@ def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
         if any(not _has_features(row, query) for row in chosen):
             return None
         blocks = _segment_blocks(connection, query, chosen, covered=covered, since=since)
-        tail = _raw_rows(connection, _tail_statement(query, since=since, covered=covered))
-    if tail:
+        tail = _raw_rows(
+            connection,
+            _tail_statement(query, since=since, covered=covered, dialect=connection.dialect.name),
+        )
+    if tail.ids:
         blocks.append(
-            columnar.block_from_rows(tail, numeric=query.numeric, categorical=query.categorical)
+            columnar.block_from_raw(tail, numeric=query.numeric, categorical=query.categorical)
         )
     if sum(len(b) for b in blocks) < expected:
         _log.warning(
@@ -1309,12 +1343,14 @@ def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
     return columnar.block_frame(block, target=query.target, probabilities=query.probabilities)
 
 
-def _tail_statement(query: _WindowQuery, *, since: datetime | None, covered: int) -> Any:
+def _tail_statement(
+    query: _WindowQuery, *, since: datetime | None, covered: int, dialect: str
+) -> Any:
     """The window's rows past the segments, found by the primary key: the model name is
     compared as an expression (`model_name || ''`), or SQLite would walk the model's whole
     (model_name, ts) index to find the few rows past the coverage."""
     c = inference_log.c
-    statement = sa.select(*_raw_columns()).where(
+    statement = sa.select(*_raw_columns(dialect)).where(
         c.id > covered, (c.model_name + "") == query.model_name
     )
     if query.version is not None:
