@@ -78,6 +78,7 @@ from monitoring.verdict import (
     breakdown_metrics,
     is_multiclass,
     judge,
+    needs_drift,
     performance_values,
     reference_statistics,
     run_row,
@@ -473,7 +474,12 @@ def monitor_once(
         ref = cached_reference(client, config, version, {} if references is None else references)
         info, reference = (ref.info, ref.frame) if ref else (None, None)
         window = read_served_window(engine, config, info, version=version, now=now)
-        result = judge(config, ref, window)
+        drift = None  # computed by judge in this process, unless partitions are configured
+        if config.monitoring.partitions and ref is not None and needs_drift(config, ref, window):
+            from flows.partitioned import partitioned_drift  # imports dask only when used
+
+            drift = partitioned_drift(config, ref, window, address=settings.dask_address)
+        result = judge(config, ref, window, drift=drift)
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy
         run_id = runs.new_run_id()
