@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from core.config import ProjectConfig
@@ -54,10 +56,25 @@ def task_runner(address: str | None) -> DaskTaskRunner:
 
 
 @contextmanager
+def workers_report_here() -> Iterator[None]:
+    """Task runs on the workers report to the Prefect API this process uses. Without
+    ``PREFECT_API_URL`` that is Prefect's ephemeral server, one per process: each worker would
+    start its own on the same database (and lock it), so its address is handed on."""
+    if get_current_settings().api.url:
+        yield
+        return
+    with get_client(sync_client=True) as client:
+        url = str(client.api_url).rstrip("/")
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
+
+
+@contextmanager
 def dask_runner(address: str | None) -> Iterator[DaskTaskRunner]:
     """:func:`task_runner`, started and connected (a scheduler that does not answer is a
-    :class:`DaskUnavailableError` here, before any task is submitted)."""
-    with task_runner(address) as runner:
+    :class:`DaskUnavailableError` here, before any task is submitted), its workers reporting
+    to this process's Prefect API (:func:`workers_report_here`)."""
+    with workers_report_here(), task_runner(address) as runner:
         try:
             runner.client  # noqa: B018 - connects, or starts the local cluster
         except OSError as exc:

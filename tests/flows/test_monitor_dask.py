@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,59 @@ def test_an_address_where_no_scheduler_answers_is_a_clear_error() -> None:
         dask_runner("tcp://127.0.0.1:9"),
     ):
         pass
+
+
+EPHEMERAL = """
+import sys
+from distributed import LocalCluster
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from flows.partitioned import dask_runner
+
+
+def api_url() -> str:
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
+
+
+@task(cache_policy=NO_CACHE)
+def where() -> str:
+    return api_url()
+
+
+@flow
+def monitor_like() -> tuple[str, str]:
+    with LocalCluster(n_workers=1, processes=True, dashboard_address=None) as cluster:
+        with dask_runner(cluster.scheduler_address) as runner:
+            return runner.submit(where, parameters={}).result(), api_url()
+
+
+if __name__ == "__main__":
+    print("URLS", *monitor_like())
+"""
+
+
+def test_without_a_prefect_server_the_workers_report_to_the_flows_ephemeral_api(
+    tmp_path: Path,
+) -> None:
+    """Without PREFECT_API_URL each process would start an ephemeral server of its own: the
+    task runs would be recorded elsewhere, on the same database (locked)."""
+    script = tmp_path / "ephemeral.py"
+    script.write_text(EPHEMERAL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("URLS")] or [done.stderr[-3000:]]
+    _, on_worker, in_flow = line.split()
+    assert on_worker == in_flow
