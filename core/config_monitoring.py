@@ -280,6 +280,14 @@ class MonitoringConfig(_Section):
         500, ge=1, description="below this, a run reports not_enough_data instead of a verdict"
     )
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    partitions: int = Field(
+        0,
+        ge=0,
+        description="0: drift is computed in the monitor's process (no cluster); N: the window "
+        "is split into N partitions, each summarised by a Prefect task on a Dask cluster "
+        "(DRIFTLOOP_DASK_ADDRESS, else a local one of 2 worker processes) and merged exactly: "
+        "the same verdicts",
+    )
     quality: QualityConfig = Field(default_factory=QualityConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="`driftloop stack up` only: the URL Alertmanager delivers alerts to "
         "(unset: Alertmanager routes to no receiver)",
     )
+    dask_address: str | None = Field(
+        None,
+        validation_alias="DRIFTLOOP_DASK_ADDRESS",
+        description="an existing Dask scheduler (tcp://host:8786) for the monitor's partitions "
+        "(monitoring.partitions); unset: a local cluster of 2 worker processes per run",
+    )
     state_dir: Path = Field(
         Path(".driftloop"),
         validation_alias="DRIFTLOOP_STATE_DIR",

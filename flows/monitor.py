@@ -78,6 +78,7 @@ from monitoring.verdict import (
     breakdown_metrics,
     is_multiclass,
     judge,
+    needs_drift,
     performance_values,
     reference_statistics,
     run_row,
@@ -506,7 +507,12 @@ def monitor_once(
             compacted = compact_served_log(engine, config, info)
             logger.info("log compaction: %s", compaction_sentence(compacted))
         window = read_served_window(engine, config, info, version=version, now=now)
-        result = judge(config, ref, window)
+        drift = None  # computed by judge in this process, unless partitions are configured
+        if config.monitoring.partitions and ref is not None and needs_drift(config, ref, window):
+            from flows.partitioned import partitioned_drift  # imports dask only when used
+
+            drift = partitioned_drift(config, ref, window, address=settings.dask_address)
+        result = judge(config, ref, window, drift=drift)
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy
         run_id = runs.new_run_id()

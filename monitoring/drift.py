@@ -19,9 +19,10 @@ Pure functions on frames: no I/O, nothing at import time.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -213,7 +214,7 @@ def reference_stats(
         raise DriftInputError(f"reference frame lacks columns {missing}")
     num = {}
     for col in numeric:
-        values, n_missing, problem = _numeric_values(reference[col])
+        values, n_missing, problem = numeric_values(reference[col])
         if problem:
             raise DriftInputError(f"reference column {col!r} {problem}")
         num[col] = NumericStats(
@@ -224,7 +225,7 @@ def reference_stats(
         )
     cat = {}
     for col in categorical:
-        counts, n_missing = _category_counts(reference[col])
+        counts, n_missing = category_counts(reference[col])
         cat[col] = CategoricalStats(
             counts=counts,
             n_missing=n_missing,
@@ -240,7 +241,7 @@ def _check_lists(numeric: Sequence[str], categorical: Sequence[str]) -> None:
         raise DriftInputError(f"columns listed as both numeric and categorical: {both}")
 
 
-def _numeric_values(series: pd.Series) -> tuple[np.ndarray, int, str | None]:
+def numeric_values(series: pd.Series) -> tuple[np.ndarray, int, str | None]:
     """Finite float64 values, the count of non-finite ones, and a problem description."""
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(dtype):
@@ -253,7 +254,7 @@ def _numeric_values(series: pd.Series) -> tuple[np.ndarray, int, str | None]:
     return values, n_bad, None
 
 
-def _category_counts(series: pd.Series) -> tuple[dict[Any, int], int]:
+def category_counts(series: pd.Series) -> tuple[dict[Any, int], int]:
     counts = series.value_counts(dropna=True, sort=False)
     counts = counts[counts > 0]
     n_missing = len(series) - int(counts.sum())
@@ -378,7 +379,7 @@ def _hist_sorted(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Column:
+class Sample:
     """One column of one side, in the form the statistics need."""
 
     kind: Kind
@@ -404,7 +405,7 @@ class _Column:
         return set(np.unique(self.sorted_values).tolist())
 
 
-def _aligned(ref: _Column, cur: _Column) -> tuple[list[Any], np.ndarray, np.ndarray]:
+def _aligned(ref: Sample, cur: Sample) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """Counts of both sides over the union of their values (Evidently's key set)."""
     rc, cc = ref.value_counts(), cur.value_counts()
     keys = list(set(rc) | set(cc))
@@ -416,7 +417,7 @@ def _aligned(ref: _Column, cur: _Column) -> tuple[list[Any], np.ndarray, np.ndar
 
 
 def _binned(
-    ref: _Column, cur: _Column, n_bins: int, fill_zeroes: bool
+    ref: Sample, cur: Sample, n_bins: int, fill_zeroes: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Evidently's ``get_binned_data``: Sturges histogram for numeric columns with more than 20
     reference values, else value shares over the union of values; zeros optionally filled."""
@@ -448,7 +449,7 @@ def _chisquare_p(f_obs: np.ndarray, f_exp: np.ndarray) -> float:
         return float(stats.chisquare(f_obs, f_exp)[1])
 
 
-def _z_pvalue(ref: _Column, cur: _Column) -> float:
+def _z_pvalue(ref: Sample, cur: Sample) -> float:
     rc, cc = ref.value_counts(), cur.value_counts()
     if len(rc) == 1 and len(cc) == 1 and next(iter(rc)) == next(iter(cc)):
         return 1.0
@@ -463,7 +464,7 @@ def _z_pvalue(ref: _Column, cur: _Column) -> float:
     return float(2 * (1 - stats.norm.cdf(np.abs(z))))
 
 
-def _evidently_score(method: str, ref: _Column, cur: _Column, n_bins: int) -> float:
+def _evidently_score(method: str, ref: Sample, cur: Sample, n_bins: int) -> float:
     if method == "ks":
         return ks_pvalue(ref.sorted_values, cur.sorted_values)
     if method == "wasserstein":
@@ -495,7 +496,7 @@ def _evidently_verdict(method: str, score: float, threshold: float) -> bool:
     return bool(score >= threshold)
 
 
-def evidently_default_method(ref: _Column, cur: _Column) -> str:
+def evidently_default_method(ref: Sample, cur: Sample) -> str:
     """Evidently 0.7's automatic method for a column (by reference size and distinct values)."""
     small = ref.n <= 1000
     if ref.kind == "numeric":
@@ -514,7 +515,7 @@ def evidently_default_method(ref: _Column, cur: _Column) -> str:
 # driftloop's default: p-value with Holm correction + minimum effect size
 
 
-def _pooled_chisquare_p(ref: _Column, cur: _Column) -> float:
+def _pooled_chisquare_p(ref: Sample, cur: Sample) -> float:
     """Chi-square p-value with categories of expected count < 5 pooled (and never-seen ones)."""
     _, rc, cc = _aligned(ref, cur)
     expected = rc * (cur.n / ref.n)
@@ -535,12 +536,12 @@ def _pooled_chisquare_p(ref: _Column, cur: _Column) -> float:
     return _chisquare_p(np.asarray(f_obs), np.asarray(f_exp))
 
 
-def _js_distance(ref: _Column, cur: _Column) -> float:
+def _js_distance(ref: Sample, cur: Sample) -> float:
     _, rc, cc = _aligned(ref, cur)
     return float(distance.jensenshannon(rc / ref.n, cc / cur.n))
 
 
-def _driftloop_pvalue_effect(ref: _Column, cur: _Column) -> tuple[float, float]:
+def _driftloop_pvalue_effect(ref: Sample, cur: Sample) -> tuple[float, float]:
     if ref.kind == "numeric":
         merged = _merge(ref.sorted_values, cur.sorted_values)
         p = _ks_p(ref.sorted_values, cur.sorted_values, merged)
@@ -594,6 +595,42 @@ def compute_drift(
         DriftInputError: no reference at all, a column in both lists, or a method that does not
             fit a column's kind.
     """
+    current_sample = functools.partial(_current_column, current)
+    return drift_of_samples(
+        reference=reference,
+        current_sample=current_sample,
+        n_current=len(current),
+        numeric=numeric,
+        categorical=categorical,
+        config=config,
+        prediction=prediction,
+        prediction_kind=prediction_kind,
+        reference_stats=reference_stats,
+    )
+
+
+#: A column of the current window as the statistics take it: its sample, or why there is none
+#: (the note a :class:`ColumnDrift` carries).
+CurrentSample = Callable[[str, Kind], tuple[Sample | None, str | None]]
+
+
+def drift_of_samples(
+    *,
+    reference: pd.DataFrame | None,
+    current_sample: CurrentSample,
+    n_current: int,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    config: DriftConfig | None = None,
+    prediction: str | None = None,
+    prediction_kind: Kind = "numeric",
+    reference_stats: ReferenceStats | None = None,
+) -> DriftResult:
+    """:func:`compute_drift` from the current window's samples instead of its frame:
+    ``current_sample(column, kind)`` gives each column's :class:`Sample` (finite values sorted,
+    or category counts) or the note saying why it has none, as :func:`compute_drift` takes them
+    from a frame. Merged partition statistics (:mod:`monitoring.partitions`) come in this way, so both
+    paths share every statistic and verdict."""
     config = config or DriftConfig()
     numeric, categorical = tuple(numeric), tuple(categorical)
     _check_lists(numeric, categorical)
@@ -608,12 +645,13 @@ def compute_drift(
         if kind is not None:
             _check_method_fits(col, kind, method)
     if config.method not in ("driftloop", "evidently"):
-        for col, kind in kinds.items():
+        compared = kinds | ({prediction: prediction_kind} if prediction else {})
+        for col, kind in compared.items():
             if col not in config.per_column_method:
                 _check_method_fits(col, kind, config.method)
 
     features = [
-        _column_drift(col, kind, stats_, current, config, is_prediction=False)
+        _column_drift(col, kind, stats_, current_sample(col, kind), config)
         for col, kind in kinds.items()
     ]
     features = _apply_holm(features, config.alpha)
@@ -622,7 +660,11 @@ def compute_drift(
         (pred,) = _apply_holm(
             [
                 _column_drift(
-                    prediction, prediction_kind, stats_, current, config, is_prediction=True
+                    prediction,
+                    prediction_kind,
+                    stats_,
+                    current_sample(prediction, prediction_kind),
+                    config,
                 )
             ],
             config.alpha,
@@ -638,7 +680,7 @@ def compute_drift(
         dataset_drift=dataset_drift,
         prediction=pred,
         n_reference=stats_.n_rows,
-        n_current=len(current),
+        n_current=n_current,
         share_threshold=rule,
     )
 
@@ -681,52 +723,66 @@ def _check_method_fits(column: str, kind: Kind, method: DriftMethod) -> None:
         raise DriftInputError(f"method {method!r} needs a categorical column; {column!r} is {kind}")
 
 
+#: The note of a column the current window lacks.
+MISSING_FROM_WINDOW = "column missing from the current window"
+
+
 def _current_column(
     current: pd.DataFrame, col: str, kind: Kind
-) -> tuple[_Column | None, str | None]:
+) -> tuple[Sample | None, str | None]:
     if col not in current.columns:
-        return None, "column missing from the current window"
+        return None, MISSING_FROM_WINDOW
     if kind == "numeric":
-        values, _, problem = _numeric_values(current[col])
-        if problem:
-            return None, f"current column {problem}"
-        if not values.size:
-            return None, "no finite values in the current window"
-        return _Column("numeric", values.size, sorted_values=np.sort(values)), None
-    counts, _ = _category_counts(current[col])
+        values, _, problem = numeric_values(current[col])
+        return numeric_sample(np.sort(values), problem)
+    return categorical_sample(category_counts(current[col])[0])
+
+
+def numeric_sample(
+    sorted_values: np.ndarray, problem: str | None = None
+) -> tuple[Sample | None, str | None]:
+    """A numeric column of the current window from its finite values, sorted (or the note
+    saying why it cannot be compared: ``problem`` from :func:`numeric_values`, no values)."""
+    if problem:
+        return None, f"current column {problem}"
+    if not sorted_values.size:
+        return None, "no finite values in the current window"
+    return Sample("numeric", sorted_values.size, sorted_values=sorted_values), None
+
+
+def categorical_sample(counts: dict[Any, int]) -> tuple[Sample | None, str | None]:
+    """A categorical column of the current window from its category counts (or the note)."""
     n = sum(counts.values())
     if not n:
         return None, "no values in the current window"
-    return _Column("categorical", n, counts=counts), None
+    return Sample("categorical", n, counts=counts), None
 
 
 def _reference_column(
     stats_: ReferenceStats, col: str, kind: Kind
-) -> tuple[_Column | None, str | None]:
+) -> tuple[Sample | None, str | None]:
     if kind == "numeric":
         s = stats_.numeric[col]
         if not s.sorted_values.size:
             return None, "no finite values in the reference"
-        return _Column("numeric", s.sorted_values.size, sorted_values=s.sorted_values), None
+        return Sample("numeric", s.sorted_values.size, sorted_values=s.sorted_values), None
     c = stats_.categorical[col]
     if not c.n_values:
         return None, "no values in the reference"
-    return _Column("categorical", c.n_values, counts=c.counts), None
+    return Sample("categorical", c.n_values, counts=c.counts), None
 
 
 def _column_drift(
     col: str,
     kind: Kind,
     stats_: ReferenceStats,
-    current: pd.DataFrame,
+    current: tuple[Sample | None, str | None],
     config: DriftConfig,
-    *,
-    is_prediction: bool,
 ) -> ColumnDrift:
     method: str = config.per_column_method.get(col, config.method)
     override = config.per_column_threshold.get(col)
     ref, note = _reference_column(stats_, col, kind)
-    cur, cur_note = _current_column(current, col, kind)
+    cur, cur_note = current
     note = note or cur_note
     if method == "driftloop":
         effect_min = (

@@ -17,7 +17,7 @@ import pandas as pd
 from core.config import ProjectConfig
 from core.spec import PREDICTION_COLUMN, PROBABILITY_COLUMN, VersionInfo
 from monitoring.alerts import DeliveryResult
-from monitoring.drift import ReferenceStats, compute_drift, reference_stats
+from monitoring.drift import DriftResult, ReferenceStats, compute_drift, reference_stats
 from monitoring.estimation import EstimationFacts, window_estimate
 from monitoring.performance import PerformanceResult, compute_performance, probability_matrix
 from monitoring.policy import (
@@ -134,6 +134,7 @@ def evaluate_window(
     estimation: EstimationFacts | None = None,
     predecessor: Predecessor | None = None,
     importances: dict[str, float] | None = None,
+    drift: DriftResult | None = None,
 ) -> MonitorResult:
     """Drift, quality and performance of a window against the reference (pure).
 
@@ -142,7 +143,9 @@ def evaluate_window(
     ``estimation`` what estimating the primary metric needs (labeled rows measured, the others
     estimated, with a band); ``predecessor`` the serving version against the champion it
     replaced on the window's labeled rows (:func:`predecessor_comparison`); ``importances``
-    each feature's permutation importance (``drift_rule: weighted`` weighs drift by it).
+    each feature's permutation importance (``drift_rule: weighted`` weighs drift by it);
+    ``drift`` the window's drift when computed elsewhere (from merged partition statistics,
+    :mod:`monitoring.partitions`, with :func:`drift_columns`), else computed here.
     """
     mon = config.monitoring
     frame = window.frame
@@ -152,16 +155,14 @@ def evaluate_window(
         )
     numeric, categorical = info.spec.numeric, info.spec.categorical
     classification = info.task == "classification"
-    drift = compute_drift(
-        reference=reference,
-        current=frame,
-        numeric=numeric,
-        categorical=categorical,
-        config=mon.drift,
-        prediction=PREDICTION_COLUMN,
-        prediction_kind="categorical" if classification else "numeric",
-        reference_stats=stats,
-    )
+    if drift is None:
+        drift = compute_drift(
+            reference=reference,
+            current=frame,
+            config=mon.drift,
+            reference_stats=stats,
+            **drift_columns(info),
+        )
     quality = compute_quality(
         reference=reference,
         current=frame[list(info.spec.columns)],
@@ -213,9 +214,35 @@ def evaluate_window(
     )
 
 
-def judge(config: ProjectConfig, ref: VersionReference | None, window: Window) -> MonitorResult:
+def drift_columns(info: VersionInfo) -> dict[str, Any]:
+    """Which columns of a window the drift check compares, and how (the keyword arguments of
+    :func:`monitoring.drift.compute_drift` and :func:`monitoring.partitions.drift_from_partitions`
+    besides the data): the features and the prediction column."""
+    classification = info.task == "classification"
+    return {
+        "numeric": info.spec.numeric,
+        "categorical": info.spec.categorical,
+        "prediction": PREDICTION_COLUMN,
+        "prediction_kind": "categorical" if classification else "numeric",
+    }
+
+
+def needs_drift(config: ProjectConfig, ref: VersionReference | None, window: Window) -> bool:
+    """Whether :func:`judge` computes drift for this window (a version served it and it has
+    at least ``monitoring.min_window_rows`` rows)."""
+    return ref is not None and len(window.frame) >= config.monitoring.min_window_rows
+
+
+def judge(
+    config: ProjectConfig,
+    ref: VersionReference | None,
+    window: Window,
+    *,
+    drift: DriftResult | None = None,
+) -> MonitorResult:
     """The window against the reference of the version that served it (pure): drift, quality,
-    performance and its comparison with the predecessor; an empty result before any version."""
+    performance and its comparison with the predecessor; an empty result before any version.
+    ``drift`` is the window's drift when computed elsewhere (the partitioned engine)."""
     if ref is None:
         return make_result(
             window_rows=0,
@@ -233,6 +260,7 @@ def judge(config: ProjectConfig, ref: VersionReference | None, window: Window) -
         estimation=ref.estimation,
         predecessor=predecessor_comparison(ref, window, config),
         importances=ref.importances,
+        drift=drift,
     )
 
 

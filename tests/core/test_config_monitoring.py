@@ -60,3 +60,10 @@ def test_invalid_settings_name_the_key(data: dict, needle: str) -> None:
 def test_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
         PolicyConfig().cooldown_hours = 1  # type: ignore[misc]
+
+
+def test_partitions_default_to_the_single_process_engine_and_are_not_negative() -> None:
+    assert MonitoringConfig().partitions == 0  # no cluster needed
+    assert MonitoringConfig(partitions=4).partitions == 4
+    with pytest.raises(pydantic.ValidationError, match="partitions"):
+        MonitoringConfig.model_validate({"partitions": -1})

@@ -33,3 +33,10 @@ def test_a_bad_value_names_the_variable_and_is_a_driftloop_error(
     ) as caught:
         Settings()
     assert isinstance(caught.value, DriftloopError)
+
+
+def test_the_dask_address_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRIFTLOOP_DASK_ADDRESS", raising=False)
+    assert Settings().dask_address is None  # the default: a local cluster when partitions are on
+    monkeypatch.setenv("DRIFTLOOP_DASK_ADDRESS", "tcp://10.0.0.5:8786")
+    assert Settings().dask_address == "tcp://10.0.0.5:8786"

@@ -133,6 +133,30 @@ def test_methods_refuse_the_wrong_kind_of_column(column: str, method: str) -> No
         )
 
 
+@pytest.mark.parametrize(
+    ("method", "numeric", "categorical", "kind", "message"),
+    [
+        ("wasserstein", ["a"], [], "categorical", "'wasserstein' needs a numeric column; 'label'"),
+        ("z", [], ["c"], "numeric", "'z' needs a categorical column; 'label' is numeric"),
+    ],
+)
+def test_a_global_method_that_does_not_fit_the_prediction_is_an_error(
+    method: str, numeric: list[str], categorical: list[str], kind: str, message: str
+) -> None:
+    """Not a TypeError from deep inside a statistic: the prediction column is checked too."""
+    ref = pd.DataFrame({"a": [0.5, 1.0, 2.0], "c": ["x", "y", "x"], "label": [0, 1, 0]})
+    with pytest.raises(DriftInputError, match=message):
+        compute_drift(
+            reference=ref,
+            current=ref,
+            numeric=numeric,
+            categorical=categorical,
+            config=DriftConfig(method=method),
+            prediction="label",
+            prediction_kind=kind,
+        )
+
+
 def test_column_in_both_lists_is_an_error() -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0]})
     with pytest.raises(DriftInputError, match="both numeric and categorical"):
