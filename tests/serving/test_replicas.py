@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.serving.conftest import MODEL, Load, Registry, Server, records
+from tests.serving.proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -51,14 +52,28 @@ def samples(server: Server) -> dict[tuple[str, tuple[Any, ...]], float]:
 
 
 def served(metrics: dict[tuple[str, tuple[Any, ...]], float]) -> dict[str, float]:
-    """What a scrape says was served: 200s on /predict, rows predicted, rows logged to the database."""
+    """What a scrape says was served: 200s on /predict, rows predicted, rows logged (database
+    and spool)."""
     return {
         "predict_200": metrics[
             ("driftloop_requests_total", (("endpoint", "/predict"), ("status", "200")))
         ],
         "rows_predicted": metrics[("driftloop_rows_predicted_total", ())],
-        "rows_logged": metrics[("driftloop_rows_logged_total", (("destination", "database"),))],
+        "rows_logged": sum(
+            metrics[("driftloop_rows_logged_total", (("destination", where),))]
+            for where in ("database", "spool")
+        ),
     }
+
+
+def wait_logged(database_url: str, expected: dict[str, int], timeout: float = 30) -> dict[str, int]:
+    """The log once it holds every expected request id (spool replays finish), or at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = logged(database_url)
+        if expected.keys() <= found.keys() or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def model_versions(metrics: dict[tuple[str, tuple[Any, ...]], float]) -> list[float]:
@@ -103,6 +118,7 @@ def by_process(versions_by_id: dict[str, int]) -> dict[str, dict[str, int]]:
     return groups
 
 
+@pytest.mark.slow
 def test_two_replicas_share_one_postgres_log_through_a_promotion(
     make_server: Any,
     registry_template: Registry,
@@ -145,7 +161,8 @@ def test_two_replicas_share_one_postgres_log_through_a_promotion(
         assert "Traceback" not in replica.output()
 
 
-def test_workers_of_one_port_each_log_once_swap_and_share_their_metrics(
+@pytest.mark.slow
+def test_workers_of_one_port_spool_through_an_outage_swap_log_once_and_share_their_metrics(
     make_server: Any,
     registry_template: Registry,
     tracking_uri: str,
@@ -153,8 +170,11 @@ def test_workers_of_one_port_each_log_once_swap_and_share_their_metrics(
     tmp_path: Path,
 ) -> None:
     old, new = registry_template.versions["logistic"], registry_template.versions["forest"]
+    proxy = TcpProxy("127.0.0.1", 5432).start()
     server = make_server(
-        database_url=postgres_database, serving={"poll_interval_seconds": 0.3}, start=False
+        database_url=proxy.url(postgres_database),
+        serving={"poll_interval_seconds": 0.3, "db_retry_seconds": 0.5},
+        start=False,
     )
     server.options = ["--workers", "2"]
     server.env["TMPDIR"] = str(tmp_path / "tmp")  # where `serve` makes the metrics directory
@@ -162,29 +182,34 @@ def test_workers_of_one_port_each_log_once_swap_and_share_their_metrics(
     server.start()
     load = Load(
         server, records(registry_template.holdout, 200), threads=THREADS, fresh_connections=True
-    )
-    promote_under_load([load.start()], tracking_uri, new, before=400, after=400)
+    ).start()
+    load.wait_acked(200)
+    proxy.cut()  # both workers spool, each into its own file of the one spool directory
+    load.wait_acked(len(load.acked) + 300)
+    proxy.restore()  # ... and each replays its own
+    promote_under_load([load], tracking_uri, new, before=len(load.acked) + 100, after=300)
 
     assert set(load.statuses) == {200} and not load.failures
     acked = {a["request_id"]: a["model_version"] for a in load.acked}
     assert len(acked) == len(load.acked)
-    assert logged(postgres_database) == acked  # each acknowledged request once
+    assert wait_logged(postgres_database, acked) == acked  # each acknowledged request once
     workers = by_process(acked)
     assert len(workers) == 2  # both workers answered and wrote
     for own in workers.values():
-        if old in own.values():  # a worker may have accepted its first request after the swap
-            assert_switched_once(own, old, new, in_flight=THREADS)
-        else:
-            assert set(own.values()) == {new}
+        assert_switched_once(own, old, new, in_flight=THREADS)
     n = len(acked)
     for _ in range(6):  # each scrape reaches either worker; each says what the port served
         metrics = samples(server)
         assert served(metrics) == {"predict_200": n, "rows_predicted": n, "rows_logged": n}
+        spooled = metrics[("driftloop_rows_logged_total", (("destination", "spool"),))]
+        assert 0 < spooled == metrics[("driftloop_rows_replayed_total", ())]
+        assert metrics[("driftloop_spool_pending_rows", ())] == 0
         assert model_versions(metrics) == [new, new]  # one series per live worker
         pids = {
-            dict(labels).get("pid") for name, labels in metrics if name == "driftloop_model_version"
+            dict(labels)["pid"] for name, labels in metrics if name == "driftloop_model_version"
         }
         assert len(pids) == 2
     assert server.stop() in (0, -15)
     assert "Traceback" not in server.output()
     assert list((tmp_path / "tmp").iterdir()) == []  # the metrics directory went with the run
+    assert list((server.config.parent / "spool").rglob("spool-*")) == []  # all replayed
