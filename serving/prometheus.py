@@ -8,7 +8,9 @@ the run, queue depth and pending spool rows over the live workers, `driftloop_lo
 the lowest of the live workers', and `driftloop_model_version` has one series per live worker
 (label `pid`), so a worker that has not swapped yet shows. The values read from a worker's state
 (rows logged, queue depth, model version, ...) are published into that directory by the worker
-after each log batch, every :data:`PUBLISH_SECONDS` and before it answers a scrape.
+after each log batch, every :data:`PUBLISH_SECONDS` and before it answers a scrape. A worker
+leaves the live values when it shuts down, or, killed, when a new worker starts (uvicorn starts
+one in its place); its counts stay.
 """
 
 from __future__ import annotations
@@ -248,6 +250,7 @@ class ServiceMetrics:
         if shared_dir is None:
             self.registry.register(_LiveCollector(state))
         else:
+            forget_dead_workers(shared_dir)  # e.g. the worker this one replaces (kill -9)
             self._publisher = _Publisher(state)
             self.registry.register(_WorkersCollector(shared_dir))
         self._children: dict[tuple[str, int], tuple[Any, Any | None, Any]] = {}
@@ -308,6 +311,28 @@ def check_shared_dir(directory: Path) -> None:
         )
     if not directory.is_dir():
         raise MetricsDirectoryError(f"the shared metrics directory {directory} does not exist")
+
+
+def forget_dead_workers(directory: Path) -> list[int]:
+    """Drop the live values (queue, version, ...) of workers that died without retiring; their
+    counts stay. Returns their pids."""
+    dead = []
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rpartition("_")[2])
+        if pid not in dead and not _alive(pid):
+            mark_process_dead(pid, str(directory))
+            dead.append(pid)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 class _LiveCollector(Collector):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,8 @@ def _worker(
     go.wait(60)  # stay alive while the test scrapes
 
 
-def _scraped_worker(
-    directory: str, state: dict[str, Any], requests: int, ready: Any, others: int, answers: Any
-) -> None:
+def _scraped_worker(directory: str, state: dict[str, Any], requests: int, answers: Any) -> None:
     metrics = _serve(directory, state, requests)
-    for _ in range(others):
-        ready.get(timeout=60)
     answers.put(metrics.render().decode())
 
 
@@ -59,38 +56,56 @@ def test_any_worker_renders_the_sum_of_every_worker_and_each_live_worker_version
     directory = str(tmp_path)
     # inherited by the workers, which import prometheus_client after it is set (as under uvicorn)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", directory)
-    ready, go, answers = context.Queue(), context.Event(), context.Queue()
-    others = [
-        context.Process(target=_worker, args=(directory, _state(4, 0, 1, 7), 7, False, ready, go)),
-        context.Process(target=_worker, args=(directory, _state(9, 0, 1, 11), 11, True, ready, go)),
-    ]
-    scraped = context.Process(
-        target=_scraped_worker, args=(directory, _state(3, 1, 2, 5), 5, ready, 2, answers)
+    ready, go, gone, answers = context.Queue(), context.Event(), context.Event(), context.Queue()
+    live = context.Process(
+        target=_worker, args=(directory, _state(4, 1, 1, 7), 7, False, ready, go)
     )
-    for process in [*others, scraped]:
-        process.start()
+    retired = context.Process(
+        target=_worker, args=(directory, _state(9, 0, 1, 11), 11, True, ready, go)
+    )
+    killed = context.Process(  # dies without retiring, like a worker killed with -9
+        target=_worker, args=(directory, _state(6, 0, 3, 13), 13, False, ready, gone)
+    )
+    scraped = context.Process(  # e.g. the worker uvicorn starts in place of the killed one
+        target=_scraped_worker, args=(directory, _state(3, 1, 2, 5), 5, answers)
+    )
+    processes = (live, retired, killed, scraped)
     try:
+        for process in processes[:3]:
+            process.start()
+        for _ in range(3):
+            ready.get(timeout=60)
+        killed.kill()
+        killed.join(30)
+        scraped.start()
         text = answers.get(timeout=60)
+    except queue.Empty:
+        codes = [process.exitcode for process in processes]
+        raise AssertionError(f"a worker did not answer; exit codes {codes}") from None
     finally:
         go.set()
-        for process in [*others, scraped]:
-            process.join(30)
+        for process in processes:
+            if process.pid is not None:
+                process.join(30)
     families = {family.name: family for family in text_string_to_metric_families(text)}
     requests = {
         tuple(sorted(s.labels.items())): s.value
         for s in families["driftloop_requests"].samples
         if s.name == "driftloop_requests_total"
     }
-    assert requests[(("endpoint", "/predict"), ("status", "200"))] == 5 + 7 + 11  # all, retired too
+    assert (
+        requests[(("endpoint", "/predict"), ("status", "200"))] == 5 + 7 + 11 + 13
+    )  # all, gone too
     logged = families["driftloop_rows_logged"]
     assert logged.type == "counter"  # published as a summed gauge, exposed as the counter it is
-    assert {s.labels["destination"]: s.value for s in logged.samples}["database"] == 5 + 7 + 11
+    assert {s.labels["destination"]: s.value for s in logged.samples}["database"] == 5 + 7 + 11 + 13
     assert [s.value for s in families["driftloop_log_queue_depth"].samples] == [3 + 4]  # live ones
-    assert [s.value for s in families["driftloop_log_database_up"].samples] == [0]  # the lowest
+    # the lowest of the live workers' (the retired and the killed one had 0)
+    assert [s.value for s in families["driftloop_log_database_up"].samples] == [1]
     versions = sorted(
         (s.labels["pid"], s.value) for s in families["driftloop_model_version"].samples
     )
-    assert versions == sorted([(str(scraped.pid), 2.0), (str(others[0].pid), 1.0)])  # live ones
+    assert versions == sorted([(str(scraped.pid), 2.0), (str(live.pid), 1.0)])  # live ones
 
 
 def test_shared_metrics_outside_multiprocess_mode_is_a_clear_error(tmp_path: Path) -> None:
