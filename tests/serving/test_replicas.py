@@ -138,7 +138,7 @@ def test_two_replicas_share_one_postgres_log_through_a_promotion(
         replica.wait_ready()
     rows = records(registry_template.holdout, 200)
     loads = [Load(replica, rows, threads=THREADS).start() for replica in replicas]
-    promote_under_load(loads, tracking_uri, new, before=600, after=600)
+    promote_under_load(loads, tracking_uri, new, before=400, after=400)
 
     for load in loads:
         assert set(load.statuses) == {200} and not load.failures
