@@ -37,6 +37,7 @@ test: $(STAMP) system-deps
 # most of it Evidently in bench/detection.py; pass --evidently-trials 50 by hand for less).
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/replicas.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/train.py

@@ -2,7 +2,9 @@
 
 Records are written as JSON lines and fsync'ed before the caller may acknowledge them. Each
 process writes its own file (`spool-<time_ns>-<pid>.jsonl`) and holds an exclusive `flock` on it
-while alive, so a file that can be locked belongs to a process that died: it is replayed too.
+while alive (taken before the file gets that name), so a file that can be locked belongs to a
+process that died: it is replayed too. Processes may share the directory (the workers of
+`serve --workers N`, replicas on one host).
 Replay inserts the files oldest first, in chunks (each one transaction, duplicates ignored, so a
 replay interrupted after a commit is harmless), then deletes the file. A record the database
 refuses goes to the dead-letter table and the replay goes on; when even that table refuses it,
@@ -138,8 +140,12 @@ class Spool:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{_PREFIX}{time.time_ns():020d}-{os.getpid()}{_SUFFIX}"
-            handle = open(path, "ab")  # noqa: SIM115 - held open for the life of the spool
+            # Locked under a name no other process lists, then renamed (the lock stays with the
+            # open file): a spool file is never seen unlocked, so never taken for an orphan.
+            creating = path.with_name(f".{path.name}.new")
+            handle = open(creating, "ab")  # noqa: SIM115 - held open for the life of the spool
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(creating, path)
             _fsync_dir(self.directory)
         except OSError as exc:
             raise SpoolError(f"cannot create a spool file in {self.directory}: {exc}") from exc

@@ -16,6 +16,8 @@ refused record in the `inference_dead_letter` table, as escaped JSON text.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import logging
 import struct
@@ -341,13 +343,23 @@ def alembic_config(url: str) -> Any:
     return config
 
 
+#: The PostgreSQL advisory lock (transaction level) that makes concurrent migrations wait for each
+#: other: without it, processes that start together on a fresh database all but one fail.
+_MIGRATION_LOCK = 0x64726966746C6F67  # "driftlog"
+
+
 def upgrade_database(url: str, revision: str = "head") -> None:
-    """Create or migrate the driftloop tables in the database at `url` (idempotent)."""
+    """Create or migrate the driftloop tables in the database at `url` (idempotent; processes
+    migrating one database at once take turns)."""
     from alembic import command
 
     engine = make_engine(url)
     try:
-        with engine.begin() as connection:
+        with _sqlite_file_lock(engine), engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # replicas starting at once: one at a time
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
@@ -357,6 +369,23 @@ def upgrade_database(url: str, revision: str = "head") -> None:
         ) from None
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive flock on `<database file>.migrate-lock` while SQLite migrates (its DDL runs
+    outside a transaction, so two processes would both create the tables); nothing otherwise."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    try:
+        handle = open(f"{database}.migrate-lock", "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise StoreError(f"cannot migrate the inference log at {database}: {exc}") from None
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 def current_revision(engine: Engine) -> str | None:

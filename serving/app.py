@@ -24,6 +24,7 @@ from core.config_serving import ServingConfig
 from core.settings import Settings
 from serving.gate import Gate
 from serving.openapi import complete_schema
+from serving.prometheus import publish_every
 from serving.routes import add_routes
 from serving.service import Service, start_service
 
@@ -37,6 +38,7 @@ def create_app(
     engine: Engine | None = None,
     client: Any = None,
     migrate: bool = True,
+    metrics_dir: Path | None = None,
 ) -> FastAPI:
     """The inference service for `models:/<model_name>@champion`.
 
@@ -47,6 +49,8 @@ def create_app(
         engine: the inference-log engine (default: built from settings.database_url).
         client: an MlflowClient (default: one for settings.mlflow_tracking_uri).
         migrate: run the Alembic migrations at startup (off when a parent process did it).
+        metrics_dir: the metrics directory the workers of `serve --workers N` share
+            (``PROMETHEUS_MULTIPROC_DIR``); None: /metrics describes this process alone.
     """
     config = serving_config or ServingConfig()
 
@@ -61,19 +65,24 @@ def create_app(
             engine=engine,
             client=client,
             migrate=migrate,
+            metrics_dir=metrics_dir,
         )
         app.state.service = service
         service.shadow.start()
-        poller = asyncio.create_task(_poll(service, config.poll_interval_seconds))
+        tasks = [asyncio.create_task(_poll(service, config.poll_interval_seconds))]
+        if metrics_dir is not None:
+            tasks.append(asyncio.create_task(publish_every(service.metrics)))
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await service.batcher.close()
             await service.shadow.close()
             await asyncio.to_thread(service.writer.close)
+            service.metrics.retire()
             if engine is None:
                 service.engine.dispose()
 

@@ -256,10 +256,10 @@ class LogWriter:
         if outcomes is None:
             outcomes = self._write_spool(batch)
         self.stats.batches += 1
-        self._resolve(batch, outcomes)
-        if self.observe_batch is not None:
+        if self.observe_batch is not None:  # before the answers: a 200 is already counted
             rows = sum(len(item.records) for item in batch)
             self.observe_batch(rows, time.perf_counter() - started)
+        self._resolve(batch, outcomes)
 
     def _database_due(self) -> bool:
         return not self._spool_pending and time.monotonic() >= self._next_db_attempt

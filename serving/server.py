@@ -5,8 +5,10 @@ With several workers, uvicorn starts each worker process by importing
 :func:`app_from_environment`; the one thing handed to them through the environment is the config
 path (``DRIFTLOOP_SERVE_CONFIG``, set by :func:`run`), because an import string is all uvicorn
 passes across processes. Each worker builds its own Settings from the environment it inherits;
-the parent migrates the database once before they start, so workers never migrate. Also runnable
-as `python -m serving.server --config driftloop.yaml --port 8000`.
+the parent migrates the database once before they start, so workers never migrate. The workers
+also share a fresh metrics directory (``PROMETHEUS_MULTIPROC_DIR``, made by :func:`run` and
+removed when it returns), so `/metrics` on the port counts what all of them served
+(`serving.prometheus`). Also runnable as `python -m serving.server --config driftloop.yaml --port 8000`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +28,10 @@ from core.config_serving import ServingConfig
 if TYPE_CHECKING:
     from core.settings import Settings
 
-#: The config path handed to uvicorn's worker processes (the only environment handoff).
+#: The config path handed to uvicorn's worker processes (the only environment handoff of ours).
 _CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG"
+#: prometheus_client's own variable: the directory the workers' metrics share.
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def load_serving_config(config_path: str | Path) -> tuple[Any, ServingConfig]:
@@ -37,7 +43,11 @@ def load_serving_config(config_path: str | Path) -> tuple[Any, ServingConfig]:
 
 
 def build_app(
-    config_path: str | Path, *, settings: Settings | None = None, migrate: bool = True
+    config_path: str | Path,
+    *,
+    settings: Settings | None = None,
+    migrate: bool = True,
+    metrics_dir: Path | None = None,
 ) -> FastAPI:
     """The app for a config file; ``settings`` default to those of the environment."""
     from core.settings import Settings
@@ -50,16 +60,19 @@ def build_app(
         serving_config=serving,
         spool_dir=serving.resolved_spool_dir(project.base_dir),
         migrate=migrate,
+        metrics_dir=metrics_dir,
     )
 
 
 def app_from_environment() -> FastAPI:
     """uvicorn factory for the worker processes of `driftloop serve --workers N` (the parent
-    passes the config path in ``DRIFTLOOP_SERVE_CONFIG`` and has migrated the database)."""
+    passes the config path in ``DRIFTLOOP_SERVE_CONFIG``, the shared metrics directory in
+    ``PROMETHEUS_MULTIPROC_DIR``, and has migrated the database)."""
     path = os.environ.get(_CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{_CONFIG_ENV} is not set; start the service with `driftloop serve`")
-    return build_app(path, migrate=False)
+    metrics = os.environ.get(_METRICS_ENV)
+    return build_app(path, migrate=False, metrics_dir=Path(metrics) if metrics else None)
 
 
 def run(
@@ -102,7 +115,14 @@ def run(
         uvicorn.run(build_app(config_path, settings=settings, migrate=False), **options)
         return
     os.environ[_CONFIG_ENV] = str(config_path)
-    uvicorn.run("serving.server:app_from_environment", factory=True, workers=workers, **options)
+    # A fresh directory per run: prometheus_client sums every file in it, so files of an earlier
+    # run would be counted again. Set before the workers start (and import prometheus_client).
+    metrics_dir = tempfile.mkdtemp(prefix="driftloop-metrics-")
+    os.environ[_METRICS_ENV] = metrics_dir
+    try:
+        uvicorn.run("serving.server:app_from_environment", factory=True, workers=workers, **options)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,7 +48,10 @@ class Service:
         engine: Engine,
         client: Any,
         spool_dir: Path,
+        metrics_dir: Path | None = None,
     ) -> None:
+        """`metrics_dir`: the metrics directory shared by the workers of `serve --workers N`
+        (None: this process's metrics alone)."""
         self.settings = settings
         self.model_name = model_name
         self.config = config
@@ -69,7 +72,7 @@ class Service:
             timeout=config.db_timeout_seconds, limit=_FEEDBACK_CALLS, name="driftloop-feedback"
         )
         self.batcher = MicroBatcher(max_rows=config.microbatch_rows)
-        self.metrics = ServiceMetrics(self.live_state)
+        self.metrics = ServiceMetrics(self.live_state, shared_dir=metrics_dir)
         self.monitor_gauges = MonitorGaugeCache(
             functools.partial(read_monitor_gauges, engine, model_name),
             timeout=config.db_timeout_seconds,
@@ -159,6 +162,7 @@ def start_service(
     engine: Engine | None,
     client: Any,
     migrate: bool,
+    metrics_dir: Path | None = None,
 ) -> Service:
     """Connect (migrating the log first when asked), start the writer, load the champion.
 
@@ -189,6 +193,7 @@ def start_service(
         engine=db,
         client=registry,
         spool_dir=spool_directory(Path(base), settings.database_url),
+        metrics_dir=metrics_dir,
     )
     service.writer.start()
     with contextlib.suppress(Exception):  # logged by refresh; the service starts unready

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -75,6 +77,36 @@ def test_upgrade_creates_the_table_indexes_and_is_idempotent(url: str, engine: E
     scripts = ScriptDirectory.from_config(store.alembic_config(url))
     assert store.current_revision(engine) == scripts.get_current_head()
     assert "0001" in {rev.revision for rev in scripts.walk_revisions()}
+
+
+def _migrate_when_all_are_ready(url: str, barrier: Any, answers: Any) -> None:
+    barrier.wait(60)
+    try:
+        store.upgrade_database(url)
+        answers.put("ok")
+    except Exception as exc:  # the answer is the test's evidence
+        answers.put(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def test_processes_migrating_one_fresh_database_at_once_take_turns(url: str) -> None:
+    """Replicas that start together each migrate the log: none may fail (without the lock,
+    all but one do: duplicate tables)."""
+    context = multiprocessing.get_context("spawn")
+    barrier, answers = context.Barrier(3), context.Queue()
+    processes = [
+        context.Process(target=_migrate_when_all_are_ready, args=(url, barrier, answers))
+        for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [answers.get(timeout=5) for _ in processes] == ["ok"] * 3
+    engine = store.make_engine(url)
+    try:
+        assert store.current_revision(engine) is not None
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:

@@ -156,3 +156,33 @@ def test_spool_status_counts_files_and_records(tmp_path: Path) -> None:
     second.append([rec(2)])
     status = spool_status(tmp_path)
     assert (status.files, status.rows, status.dead_letter_rows) == (2, 3, 0)
+
+
+def test_a_spool_file_being_created_is_never_another_process_orphan(
+    tmp_path: Path,
+    engine,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers of one host share the spool directory. Another worker replays orphans at the
+    instant this one creates its file, before it holds the file's lock (the interleaving is
+    forced: the other's replay runs just before this process's real flock). The file must not be
+    taken for an orphan and deleted, or the records acknowledged as spooled into it are lost."""
+    import fcntl
+
+    directory = tmp_path / "spool"
+    mine, other = Spool(directory), Spool(directory)  # two open files: flock as two processes
+    real_flock = fcntl.flock
+    interleaved: list[int] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX | fcntl.LOCK_NB and not interleaved:
+            interleaved.append(-1)  # once (the other's replay takes locks too)
+            interleaved[0] = other.replay(engine)  # the other worker, right now
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    mine.append([rec(0), rec(1)])
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert interleaved == [0]
+    assert mine.replay(engine) == 2
+    assert ids(engine) == ["s0", "s1"]

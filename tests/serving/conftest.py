@@ -398,10 +398,20 @@ def module_server_factory(
 class Load:
     """Client threads posting single records as fast as they are answered; keeps every answer."""
 
-    def __init__(self, server: Server, rows: list[dict[str, Any]], *, threads: int = 4) -> None:
+    def __init__(
+        self,
+        server: Server,
+        rows: list[dict[str, Any]],
+        *,
+        threads: int = 4,
+        fresh_connections: bool = False,
+    ) -> None:
+        """`fresh_connections`: a new connection per request (so each of a port's uvicorn
+        workers accepts some), instead of one kept-alive connection per thread."""
         self.server = server
         self.rows = rows
         self.threads = threads
+        self.limits = httpx.Limits(max_keepalive_connections=0 if fresh_connections else None)
         self.acked: list[dict[str, Any]] = []  # {request_id, model_version} of every 200
         self.statuses: list[int] = []
         self.failures: list[str] = []  # connection errors (expected only after a kill)
@@ -411,7 +421,7 @@ class Load:
 
     def _run(self, offset: int) -> None:
         with httpx.Client(
-            base_url=self.server.url, headers=self.server.headers(), timeout=30
+            base_url=self.server.url, headers=self.server.headers(), timeout=30, limits=self.limits
         ) as client:
             i = offset
             while not self._stop.is_set():
