@@ -335,7 +335,7 @@ def serve(
     config: ConfigOpt = Path("driftloop.yaml"),
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve models:/<model_name>@champion over HTTP, logging every prediction."""

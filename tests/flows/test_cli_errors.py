@@ -131,3 +131,13 @@ def test_a_training_prints_its_verdict_and_the_log_file_only(tmp_path: Path, con
     assert "version 1 promoted to champion" in result.stdout
     text = log.read_text()
     assert "Created version '1' of model 'employment'" in text and "Finished in state" in text
+
+
+def test_serve_with_no_workers_is_a_usage_error() -> None:
+    from typer.testing import CliRunner
+
+    from driftloop.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--workers", "0"])
+    assert result.exit_code == 2
+    assert "--workers" in result.output and "greater than or equal to 1" in result.output
