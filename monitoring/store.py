@@ -1108,7 +1108,17 @@ def _settled_high_water(engine: Engine, timeout: float) -> tuple[int, int, bool]
         high, horizon, snapshot = connection.execute(
             sa.select(highest, newest, sa.text("pg_current_snapshot()::text"))
         ).one()
+        deadline = time.monotonic() + timeout
         settled = _wait_for_transactions(connection, snapshot, timeout)
+        if settled:
+            # A transaction gets its id when it writes its first row, just after it took that
+            # row's log id: one caught in between is in no snapshot yet. Waiting for the
+            # transactions open now as well covers it (and the read-time count checks anyway).
+            later = connection.execute(sa.text("SELECT pg_current_snapshot()::text")).scalar()
+            connection.rollback()
+            settled = _wait_for_transactions(
+                connection, str(later), max(0.0, deadline - time.monotonic())
+            )
     return int(high), int(horizon), settled
 
 
