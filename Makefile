@@ -41,6 +41,8 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/partitions.py
 
 stack: $(STAMP) system-deps
 	$(BIN)/driftloop stack up
