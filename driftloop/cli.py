@@ -443,6 +443,14 @@ def score(
     output: Annotated[
         str | None, typer.Option(help="write request ids and predictions here")
     ] = None,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="score as N Prefect tasks on Dask (DRIFTLOOP_DASK_ADDRESS, else a local "
+            "cluster of 2 worker processes); 0: in this process",
+        ),
+    ] = 0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Batch-score a file or table with the champion; every row is logged for monitoring."""
@@ -451,7 +459,13 @@ def score(
     from flows.score import batch_score
 
     result = run_or_exit(
-        lambda: batch_score(source=source, query=query, output=output, config_path=str(config)),
+        lambda: batch_score(
+            source=source,
+            query=query,
+            output=output,
+            config_path=str(config),
+            partitions=partitions,
+        ),
         libraries_to_log=True,
     )
     typer.echo(f"scored and logged {result['rows']} rows with version {result['model_version']}")
