@@ -125,6 +125,12 @@ class ModelConfig(_Section):
         ge=100,
         description="subsample the training rows for the search (speed); the final fit uses all",
     )
+    search_on_dask: bool = Field(
+        False,
+        description="run each fit of the cross-validated search (one family, setting and fold) "
+        "as its own Prefect task on Dask: the cluster DRIFTLOOP_DASK_ADDRESS names, else a local "
+        "one of 2 worker processes per run; the same data and seed give the same model",
+    )
     native_categorical: bool = Field(
         True,
         description="gradient boosting splits on category codes instead of one-hot columns "

@@ -25,12 +25,24 @@ from flows.register import (
 )
 from pipelines.holdout import scores_of
 from pipelines.schema import split_xy
-from pipelines.training import TrainingResult, check_candidates, split_holdout, train_model
+from pipelines.training import (
+    JobRunner,
+    TrainingResult,
+    check_candidates,
+    split_holdout,
+    train_model,
+)
 
 
-@task(cache_policy=NO_CACHE)
-def fit(config: ProjectConfig, train_frame: pd.DataFrame, spec: FeatureSpec) -> TrainingResult:
-    """Search the configured candidate families with cross-validation and refit the best."""
+def search(
+    config: ProjectConfig,
+    train_frame: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    runner: JobRunner | None = None,
+) -> TrainingResult:
+    """Search the configured candidate families with cross-validation and refit the best;
+    ``runner`` runs the search's fits (default: in this process)."""
     X, y = split_xy(train_frame, spec, config.target)
     order = train_frame[config.time_column].to_numpy() if config.time_column else None
     if order is not None and pd.Series(order).nunique() < 2:
@@ -48,14 +60,33 @@ def fit(config: ProjectConfig, train_frame: pd.DataFrame, spec: FeatureSpec) -> 
         time_order=order,
         max_search_rows=config.model.max_train_rows,
         native_categorical=config.model.native_categorical,
+        runner=runner,
     )
+
+
+@task(cache_policy=NO_CACHE)
+def fit(config: ProjectConfig, train_frame: pd.DataFrame, spec: FeatureSpec) -> TrainingResult:
+    """Search the configured candidate families with cross-validation and refit the best."""
+    return search(config, train_frame, spec)
+
+
+def fit_searched(
+    config: ProjectConfig, train_frame: pd.DataFrame, spec: FeatureSpec
+) -> TrainingResult:
+    """The search in this flow's process (one ``fit`` task), or with ``model.search_on_dask``
+    one ``fit-and-score`` task per fit on Dask (:mod:`flows.search`) and the refit here."""
+    if not config.model.search_on_dask:
+        return fit(config, train_frame, spec)
+    from flows.search import dask_jobs  # imports dask only when used
+
+    return search(config, train_frame, spec, runner=dask_jobs(Settings().dask_address))
 
 
 def searched_candidate(
     config: ProjectConfig, ingested: Ingested, train_frame: pd.DataFrame, holdout: pd.DataFrame
 ) -> Candidate:
     """The configured search's winner on ``train_frame``, scored on ``holdout``."""
-    result = fit(config, train_frame, ingested.spec)
+    result = fit_searched(config, train_frame, ingested.spec)
     get_run_logger().info(
         "best family %s (cv %s %.4f)", result.family, result.cv_metric, result.cv_score
     )

@@ -21,11 +21,11 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import brier_score_loss, f1_score, make_scorer
+from sklearn.metrics import brier_score_loss, check_scoring, f1_score, make_scorer
 from sklearn.model_selection import (
-    GridSearchCV,
     KFold,
-    RandomizedSearchCV,
+    ParameterGrid,
+    ParameterSampler,
     StratifiedKFold,
     TimeSeriesSplit,
     train_test_split,
@@ -438,7 +438,56 @@ def _cv(task: str, folds: int, seed: int, time_ordered: bool) -> Any:
     return KFold(n_splits=folds, shuffle=True, random_state=seed)
 
 
-def train_model(
+@dataclass(frozen=True)
+class SearchSpace:
+    """One candidate family of a search: its unfitted Pipeline and the parameter settings tried
+    (step-keyed, as ``Pipeline.set_params`` takes them)."""
+
+    family: str
+    fixed: dict[str, Any]
+    pipeline: Pipeline
+    settings: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Everything a cross-validated search needs, decided before any fit: the search rows (in
+    search order), the folds as positions into them, the candidate families and the metric."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    spaces: list[SearchSpace]
+    metric: str
+    task: str
+    classes: list[Any]
+    higher: bool
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One fit of a search: parameter setting ``setting`` of family ``space``, on fold ``fold``."""
+
+    space: int
+    setting: int
+    fold: int
+
+
+@dataclass(frozen=True)
+class FitScore:
+    """A :class:`FitJob`'s score on its fold's test rows (scorer units: higher is better)."""
+
+    job: FitJob
+    score: float
+    fit_seconds: float
+    score_seconds: float
+
+
+#: Runs a plan's jobs and returns their scores in any order (in-process: :func:`run_jobs`).
+JobRunner = Callable[[SearchPlan, Sequence[FitJob]], Sequence[FitScore]]
+
+
+def plan_search(
     X: pd.DataFrame,
     y: pd.Series | np.ndarray,
     *,
@@ -451,24 +500,13 @@ def train_model(
     cv_metric: str | None = None,
     time_order: Sequence[Any] | np.ndarray | None = None,
     max_search_rows: int | None = None,
-    threads: int | None = 1,
     native_categorical: bool = False,
-) -> TrainingResult:
-    """Search each candidate family with cross-validation, pick the best, refit it on all rows.
+) -> SearchPlan:
+    """The search :func:`train_model` runs, validated (see it for the arguments and errors).
 
-    Each candidate is ``{"family": ..., "search": {param: [values]}, "params": {...}}``. A grid
-    no larger than ``search_iterations`` is searched exhaustively, a larger one with
-    ``search_iterations`` random draws. X and y are matched by position. With ``time_order``
-    rows are sorted by it and cross-validated with TimeSeriesSplit; with ``max_search_rows`` the
-    search sees a (stratified) subsample, the final refit all rows. Same inputs and seed give
-    the same model. ``threads`` caps the OpenMP/BLAS threads of the estimators during training
-    (None: the libraries' default). The default 1 matters on a small shared machine: measured on
-    2 busy cores, gradient boosting fitted ~10x faster with 1 OpenMP thread than with 2.
-    ``native_categorical`` is passed to :func:`build_pipeline`.
-
-    Raises:
-        ModelSpecError: no candidates, bad family/params/metric, or too few rows per class for
-            the folds.
+    A grid no larger than ``search_iterations`` is tried whole (``ParameterGrid``), a larger one
+    by ``search_iterations`` draws (``ParameterSampler`` seeded by ``seed``): the settings and
+    folds scikit-learn's ``GridSearchCV`` / ``RandomizedSearchCV`` would try.
     """
     _check_task(task)
     if not candidates:
@@ -484,8 +522,8 @@ def train_model(
         raise ValueError(f"X has {len(X)} rows but y has {len(y_arr)}")
     classes: list[Any] = []
     if task == "classification":
-        classes, counts = np.unique(y_arr, return_counts=True)
-        classes = list(classes)
+        found, counts = np.unique(y_arr, return_counts=True)
+        classes = list(found)
         if len(classes) < 2:
             raise ModelSpecError(
                 f"the target has {len(classes)} class(es); classification needs 2 or more"
@@ -496,24 +534,23 @@ def train_model(
                 f"class(es) {rare[:5]} have fewer rows than cv_folds={cv_folds}; "
                 "lower model.cv_folds or add rows"
             )
-    scoring, higher = make_scoring(metric, task=task, classes=classes)
+    _, higher = make_scoring(metric, task=task, classes=classes)
 
     search_pos = np.arange(len(X))
     if max_search_rows is not None and max_search_rows < len(X):
         search_pos = _subsample(len(X), y_arr, size=max_search_rows, task=task, seed=seed)
-    time_ordered = time_order is not None
-    if time_ordered:
+    if time_order is not None:
         order = np.asarray(time_order)
         if len(order) != len(X):
             raise ValueError(f"time_order has {len(order)} values but X has {len(X)} rows")
         search_pos = search_pos[np.argsort(order[search_pos], kind="stable")]
     X_search = X.iloc[search_pos]
     y_search = y_arr[search_pos]
-    cv = _cv(task, cv_folds, seed, time_ordered)
+    cv = _cv(task, cv_folds, seed, time_order is not None)
+    folds = list(cv.split(X_search, y_search))
 
-    rows: list[dict[str, Any]] = []
-    best: tuple[float, int, Pipeline, dict[str, Any]] | None = None
-    for index, candidate in enumerate(candidates):
+    spaces = []
+    for candidate in candidates:
         family = str(candidate["family"])
         fixed = dict(candidate.get("params") or {})
         raw_grid = dict(candidate.get("search") or {})
@@ -532,60 +569,221 @@ def train_model(
             raise ModelSpecError(
                 f"search values for {[_plain_key(k) for k in empty]} of {family!r} are empty"
             )
-        common = {"scoring": scoring, "cv": cv, "n_jobs": 1, "refit": False, "error_score": "raise"}
         if _grid_size(grid) <= search_iterations:
-            search: Any = GridSearchCV(pipeline, grid, **common)
+            settings = list(ParameterGrid(grid))
         else:
-            search = RandomizedSearchCV(
-                pipeline, grid, n_iter=search_iterations, random_state=seed, **common
-            )
+            settings = list(ParameterSampler(grid, n_iter=search_iterations, random_state=seed))
+        spaces.append(SearchSpace(family=family, fixed=fixed, pipeline=pipeline, settings=settings))
+    return SearchPlan(
+        X=X_search,
+        y=y_search,
+        folds=folds,
+        spaces=spaces,
+        metric=metric,
+        task=task,
+        classes=classes,
+        higher=higher,
+    )
+
+
+def search_jobs(plan: SearchPlan) -> list[FitJob]:
+    """Every fit of the plan: each family's settings, each on every fold."""
+    return [
+        FitJob(space=s, setting=k, fold=f)
+        for s, space in enumerate(plan.spaces)
+        for k in range(len(space.settings))
+        for f in range(len(plan.folds))
+    ]
+
+
+def fit_and_score(
+    pipeline: Pipeline,
+    params: Mapping[str, Any],
+    X_train: pd.DataFrame,
+    y_train: np.ndarray,
+    X_test: pd.DataFrame,
+    y_test: np.ndarray,
+    *,
+    metric: str,
+    task: str,
+    classes: Sequence[Any],
+    threads: int | None = 1,
+) -> tuple[float, float, float]:
+    """Fit a copy of ``pipeline`` with ``params`` on the train rows and score it on the test rows
+    with the search's scorer: ``(score, fit_seconds, score_seconds)``. Errors are raised."""
+    scorer, _ = make_scoring(metric, task=task, classes=classes)
+    scorer = check_scoring(pipeline, scoring=scorer)
+    estimator = clone(pipeline).set_params(**clone(dict(params), safe=False))
+    with threadpool_limits(limits=threads):
         started = time.perf_counter()
-        with threadpool_limits(limits=threads):
-            search.fit(X_search, y_search)
-        elapsed = time.perf_counter() - started
-        results = search.cv_results_
-        means = np.asarray(results["mean_test_score"], dtype=float)
+        estimator.fit(X_train, y_train)
+        fitted = time.perf_counter()
+        score = float(scorer(estimator, X_test, y_test))
+    return score, fitted - started, time.perf_counter() - fitted
+
+
+def job_inputs(plan: SearchPlan, job: FitJob) -> dict[str, Any]:
+    """The arguments of :func:`fit_and_score` for one job (what travels to a worker)."""
+    space = plan.spaces[job.space]
+    train, test = plan.folds[job.fold]
+    return {
+        "pipeline": space.pipeline,
+        "params": space.settings[job.setting],
+        "X_train": plan.X.iloc[train],
+        "y_train": plan.y[train],
+        "X_test": plan.X.iloc[test],
+        "y_test": plan.y[test],
+        "metric": plan.metric,
+        "task": plan.task,
+        "classes": plan.classes,
+    }
+
+
+def run_jobs(
+    plan: SearchPlan, jobs: Sequence[FitJob], *, threads: int | None = 1
+) -> list[FitScore]:
+    """The jobs run one after another in this process."""
+    scores = []
+    for job in jobs:
+        score, fit_s, score_s = fit_and_score(**job_inputs(plan, job), threads=threads)
+        scores.append(FitScore(job=job, score=score, fit_seconds=fit_s, score_seconds=score_s))
+    return scores
+
+
+@dataclass(frozen=True)
+class SearchChoice:
+    """The search's outcome: one row per family and the winning family's index and setting."""
+
+    rows: list[dict[str, Any]]
+    winner: int
+    setting: dict[str, Any]
+    params: dict[str, Any]
+
+
+def choose(plan: SearchPlan, scores: Sequence[FitScore]) -> SearchChoice:
+    """Each family's best setting by mean test score over the folds (the first on ties, NaN
+    means skipped, as ``GridSearchCV``'s best), and the family with the best of those (the first
+    on ties).
+
+    Raises:
+        ModelSpecError: a job has no score, or every family scored NaN.
+    """
+    by_job = {s.job: s for s in scores}
+    missing = [job for job in search_jobs(plan) if job not in by_job]
+    if missing:
+        raise ModelSpecError(f"{len(missing)} fit(s) of the search returned no score")
+    n_folds = len(plan.folds)
+    rows: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, Any], dict[str, Any]] | None = None
+    sign = 1.0 if plan.higher else -1.0
+    for s, space in enumerate(plan.spaces):
+        cells = [
+            [by_job[FitJob(space=s, setting=k, fold=f)] for f in range(n_folds)]
+            for k in range(len(space.settings))
+        ]
+        tests = np.array([[c.score for c in row] for row in cells], dtype=float)
+        fits = np.array([[c.fit_seconds for c in row] for row in cells], dtype=float)
+        spent = sum(c.fit_seconds + c.score_seconds for row in cells for c in row)
+        means = tests.mean(axis=1)
+        stds = np.sqrt(((tests - means[:, None]) ** 2).mean(axis=1))
         if np.all(np.isnan(means)):
-            pick = 0
-            score = float("nan")
+            pick, score = 0, float("nan")
         else:
             pick = int(np.nanargmax(means))
             score = float(means[pick])
-        best_params = dict(results["params"][pick])
-        sign = 1.0 if higher else -1.0
-        natural = sign * score
+        setting = dict(space.settings[pick])
         params = {
-            **{_plain_key(_step_key(k)): v for k, v in fixed.items()},
-            **{_plain_key(k): v for k, v in best_params.items()},
+            **{_plain_key(_step_key(k)): v for k, v in space.fixed.items()},
+            **{_plain_key(k): v for k, v in setting.items()},
         }
         rows.append(
             {
-                "family": family,
+                "family": space.family,
                 "params": json.dumps(params, sort_keys=True, default=str),
-                "cv_score": natural,
-                "cv_std": float(results["std_test_score"][pick]),
-                "fit_seconds": float(results["mean_fit_time"][pick]),
-                "search_seconds": elapsed,
+                "cv_score": sign * score,
+                "cv_std": float(stds[pick]),
+                "fit_seconds": float(fits[pick].mean()),
+                "search_seconds": float(spent),
                 "selected": False,
             }
         )
         if not math.isnan(score) and (best is None or score > best[0]):
-            best = (score, index, pipeline.set_params(**best_params), params)
+            best = (score, s, setting, params)
     if best is None:
         raise ModelSpecError(
-            f"every candidate scored NaN on {metric}; check the data and the metric"
+            f"every candidate scored NaN on {plan.metric}; check the data and the metric"
         )
-    score, index, winner, params = best
-    rows[index]["selected"] = True
-    final = clone(winner)
-    full = np.argsort(np.asarray(time_order), kind="stable") if time_ordered else np.arange(len(X))
+    _, winner, setting, params = best
+    rows[winner]["selected"] = True
+    return SearchChoice(rows=rows, winner=winner, setting=setting, params=params)
+
+
+def train_model(
+    X: pd.DataFrame,
+    y: pd.Series | np.ndarray,
+    *,
+    spec: FeatureSpec,
+    task: str,
+    candidates: Sequence[Mapping[str, Any]],
+    cv_folds: int,
+    search_iterations: int,
+    seed: int,
+    cv_metric: str | None = None,
+    time_order: Sequence[Any] | np.ndarray | None = None,
+    max_search_rows: int | None = None,
+    threads: int | None = 1,
+    native_categorical: bool = False,
+    runner: JobRunner | None = None,
+) -> TrainingResult:
+    """Search each candidate family with cross-validation, pick the best, refit it on all rows.
+
+    Each candidate is ``{"family": ..., "search": {param: [values]}, "params": {...}}``. A grid
+    no larger than ``search_iterations`` is searched exhaustively, a larger one with
+    ``search_iterations`` random draws. X and y are matched by position. With ``time_order``
+    rows are sorted by it and cross-validated with TimeSeriesSplit; with ``max_search_rows`` the
+    search sees a (stratified) subsample, the final refit all rows. Same inputs and seed give
+    the same model. ``threads`` caps the OpenMP/BLAS threads of the estimators during training
+    (None: the libraries' default). The default 1 matters on a small shared machine: measured on
+    2 busy cores, gradient boosting fitted ~10x faster with 1 OpenMP thread than with 2.
+    ``native_categorical`` is passed to :func:`build_pipeline`. ``runner`` runs the search's
+    fits (one :class:`FitJob` each; default: :func:`run_jobs`, in this process); whichever
+    runs them, the same scores give the same winner.
+
+    Raises:
+        ModelSpecError: no candidates, bad family/params/metric, or too few rows per class for
+            the folds.
+    """
+    plan = plan_search(
+        X,
+        y,
+        spec=spec,
+        task=task,
+        candidates=candidates,
+        cv_folds=cv_folds,
+        search_iterations=search_iterations,
+        seed=seed,
+        cv_metric=cv_metric,
+        time_order=time_order,
+        max_search_rows=max_search_rows,
+        native_categorical=native_categorical,
+    )
+    jobs = search_jobs(plan)
+    scores = run_jobs(plan, jobs, threads=threads) if runner is None else runner(plan, jobs)
+    choice = choose(plan, scores)
+    winner = plan.spaces[choice.winner].pipeline
+    final = clone(winner).set_params(**choice.setting)
+    X = X.reset_index(drop=True)
+    y_arr = np.asarray(y)
+    rows = np.argsort(np.asarray(time_order), kind="stable") if time_order is not None else None
+    if rows is None:
+        rows = np.arange(len(X))
     with threadpool_limits(limits=threads):
-        final.fit(X.iloc[full], y_arr[full])
+        final.fit(X.iloc[rows], y_arr[rows])
     return TrainingResult(
         pipeline=final,
-        family=rows[index]["family"],
-        params=params,
-        cv_score=float(rows[index]["cv_score"]),
-        cv_metric=metric,
-        candidates=pd.DataFrame(rows),
+        family=choice.rows[choice.winner]["family"],
+        params=choice.params,
+        cv_score=float(choice.rows[choice.winner]["cv_score"]),
+        cv_metric=plan.metric,
+        candidates=pd.DataFrame(choice.rows),
     )

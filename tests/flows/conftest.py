@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from distributed import LocalCluster
 from prefect.testing.utilities import prefect_test_harness
 
 from tests.conftest import DATA
@@ -48,3 +49,13 @@ def live() -> pd.DataFrame:
     frame = pd.read_parquet(DATA / "live_2016_2018.parquet").iloc[:2000]
     labels = pd.read_parquet(DATA / "live_2016_2018_labels.parquet").set_index("id")["employed"]
     return frame.assign(employed=frame["id"].map(labels))
+
+
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[LocalCluster]:
+    """A real Dask cluster: a scheduler and 2 worker processes of one thread each (shared by the
+    flow tests that run tasks on Dask, stopped after them)."""
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as running:
+        yield running

@@ -3,7 +3,6 @@ score and log their rows; every row is logged once, with the predictions of one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -15,14 +14,6 @@ from flows.score import batch_score
 from flows.train import train
 from monitoring import store
 from tests.flows.conftest import write_config
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as running:
-        yield running
 
 
 def test_batch_scoring_by_partitions_logs_every_row_once(

@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -33,15 +32,6 @@ from tests.flows.conftest import write_config
 from tests.flows.test_monitor_flow import MONITORING, _serve
 
 PARTITIONS = 3
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    """A real cluster: a scheduler and 2 worker processes of one thread each."""
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as running:
-        yield running
 
 
 def _close(a: Any, b: Any) -> bool:
