@@ -1,9 +1,12 @@
 """Time `train_model` on 100,000 employment rows with the driftloop.yaml candidates.
 
 Peer, measured in the same run: one plain logistic Pipeline (same preprocessing) fitted once on
-the same rows, under the same 1-thread limit train_model uses. Run:
-`.venv/bin/python bench/train.py [--rows 100000] [--native]` (--native: gradient boosting on
-native category codes instead of one-hot columns).
+the same rows, under the same 1-thread limit train_model uses. With --dask, the same search
+again with every fit a Prefect task (`fit-and-score`, `model.search_on_dask`) on a local Dask
+cluster of 2 single-threaded worker processes (started before the clock starts), and whether it
+chose the same model. Run:
+`.venv/bin/python bench/train.py [--rows 100000] [--native] [--dask]` (--native: gradient
+boosting on native category codes instead of one-hot columns).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from core.config import load_config
 from pipelines.evaluation import evaluate
 from pipelines.schema import infer_features, prepare_features
-from pipelines.training import build_pipeline, train_model
+from pipelines.training import TrainingResult, build_pipeline, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "employment"
@@ -39,6 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--native", action="store_true", help="native categorical boosting")
+    parser.add_argument(
+        "--dask", action="store_true", help="the search on a local Dask cluster too"
+    )
     args = parser.parse_args()
     config = load_config(REPO / "driftloop.yaml")
     train, test = employment_rows(args.rows, config.model.seed)
@@ -66,20 +72,19 @@ def main() -> None:
     peer_seconds = time.perf_counter() - started
     peer_auc = evaluate(peer, X_test, y_test, task=config.task)["roc_auc"]
 
+    search = {
+        "spec": spec,
+        "task": config.task,
+        "candidates": [c.model_dump() for c in config.model.candidates],
+        "cv_folds": config.model.cv_folds,
+        "search_iterations": config.model.search_iterations,
+        "seed": config.model.seed,
+        "cv_metric": config.promotion.metric,
+        "max_search_rows": config.model.max_train_rows,
+        "native_categorical": args.native,
+    }
     started = time.perf_counter()
-    result = train_model(
-        X,
-        y,
-        spec=spec,
-        task=config.task,
-        candidates=[c.model_dump() for c in config.model.candidates],
-        cv_folds=config.model.cv_folds,
-        search_iterations=config.model.search_iterations,
-        seed=config.model.seed,
-        cv_metric=config.promotion.metric,
-        max_search_rows=config.model.max_train_rows,
-        native_categorical=args.native,
-    )
+    result = train_model(X, y, **search)
     search_seconds = time.perf_counter() - started
     auc = evaluate(result.pipeline, X_test, y_test, task=config.task)["roc_auc"]
 
@@ -94,6 +99,48 @@ def main() -> None:
     )
     print(f"load average at end: {os.getloadavg()[0]:.1f}; native categorical: {args.native}")
     print(f"ratio train_model / peer            {search_seconds / peer_seconds:8.1f} x")
+    if args.dask:
+        on_dask(X, y, search, result, search_seconds)
+
+
+def on_dask(
+    X: pd.DataFrame, y: pd.Series, search: dict, alone: TrainingResult, alone_s: float
+) -> None:
+    """The same search with every fit a Prefect task on a local cluster of 2 worker processes."""
+    from distributed import LocalCluster
+    from prefect import flow
+
+    from flows.search import dask_jobs
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+
+        @flow(name="bench-search-on-dask")
+        def timed() -> tuple[TrainingResult, float]:
+            runner = dask_jobs(cluster.scheduler_address)
+            runner(*_warm_up(X, y, search))  # connects, ships the code once
+            started = time.perf_counter()
+            result = train_model(X, y, runner=runner, **search)
+            return result, time.perf_counter() - started
+
+        result, seconds = timed()
+    same = (result.family, result.params, result.cv_score) == (
+        alone.family,
+        alone.params,
+        alone.cv_score,
+    )
+    print(f"search + refit, fits as Prefect tasks on Dask (2 workers) {seconds:8.1f} s")
+    print(f"ratio in-process / on Dask          {alone_s / seconds:8.2f} x   same model: {same}")
+
+
+def _warm_up(X: pd.DataFrame, y: pd.Series, search: dict) -> tuple:
+    """A one-fit plan on 200 rows (its task run is not timed)."""
+    from pipelines.training import plan_search, search_jobs
+
+    small = {**search, "candidates": search["candidates"][:1], "max_search_rows": None}
+    plan = plan_search(X.iloc[:200], y.iloc[:200], **small)
+    return plan, search_jobs(plan)[:1]
 
 
 if __name__ == "__main__":

@@ -820,9 +820,14 @@ def _filtered(
     until: datetime | None,
     version: int | None,
     labeled_only: bool,
+    by_primary_key: bool = False,
 ) -> sa.Select[Any]:
+    """``statement`` limited to one model's rows (and the optional filters). With
+    ``by_primary_key`` the model name is compared as an expression (`model_name || ''`), so the
+    database finds the rows by the primary key, not by the model's (model_name, ts) index."""
     c = inference_log.c
-    statement = statement.where(c.model_name == model_name)
+    name = (c.model_name + "") if by_primary_key else c.model_name
+    statement = statement.where(name == model_name)
     if version is not None:
         statement = statement.where(c.model_version == int(version))
     if since is not None:
@@ -1388,19 +1393,16 @@ def _tail_statement(
     """The window's rows past the segments, found by the primary key: the model name is
     compared as an expression (`model_name || ''`), or SQLite would walk the model's whole
     (model_name, ts) index to find the few rows past the coverage."""
-    c = inference_log.c
-    statement = sa.select(*_raw_columns(dialect)).where(
-        c.id > covered, (c.model_name + "") == query.model_name
+    statement = _filtered(
+        sa.select(*_raw_columns(dialect)).where(inference_log.c.id > covered),
+        model_name=query.model_name,
+        since=since,
+        until=query.until,
+        version=query.version,
+        labeled_only=query.labeled_only,
+        by_primary_key=True,
     )
-    if query.version is not None:
-        statement = statement.where(c.model_version == int(query.version))
-    if since is not None:
-        statement = statement.where(c.ts >= since)
-    if query.until is not None:
-        statement = statement.where(c.ts < query.until)
-    if query.labeled_only:
-        statement = statement.where(c.label_ts.is_not(None))
-    return statement.order_by(c.id)
+    return statement.order_by(inference_log.c.id)
 
 
 def _last_n_since(connection: sa.Connection, query: _WindowQuery) -> datetime | None:

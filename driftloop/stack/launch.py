@@ -24,6 +24,8 @@ class StackPorts:
     evidently: int = 8001
     prometheus: int = 9090
     alertmanager: int = 9093
+    dask: int = 8786
+    dask_http: int = 8787
     worker_health: int = 0
 
 

@@ -10,7 +10,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from driftloop.stack import alerting, evidently_ui, inference, mlflow_server, prefect_server
+from driftloop.stack import (
+    alerting,
+    dask_cluster,
+    evidently_ui,
+    inference,
+    mlflow_server,
+    prefect_server,
+)
 from driftloop.stack.alerting import AlertingOptions
 from driftloop.stack.backends import is_postgres_url, prepare_backend, redact
 from driftloop.stack.launch import Launch, StackPorts, choose_ports
@@ -18,6 +25,7 @@ from driftloop.stack.processes import HOST, StackError, http_ok, is_alive, now, 
 from driftloop.stack.state import PID_FILE, StackState, read_state, state_dir_for, write_state
 
 ALL_SERVICES = (
+    "dask",
     "prefect",
     "worker",
     "deploy",
@@ -70,6 +78,8 @@ def start_stack(
     )
     config_path = root / config
     try:
+        if "dask" in want:
+            dask_cluster.start_cluster(launch)
         if "prefect" in want:
             prefect_server.start_server(launch)
         if {"worker", "deploy"} & want:
@@ -183,6 +193,7 @@ def _prepare(
         databases=databases,
         with_mlflow="mlflow" in want,
         with_prefect="prefect" in want,
+        with_dask="dask" in want,
         extra=env,
     )
     state = StackState(
@@ -213,12 +224,13 @@ def child_environment(
     databases: Mapping[str, str],
     with_mlflow: bool,
     with_prefect: bool = True,
+    with_dask: bool = False,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of every process the stack starts: this one's, ``extra``, then the
     stack's own Prefect (``with_prefect``; else only its PREFECT_HOME, so flows run on
-    whatever Prefect the environment names, or a temporary local one), driftloop and
-    (``with_mlflow``) MLflow settings."""
+    whatever Prefect the environment names, or a temporary local one), driftloop,
+    (``with_mlflow``) MLflow and (``with_dask``) the stack's Dask scheduler settings."""
     prefect = (
         prefect_server.client_env(
             api_url=f"http://{HOST}:{ports['prefect']}/api",
@@ -239,6 +251,8 @@ def child_environment(
     }
     if with_mlflow:
         env.update(mlflow_server.client_env(url=f"http://{HOST}:{ports['mlflow']}", root=root))
+    if with_dask:
+        env["DRIFTLOOP_DASK_ADDRESS"] = dask_cluster.scheduler_address(ports["dask"])
     return env
 
 

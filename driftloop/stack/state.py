@@ -31,6 +31,9 @@ class StackState:
     evidently_url: str | None = None
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
+    #: the Dask scheduler (``tcp://``) and its HTTP port (``/health``, ``/metrics``)
+    dask_address: str | None = None
+    dask_http_url: str | None = None
     #: the file holding the bearer token Alertmanager sends with every webhook delivery
     alert_webhook_token_file: str | None = None
     work_pool: str = WORK_POOL
@@ -49,6 +52,7 @@ class StackState:
             "Evidently UI": self.evidently_url,
             "Prometheus": self.prometheus_url,
             "Alertmanager": self.alertmanager_url,
+            "Dask scheduler": self.dask_address,
         }
         return {k: v for k, v in found.items() if v}
 

@@ -10,7 +10,7 @@ import pytest
 from tests.e2e.harness import Stack, link_repo, start_test_stack, stop_test_stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A Prefect server + process worker on free loopback ports with the repo's deployments.
 
@@ -24,7 +24,7 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stop_test_stack(stack)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_mlflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Like ``prefect_stack`` plus an MLflow tracking server (artifacts proxied by the server)."""
     root = link_repo(tmp_path_factory.mktemp("stack-mlflow"))
@@ -35,9 +35,11 @@ def prefect_mlflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         stop_test_stack(stack)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def loop_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole topology (Prefect server + worker + deployments, MLflow, serving, Evidently UI).
+    """The whole topology (a Dask scheduler + 2 workers, Prefect server + worker + deployments,
+    MLflow, serving, Evidently UI). The flows' Dask tasks (the monitor's partitions, the
+    search's fits) run on the stack's cluster.
 
     The root links the repo but holds its own small ``driftloop.yaml`` (see ``write_small_config``),
     so every deployment's default ``config_path: driftloop.yaml``, the retrain trigger's included,
@@ -48,9 +50,9 @@ def loop_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = link_repo(
         tmp_path_factory.mktemp("stack-loop"), [n for n in LINKED if n != "driftloop.yaml"]
     )
-    write_small_config(root)
+    write_small_config(root, on_dask=True)
     stack = start_test_stack(
-        root, services=("prefect", "worker", "deploy", "mlflow", "serve", "evidently")
+        root, services=("dask", "prefect", "worker", "deploy", "mlflow", "serve", "evidently")
     )
     try:
         yield stack
@@ -58,7 +60,7 @@ def loop_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stop_test_stack(stack)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def loop_run(loop_stack: Stack) -> Any:
     """The loop driven once on ``loop_stack`` (train, drifted traffic, monitor, retrain)."""
     from tests.e2e.test_loop_e2e import drive_loop

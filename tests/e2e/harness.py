@@ -65,7 +65,7 @@ def start_test_stack(
     """Start stack pieces on free loopback ports under ``root``; stop them again on failure."""
     state = start_stack(
         root,
-        ports=StackPorts(prefect=0, mlflow=0, serve=0, evidently=0, worker_health=0),
+        ports=StackPorts(**{k: 0 for k in StackPorts.__dataclass_fields__}),
         services=services,
         worker_query_seconds=worker_query_seconds,
         env=env,
@@ -170,8 +170,9 @@ SMALL_MONITORING = {
 }
 
 
-def write_small_config(root: Path, *, rows: int = 3000) -> Path:
-    """Write ``root/driftloop.yaml``: the shipped config on ``rows`` rows of the reference data."""
+def write_small_config(root: Path, *, rows: int = 3000, on_dask: bool = False) -> Path:
+    """Write ``root/driftloop.yaml``: the shipped config on ``rows`` rows of the reference data;
+    ``on_dask``: the monitor's drift in 2 partitions and the search's fits as tasks on Dask."""
     import pandas as pd
     import yaml
 
@@ -185,8 +186,9 @@ def write_small_config(root: Path, *, rows: int = 3000) -> Path:
         "cv_folds": 2,
         "search_iterations": 2,
         "seed": 7,
+        "search_on_dask": on_dask,
     }
-    config["monitoring"] = SMALL_MONITORING
+    config["monitoring"] = {**SMALL_MONITORING, "partitions": 2 if on_dask else 0}
     config["serving"] = {"poll_interval_seconds": 1.0}
     path = root / "driftloop.yaml"
     path.write_text(yaml.safe_dump(config))

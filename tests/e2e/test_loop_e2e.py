@@ -274,3 +274,39 @@ def test_drift_that_hurts_retrains_once_and_the_service_swaps_models(
     assert answer.status_code == 200 and answer.json()["model_version"] == 2, answer.text
     serve = next(s for s in loop_stack.state.services if s.name == "serve")
     assert is_alive(serve), "the inference service process was replaced or died"
+
+
+def test_the_flows_dask_tasks_ran_on_the_stacks_cluster(
+    loop_stack: Stack, loop_run: LoopRun
+) -> None:
+    """The worker's flow runs got the stack's scheduler (DRIFTLOOP_DASK_ADDRESS): the monitor's
+    partition statistics and every fit of the train flow's search ran on its 2 worker processes,
+    and are task runs of those flow runs in Prefect."""
+    from distributed import Client
+
+    address = loop_stack.state.dask_address
+    assert address and loop_stack.state.env["DRIFTLOOP_DASK_ADDRESS"] == address
+    with Client(address, timeout=30) as client:
+        prefixes = client.run_on_scheduler(
+            lambda dask_scheduler: {
+                name: sum(p.state_counts.values())
+                for name, p in dask_scheduler.task_prefixes.items()
+            }
+        )
+        workers = client.scheduler_info()["workers"]
+    assert len(workers) == 2
+    fits = 2 * 2  # the small config's search: 2 settings x 2 folds
+    counts = {run.id: _task_names(loop_stack, run.id) for run in (loop_run.train, loop_run.monitor)}
+    assert counts[loop_run.train.id].count("fit-and-score") == fits, counts
+    assert counts[loop_run.monitor.id].count("partition-statistics") == 2, counts
+    assert prefixes.get("fit_task", 0) >= fits and prefixes.get("summarise_partition", 0) >= 2
+
+
+def _task_names(stack: Stack, flow_run_id: Any) -> list[str]:
+    """The names of a flow run's task runs, without their numeric suffix."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    tasks = stack.client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    )
+    return [t.name.rsplit("-", 1)[0] for t in tasks]

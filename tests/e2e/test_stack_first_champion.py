@@ -19,7 +19,7 @@ def test_an_empty_registry_gets_a_first_champion_that_the_service_serves(tmp_pat
     said: list[str] = []
     state = start_stack(
         root,
-        ports=StackPorts(prefect=0, mlflow=0, serve=0, evidently=0),
+        ports=StackPorts(**{k: 0 for k in StackPorts.__dataclass_fields__}),
         services=("prefect", "mlflow", "train", "serve"),
         train_timeout=600,
         echo=said.append,

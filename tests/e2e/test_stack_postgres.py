@@ -47,7 +47,7 @@ def test_prefect_and_mlflow_servers_run_on_postgres(stack_db: str, tmp_path: Pat
     root = link_repo(tmp_path / "root")
     state = start_stack(
         root,
-        ports=StackPorts(prefect=0, mlflow=0, serve=0, evidently=0),
+        ports=StackPorts(**{k: 0 for k in StackPorts.__dataclass_fields__}),
         db_url=stack_db,
         services=("prefect", "deploy", "mlflow"),
         echo=lambda _: None,

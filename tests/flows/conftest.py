@@ -14,7 +14,7 @@ from prefect.testing.utilities import prefect_test_harness
 from tests.conftest import DATA
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def prefect_harness() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=120):
         yield
