@@ -80,11 +80,13 @@ def prometheus_config(
     rule_file: Path,
     options: AlertingOptions,
     api_key_file: Path | None = None,
+    dask_target: str | None = None,
 ) -> dict[str, Any]:
     """Prometheus' configuration: scrape the service, load the rules, alert to Alertmanager.
 
     Args:
         api_key_file: a file holding the service's API key (sent as ``Authorization: Bearer``).
+        dask_target: the Dask scheduler's HTTP ``host:port``, scraped too (job ``dask-scheduler``).
     """
     scrape: dict[str, Any] = {
         "job_name": "driftloop-serving",
@@ -100,8 +102,17 @@ def prometheus_config(
         },
         "rule_files": [str(rule_file)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_target]}]}]},
-        "scrape_configs": [scrape],
+        "scrape_configs": [scrape, *_dask_scrape(dask_target)],
     }
+
+
+def _dask_scrape(target: str | None) -> list[dict[str, Any]]:
+    """The Dask scheduler's scrape job (none without a target)."""
+    return (
+        [{"job_name": "dask-scheduler", "static_configs": [{"targets": [target]}]}]
+        if target
+        else []
+    )
 
 
 def alertmanager_config(
@@ -244,6 +255,9 @@ def start_prometheus(launch: Launch, options: AlertingOptions) -> None:
             rule_file=rule_file(launch, options),
             options=options,
             api_key_file=key_file,
+            dask_target=f"{HOST}:{launch.ports['dask_http']}"
+            if launch.state.dask_address
+            else None,
         ),
     )
     launch.echo(f"starting Prometheus on {url}")
