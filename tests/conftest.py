@@ -3,7 +3,15 @@ helpers that tamper with a local artifact store the way an attacker would."""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
 import pickle
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +26,36 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "employment"
 POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@functools.cache
+def _migrated_prefect_db() -> Path:
+    """A Prefect database migrated to the installed Prefect's head, made once per test session
+    (`prefect server database upgrade`), removed when the session's process exits."""
+    home = Path(tempfile.mkdtemp(prefix="driftloop-prefect-template-"))
+    atexit.register(shutil.rmtree, home, True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    subprocess.run(
+        [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+        env={**env, "PREFECT_HOME": str(home)},
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return home / "prefect.db"
+
+
+def fresh_prefect_home(path: Path) -> Path:
+    """A new ``PREFECT_HOME`` at ``path`` holding a copy of a freshly migrated, empty Prefect
+    database: the ephemeral server a command starts on it skips the migrations (about 10 of its
+    25 s start here). Copied with SQLite's backup API, so nothing in a WAL file is left out."""
+    path.mkdir(parents=True, exist_ok=True)
+    with (
+        sqlite3.connect(_migrated_prefect_db()) as source,
+        sqlite3.connect(path / "prefect.db") as target,
+    ):
+        source.backup(target)
+    return path
 
 
 @pytest.fixture(scope="session")

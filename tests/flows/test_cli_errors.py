@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import fresh_prefect_home
 from tests.flows.conftest import write_config
 
 DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
@@ -36,7 +37,7 @@ def run(
             "DRIFTLOOP_STATE_DIR": str(cwd / "state"),
             # Prefect's ephemeral server keeps a database under PREFECT_HOME: a fresh one, not
             # whatever another Prefect version left in the home directory
-            "PREFECT_HOME": str(cwd / "prefect-home"),
+            "PREFECT_HOME": str(fresh_prefect_home(cwd / "prefect-home")),
             **env,
         }
     )

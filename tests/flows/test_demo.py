@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from flows.demo import DemoError, Row, headline, in_time_order, load_traffic, run_demo
+from tests.conftest import fresh_prefect_home
 
 #: Demo settings scaled to a fifth of the traffic and a fast model search.
 SMALL: dict[str, object] = {
@@ -123,7 +124,10 @@ def test_the_demo_command_prints_the_story_and_the_libraries_log_to_a_file(
         if not k.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_"))
     }
     env.update(
-        {"DRIFTLOOP_STATE_DIR": str(tmp_path / "state"), "PREFECT_HOME": str(tmp_path / "ph")}
+        {
+            "DRIFTLOOP_STATE_DIR": str(tmp_path / "state"),
+            "PREFECT_HOME": str(fresh_prefect_home(tmp_path / "ph")),
+        }
     )
     command = [str(Path(sys.executable).parent / "driftloop"), "demo", "--scenario", "none"]
     command += ["--sample-every", "10", "--monitor-every", "5000"]

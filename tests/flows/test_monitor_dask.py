@@ -28,6 +28,7 @@ from flows.partitioned import DaskUnavailableError, dask_runner
 from flows.train import train
 from monitoring.verdict import MonitorOutcome
 from pipelines.scenarios import apply_scenario
+from tests.conftest import fresh_prefect_home
 from tests.flows.conftest import write_config
 from tests.flows.test_monitor_flow import MONITORING, _serve
 
@@ -159,7 +160,7 @@ def test_without_a_prefect_server_the_workers_report_to_the_flows_ephemeral_api(
     script.write_text(EPHEMERAL)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= {
-        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_HOME": str(fresh_prefect_home(tmp_path / "prefect")),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
     done = subprocess.run(
