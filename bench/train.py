@@ -107,24 +107,21 @@ def on_dask(
     X: pd.DataFrame, y: pd.Series, search: dict, alone: TrainingResult, alone_s: float
 ) -> None:
     """The same search with every fit a Prefect task on a local cluster of 2 worker processes."""
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     from distributed import LocalCluster
-    from prefect import flow
 
     from flows.search import dask_jobs
 
+    # outside a flow run: the tasks carry no flow run context (a flow defined in this script
+    # would be pickled by value with every task, and whatever its closure holds with it)
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
-
-        @flow(name="bench-search-on-dask")
-        def timed() -> tuple[TrainingResult, float]:
-            runner = dask_jobs(cluster.scheduler_address)
-            runner(*_warm_up(X, y, search))  # connects, ships the code once
-            started = time.perf_counter()
-            result = train_model(X, y, runner=runner, **search)
-            return result, time.perf_counter() - started
-
-        result, seconds = timed()
+        runner = dask_jobs(cluster.scheduler_address)
+        runner(*_warm_up(X, y, search))  # connects, ships the code once
+        started = time.perf_counter()
+        result = train_model(X, y, runner=runner, **search)
+        seconds = time.perf_counter() - started
     same = (result.family, result.params, result.cv_score) == (
         alone.family,
         alone.params,
