@@ -196,6 +196,18 @@ class ReferenceStats:
     def columns(self) -> tuple[str, ...]:
         return (*self.numeric, *self.categorical)
 
+    def subset(self, numeric: Iterable[str], categorical: Iterable[str]) -> ReferenceStats:
+        """The statistics of some columns only (what a task checking them needs);
+        KeyError names a column these statistics lack."""
+        try:
+            return ReferenceStats(
+                self.n_rows,
+                {c: self.numeric[c] for c in numeric},
+                {c: self.categorical[c] for c in categorical},
+            )
+        except KeyError as exc:
+            raise KeyError(f"reference statistics lack column {exc.args[0]!r}") from None
+
 
 def reference_stats(
     reference: pd.DataFrame,
@@ -595,10 +607,9 @@ def compute_drift(
         DriftInputError: no reference at all, a column in both lists, or a method that does not
             fit a column's kind.
     """
-    current_sample = functools.partial(_current_column, current)
     return drift_of_samples(
         reference=reference,
-        current_sample=current_sample,
+        current_sample=frame_samples(current),
         n_current=len(current),
         numeric=numeric,
         categorical=categorical,
@@ -612,6 +623,12 @@ def compute_drift(
 #: A column of the current window as the statistics take it: its sample, or why there is none
 #: (the note a :class:`ColumnDrift` carries).
 CurrentSample = Callable[[str, Kind], tuple[Sample | None, str | None]]
+
+
+def frame_samples(current: pd.DataFrame) -> CurrentSample:
+    """The columns of a window frame as the statistics take them (what :func:`compute_drift`
+    compares)."""
+    return functools.partial(_current_column, current)
 
 
 def drift_of_samples(
@@ -632,6 +649,47 @@ def drift_of_samples(
     from a frame. Merged partition statistics (:mod:`monitoring.partitions`) come in this way, so both
     paths share every statistic and verdict."""
     config = config or DriftConfig()
+    part = unadjusted_drift(
+        reference=reference,
+        current_sample=current_sample,
+        n_current=n_current,
+        numeric=numeric,
+        categorical=categorical,
+        config=config,
+        prediction=prediction,
+        prediction_kind=prediction_kind,
+        reference_stats=reference_stats,
+    )
+    return combine_drift([part], config)
+
+
+@dataclass(frozen=True)
+class UnadjustedDrift:
+    """Some columns' drift before the verdicts that need every column (Holm's correction of
+    the ``driftloop`` p-values, the dataset rule): what :func:`combine_drift` takes, so
+    columns compared in separate processes give the verdicts of one comparison. Picklable."""
+
+    features: tuple[ColumnDrift, ...]
+    prediction: ColumnDrift | None
+    n_reference: int
+    n_current: int
+
+
+def unadjusted_drift(
+    *,
+    reference: pd.DataFrame | None,
+    current_sample: CurrentSample,
+    n_current: int,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    config: DriftConfig | None = None,
+    prediction: str | None = None,
+    prediction_kind: Kind = "numeric",
+    reference_stats: ReferenceStats | None = None,
+) -> UnadjustedDrift:
+    """The listed columns' drift, as :func:`drift_of_samples` computes it, before Holm's
+    correction and the dataset rule (:func:`combine_drift` applies them)."""
+    config = config or DriftConfig()
     numeric, categorical = tuple(numeric), tuple(categorical)
     _check_lists(numeric, categorical)
     pred_num = (prediction,) if prediction and prediction_kind == "numeric" else ()
@@ -650,25 +708,51 @@ def drift_of_samples(
             if col not in config.per_column_method:
                 _check_method_fits(col, kind, config.method)
 
-    features = [
+    features = tuple(
         _column_drift(col, kind, stats_, current_sample(col, kind), config)
         for col, kind in kinds.items()
-    ]
-    features = _apply_holm(features, config.alpha)
+    )
     pred = None
     if prediction:
-        (pred,) = _apply_holm(
-            [
-                _column_drift(
-                    prediction,
-                    prediction_kind,
-                    stats_,
-                    current_sample(prediction, prediction_kind),
-                    config,
-                )
-            ],
-            config.alpha,
+        pred = _column_drift(
+            prediction, prediction_kind, stats_, current_sample(prediction, prediction_kind), config
         )
+    return UnadjustedDrift(features, pred, stats_.n_rows, n_current)
+
+
+def combine_drift(
+    parts: Sequence[UnadjustedDrift], config: DriftConfig | None = None
+) -> DriftResult:
+    """The drift result of the parts' columns taken together, in the order given: Holm's
+    correction across every feature, the prediction's on its own, the dataset rule. Equal to
+    one :func:`drift_of_samples` over all the columns with the same ``config``.
+
+    Raises:
+        DriftInputError: no parts, parts of different windows or references (row counts
+            differ), a column in two parts, or more than one part with the prediction.
+    """
+    config = config or DriftConfig()
+    if not parts:
+        raise DriftInputError("no drift parts to combine: pass at least one")
+    first = parts[0]
+    sizes = {(p.n_reference, p.n_current) for p in parts}
+    if len(sizes) > 1:
+        raise DriftInputError(
+            f"drift parts of different windows or references (reference, current rows: "
+            f"{sorted(sizes)})"
+        )
+    columns = [c for p in parts for c in p.features]
+    names = [c.column for c in columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    predictions = [p.prediction for p in parts if p.prediction is not None]
+    if twice or len(predictions) > 1:
+        raise DriftInputError(
+            f"drift parts overlap: columns {twice} in more than one part"
+            if twice
+            else f"{len(predictions)} drift parts hold the prediction: it belongs to one"
+        )
+    features = _apply_holm(columns, config.alpha)
+    pred = _apply_holm(predictions, config.alpha)[0] if predictions else None
     drifted = tuple(c.column for c in features if c.drifted)
     share = len(drifted) / len(features) if features else 0.0
     rule = config.dataset_share()
@@ -679,8 +763,8 @@ def drift_of_samples(
         drifted_features=drifted,
         dataset_drift=dataset_drift,
         prediction=pred,
-        n_reference=stats_.n_rows,
-        n_current=n_current,
+        n_reference=first.n_reference,
+        n_current=first.n_current,
         share_threshold=rule,
     )
 

@@ -253,6 +253,56 @@ def split_rows(n_rows: int, n_parts: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+@dataclass(frozen=True)
+class ColumnGroup:
+    """Some of a window's compared columns, checked in one task: each task reads only its
+    columns of the window, so its memory grows with the window's rows times its columns."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    #: whether the group also compares the prediction column
+    prediction: bool = False
+
+    def features(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+
+def column_groups(
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    *,
+    prediction: bool,
+    per_group: int,
+) -> list[ColumnGroup]:
+    """The compared columns (the features, numeric first, then the prediction) in contiguous
+    groups of at most ``per_group``, in order: the order :func:`monitoring.drift.combine_drift`
+    and :func:`monitoring.quality.combine_quality` need.
+
+    Raises:
+        PartitionError: fewer than one column per group, or a column listed twice.
+    """
+    if per_group < 1:
+        raise PartitionError(f"cannot check {per_group} columns per task: need at least 1")
+    listed = [*numeric, *categorical]
+    twice = sorted({c for c in listed if listed.count(c) > 1})
+    if twice:
+        raise PartitionError(f"columns listed more than once: {twice}")
+    kinds = [("n", c) for c in numeric] + [("c", c) for c in categorical]
+    if prediction:
+        kinds.append(("p", ""))
+    groups = []
+    for start in range(0, len(kinds), per_group):
+        chunk = kinds[start : start + per_group]
+        groups.append(
+            ColumnGroup(
+                tuple(c for k, c in chunk if k == "n"),
+                tuple(c for k, c in chunk if k == "c"),
+                any(k == "p" for k, _ in chunk),
+            )
+        )
+    return groups
+
+
 def split_frame(frame: pd.DataFrame, n_parts: int) -> list[pd.DataFrame]:
     """The frame's rows in ``n_parts`` contiguous partitions (views, in order)."""
     return [frame.iloc[s] for s in split_rows(len(frame), n_parts)]

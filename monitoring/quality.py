@@ -155,6 +155,34 @@ def compute_quality(
     return QualityResult(tuple(columns), tuple(issues), passed, n)
 
 
+#: Issues about the window as a whole or its schema: listed before the columns' own issues.
+_WINDOW_ISSUES: tuple[IssueKind, ...] = ("empty_window", "missing_column", "unexpected_column")
+
+
+def combine_quality(parts: Sequence[QualityResult]) -> QualityResult:
+    """The quality of a window checked in parts of its columns (each part a
+    :func:`compute_quality` of the same rows with some of the features, the parts' features
+    in the order of the whole lists, numeric before categorical): equal to one
+    :func:`compute_quality` of every feature. Without ``allowed_extra`` in the parts (the
+    unexpected-column check needs every column at once).
+
+    Raises:
+        ValueError: no parts, or parts of windows of different sizes.
+    """
+    if not parts:
+        raise ValueError("no quality parts to combine: pass at least one")
+    sizes = sorted({p.n_rows for p in parts})
+    if len(sizes) > 1:
+        raise ValueError(f"quality parts of windows of different sizes: {sizes} rows")
+    issues = [i for p in parts for i in p.issues]
+    empty = [i for i in issues if i.kind == "empty_window"][:1]
+    window = [i for kind in _WINDOW_ISSUES[1:] for i in issues if i.kind == kind]
+    own = [i for i in issues if i.kind not in _WINDOW_ISSUES]
+    combined = (*empty, *window, *own)
+    passed = not any(i.severity == "error" for i in combined)
+    return QualityResult(tuple(c for p in parts for c in p.columns), combined, passed, sizes[0])
+
+
 def _stats(
     reference: pd.DataFrame | None,
     given: ReferenceStats | None,

@@ -1332,52 +1332,74 @@ def _advance_horizon(engine: Engine, segment_ids: list[int], horizon: int) -> No
         )
 
 
-def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
-    """The window from segments plus the JSON of the rows after them; None when the segments
-    cannot answer it (no segments, a feature they lack, fewer rows than the log counts)."""
+@dataclass(frozen=True)
+class _SegmentPlan:
+    """The segments that answer a window: those it overlaps, the log id they cover to, the
+    window's lower time bound (for `last_n`) and how many rows the log says it has."""
+
+    chosen: list[Any]
+    covered: int
+    since: datetime | None
+    expected: int
+
+
+def _plan_segments(connection: sa.Connection, query: _WindowQuery) -> _SegmentPlan | None:
+    """None when the segments cannot answer the window (no segments, a feature they lack)."""
     s = log_segments.c
-    with engine.connect() as connection:
-        segments = connection.execute(
-            sa.select(
-                s.id,
-                s.model_version,
-                s.first_id,
-                s.last_id,
-                s.covered_to,
-                s.ts_min,
-                s.ts_max,
-                s.label_horizon,
-                s.numeric,
-                s.categorical,
-            ).where(s.model_name == query.model_name)
-        ).all()
-        if not segments:
-            return None
-        covered = max(int(row.covered_to) for row in segments)
-        since = _last_n_since(connection, query)
-        expected = int(
-            connection.scalar(
-                query.filtered(sa.select(sa.func.count()).select_from(inference_log), since=since)
-            )
-            or 0
+    segments = connection.execute(
+        sa.select(
+            s.id,
+            s.model_version,
+            s.first_id,
+            s.last_id,
+            s.covered_to,
+            s.ts_min,
+            s.ts_max,
+            s.label_horizon,
+            s.numeric,
+            s.categorical,
+        ).where(s.model_name == query.model_name)
+    ).all()
+    if not segments:
+        return None
+    covered = max(int(row.covered_to) for row in segments)
+    since = _last_n_since(connection, query)
+    expected = int(
+        connection.scalar(
+            query.filtered(sa.select(sa.func.count()).select_from(inference_log), since=since)
         )
-        chosen = [row for row in segments if _overlaps(row, query, since)]
-        if any(not _has_features(row, query) for row in chosen):
-            return None
-        blocks = _segment_blocks(connection, query, chosen, covered=covered, since=since)
-        tail = _raw_rows(
-            connection,
-            _tail_statement(query, since=since, covered=covered, dialect=connection.dialect.name),
-        )
-    if tail.ids:
-        blocks.append(
-            columnar.block_from_raw(tail, numeric=query.numeric, categorical=query.categorical)
-        )
-    if sum(len(b) for b in blocks) < expected:
+        or 0
+    )
+    chosen = [row for row in segments if _overlaps(row, query, since)]
+    if any(not _has_features(row, query) for row in chosen):
+        return None
+    return _SegmentPlan(sorted(chosen, key=lambda row: int(row.first_id)), covered, since, expected)
+
+
+def _too_few(query: _WindowQuery, got: int, expected: int) -> bool:
+    if got < expected:
         _log.warning(
             "the columnar log of %s holds fewer rows than the log for this window: read from JSON",
             query.model_name,
         )
+        return True
+    return False
+
+
+def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
+    """The window from segments plus the JSON of the rows after them; None when the segments
+    cannot answer it (no segments, a feature they lack, fewer rows than the log counts)."""
+    with engine.connect() as connection:
+        plan = _plan_segments(connection, query)
+        if plan is None:
+            return None
+        blocks = _segment_blocks(connection, query, plan)
+        tail = _tail_rows(connection, query, plan)
+    if tail.ids:
+        blocks.append(
+            columnar.block_from_raw(tail, numeric=query.numeric, categorical=query.categorical)
+        )
+    if _too_few(query, sum(len(b) for b in blocks), plan.expected):
         return None
     if not blocks:
         return _read_json(engine, query)
@@ -1385,6 +1407,127 @@ def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
     if query.last_n is not None and len(block) > query.last_n:
         block = block.take(np.arange(len(block) - query.last_n, len(block)))
     return columnar.block_frame(block, target=query.target, probabilities=query.probabilities)
+
+
+def read_window_columns(
+    engine: Engine,
+    *,
+    model_name: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    prediction: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    last_n: int | None = None,
+    version: int | None = None,
+) -> pd.DataFrame:
+    """Only some feature columns of a window (and `prediction` when asked): the columns of
+    :func:`read_window`'s frame for the same window, in its row order, without its other
+    columns. Segments are fetched a few at a time and cut to these columns as they come, so
+    memory holds little beyond the result: what a task checking a few columns of a large window
+    reads. Without usable segments it reads the JSON, as :func:`read_window` does.
+    """
+    if last_n is not None and last_n < 0:
+        raise ValueError(f"last_n must be >= 0, got {last_n}")
+    query = _WindowQuery(
+        model_name=model_name,
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        target=_NO_TARGET,
+        since=since,
+        until=until,
+        last_n=last_n,
+        version=version,
+        labeled_only=False,
+        probabilities=False,
+    )
+    wanted = [*numeric, *categorical, *(["prediction"] if prediction else [])]
+    parts: list[columnar.Columns] = []
+    plan = None
+    if last_n != 0:
+        with engine.connect() as connection:
+            plan = _plan_segments(connection, query)
+            if plan is not None:
+                parts = list(_segment_columns(connection, query, plan, prediction=prediction))
+                tail = _tail_rows(connection, query, plan)
+                if tail.ids:
+                    block = columnar.block_from_raw(tail, numeric=numeric, categorical=categorical)
+                    parts.append(columnar.columns_of(block, prediction=prediction))
+    if plan is not None and _too_few(query, sum(len(p) for p in parts), plan.expected):
+        parts = []
+    if not parts:
+        frame = read_window(
+            engine,
+            model_name=model_name,
+            numeric=numeric,
+            categorical=categorical,
+            target=_NO_TARGET,
+            since=since,
+            until=until,
+            last_n=last_n,
+            version=version,
+            columnar=False,
+        )
+        return frame[wanted]
+    columns = columnar.concat_columns(parts)
+    del parts
+    order = _row_order(columns.ts_us, columns.ids)
+    if order is not None:
+        columns = columns.take(order)
+    if last_n is not None and len(columns) > last_n:
+        columns = columns.take(np.arange(len(columns) - last_n, len(columns)))
+    return columnar.columns_frame(columns)
+
+
+#: The label column's name in a read that returns no label.
+_NO_TARGET = "__label__"
+#: Segments fetched per query by reads that stream them (bounds the bytes held at once).
+_SEGMENTS_PER_FETCH = 4
+
+
+def _segment_columns(
+    connection: sa.Connection, query: _WindowQuery, plan: _SegmentPlan, *, prediction: bool
+) -> Iterator[columnar.Columns]:
+    lo_us, hi_us = _bounds_us(plan.since, query.until)
+    for _, data in _stored_segments(connection, plan.chosen):
+        part = columnar.decode_columns(
+            data, numeric=query.numeric, categorical=query.categorical, prediction=prediction
+        )
+        keep = _inside(part.ts_us, lo_us, hi_us)
+        yield part if keep is None else part.take(np.flatnonzero(keep))
+
+
+def _stored_segments(connection: sa.Connection, chosen: list[Any]) -> Iterator[tuple[Any, bytes]]:
+    """Each chosen segment with its stored bytes, fetched a few segments per query so a large
+    window's bytes are never all held at once."""
+    for k in range(0, len(chosen), _SEGMENTS_PER_FETCH):
+        batch = chosen[k : k + _SEGMENTS_PER_FETCH]
+        stored = _segment_data(connection, [int(row.id) for row in batch])
+        for segment in batch:
+            yield segment, stored.pop(int(segment.id))
+
+
+def _bounds_us(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
+    lo = None if since is None else (since - _EPOCH) // _MICROSECOND
+    hi = None if until is None else (until - _EPOCH) // _MICROSECOND
+    return lo, hi
+
+
+def _inside(ts_us: np.ndarray, lo_us: int | None, hi_us: int | None) -> np.ndarray | None:
+    """Which rows lie in [lo, hi) (None: all of them)."""
+    keep = np.ones(len(ts_us), dtype=bool)
+    if lo_us is not None:
+        keep &= ts_us >= lo_us
+    if hi_us is not None:
+        keep &= ts_us < hi_us
+    return None if keep.all() else keep
+
+
+def _tail_rows(connection: sa.Connection, query: _WindowQuery, plan: _SegmentPlan) -> Any:
+    statement = _tail_statement(
+        query, since=plan.since, covered=plan.covered, dialect=connection.dialect.name
+    )
+    return _raw_rows(connection, statement)
 
 
 def _tail_statement(
@@ -1435,32 +1578,25 @@ def _has_features(segment: Any, query: _WindowQuery) -> bool:
 
 
 def _segment_blocks(
-    connection: sa.Connection,
-    query: _WindowQuery,
-    chosen: list[Any],
-    *,
-    covered: int,
-    since: datetime | None,
+    connection: sa.Connection, query: _WindowQuery, plan: _SegmentPlan
 ) -> list[columnar.Block]:
     """The chosen segments' rows inside the window, with the labels that arrived after them."""
+    chosen = plan.chosen
     if not chosen:
         return []
     late = _late_labels(
         connection,
         query.model_name,
         after=min(int(row.label_horizon) for row in chosen),
-        upto=covered,
+        upto=plan.covered,
         version=query.version,
     )
     late_ids = np.fromiter((r.id for r in late), np.int64, len(late))
-    lo_us = None if since is None else (since - _EPOCH) // _MICROSECOND
-    hi_us = None if query.until is None else (query.until - _EPOCH) // _MICROSECOND
+    lo_us, hi_us = _bounds_us(plan.since, query.until)
     blocks = []
-    chosen = sorted(chosen, key=lambda row: int(row.first_id))
-    stored = _segment_data(connection, [int(row.id) for row in chosen])
-    for segment in chosen:
+    for segment, data in _stored_segments(connection, chosen):
         block = columnar.decode_segment(
-            stored[int(segment.id)],
+            data,
             numeric=query.numeric,
             categorical=query.categorical,
             probabilities=query.probabilities,
@@ -1470,14 +1606,10 @@ def _segment_blocks(
         if mine:
             ids = np.fromiter((r.id for r in mine), np.int64, len(mine))
             block = columnar.with_labels(block, ids, [r.label for r in mine])
-        keep = np.ones(len(block), dtype=bool)
-        if lo_us is not None:
-            keep &= block.ts_us >= lo_us
-        if hi_us is not None:
-            keep &= block.ts_us < hi_us
+        keep = _inside(block.ts_us, lo_us, hi_us)
         if query.labeled_only:
-            keep &= block.labeled
-        blocks.append(block if keep.all() else block.take(np.flatnonzero(keep)))
+            keep = block.labeled if keep is None else keep & block.labeled
+        blocks.append(block if keep is None or keep.all() else block.take(np.flatnonzero(keep)))
     return blocks
 
 
@@ -1525,15 +1657,20 @@ def _binary_copy_rows(buffer: memoryview) -> Iterator[tuple[int, bytes]]:
         at += data_len
 
 
-def _ordered(block: columnar.Block) -> columnar.Block:
-    """Rows by (ts, id), as the log is read."""
-    ts, ids = block.ts_us, block.ids
+def _row_order(ts: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
+    """The permutation that puts rows in (ts, id) order, as the log is read (None: they are)."""
     if len(ts) < 2:
-        return block
+        return None
     steps = np.diff(ts)
     if (steps > 0).all() or ((steps >= 0).all() and (np.diff(ids)[steps == 0] > 0).all()):
-        return block
-    return block.take(np.lexsort((ids, ts)))
+        return None
+    return np.lexsort((ids, ts))
+
+
+def _ordered(block: columnar.Block) -> columnar.Block:
+    """Rows by (ts, id), as the log is read."""
+    order = _row_order(block.ts_us, block.ids)
+    return block if order is None else block.take(order)
 
 
 @dataclass(frozen=True)

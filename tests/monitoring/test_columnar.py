@@ -109,6 +109,42 @@ def _assert_same(engine: Engine) -> None:
     for kw in WINDOWS:
         fast, slow = _both(engine, **kw)
         pd.testing.assert_frame_equal(fast, slow, check_exact=True, obj=f"window {kw}")
+    _assert_same_columns(engine)
+
+
+#: Column subsets a task of the monitor's column groups reads (read_window_columns).
+SUBSETS = [(NUMERIC, CATEGORICAL), (["x1"], []), ([], ["c1"]), (["x2", "x0"], ["c0"])]
+
+
+def _assert_same_columns(engine: Engine) -> None:
+    """Some columns of a window equal those columns of the JSON read, for every window the
+    column read takes (it has no labels, so no labeled_only or probabilities)."""
+    for kw in WINDOWS:
+        if "labeled_only" in kw or "probabilities" in kw:
+            continue
+        for numeric, categorical in SUBSETS:
+            for prediction in (True, False):
+                wanted = [*numeric, *categorical, *(["prediction"] if prediction else [])]
+                slow = store.read_window(
+                    engine,
+                    model_name="m",
+                    numeric=numeric,
+                    categorical=categorical,
+                    target="y",
+                    columnar=False,
+                    **kw,
+                )[wanted]
+                fast = store.read_window_columns(
+                    engine,
+                    model_name="m",
+                    numeric=numeric,
+                    categorical=categorical,
+                    prediction=prediction,
+                    **kw,
+                )
+                pd.testing.assert_frame_equal(
+                    fast, slow, check_exact=True, obj=f"columns {wanted} of window {kw}"
+                )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

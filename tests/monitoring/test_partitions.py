@@ -15,15 +15,27 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from core.config_monitoring import DriftConfig
-from monitoring.drift import ColumnDrift, DriftResult, compute_drift, reference_stats
+from monitoring.drift import (
+    ColumnDrift,
+    DriftInputError,
+    DriftResult,
+    combine_drift,
+    compute_drift,
+    frame_samples,
+    reference_stats,
+    unadjusted_drift,
+)
 from monitoring.partitions import (
+    ColumnGroup,
     PartitionError,
+    column_groups,
     drift_from_partitions,
     merge_partitions,
     partition_stats,
     split_frame,
     split_rows,
 )
+from monitoring.quality import combine_quality, compute_quality
 
 NUMERIC = ["x", "n", "gone"]
 CATEGORICAL = ["k", "blank"]
@@ -278,3 +290,119 @@ def test_split_rows_covers_every_row_once_in_order(n_rows, n_parts, sizes) -> No
 def test_split_into_no_partitions_is_refused() -> None:
     with pytest.raises(PartitionError, match="into 0 partitions: need at least 1"):
         split_rows(10, 0)
+
+
+# --------------------------------------------------------------------------- column groups
+
+
+def by_column_groups(reference: pd.DataFrame, window: pd.DataFrame, config, per_group: int):
+    """Drift and quality of the window checked in column groups (each group on its own
+    columns only, as a task of flows.partitioned.window_statistics does), combined; and the
+    same computed once over every column."""
+    stats = reference_stats(reference, numeric=[*NUMERIC], categorical=[*CATEGORICAL, "p"])
+    groups = column_groups(NUMERIC, CATEGORICAL, prediction=True, per_group=per_group)
+    drifts, qualities = [], []
+    for group in groups:
+        columns = [*group.features(), *(["p"] if group.prediction else [])]
+        part = window[[c for c in columns if c in window.columns]]
+        drifts.append(
+            unadjusted_drift(
+                reference=None,
+                current_sample=frame_samples(part),
+                n_current=len(part),
+                numeric=group.numeric,
+                categorical=group.categorical,
+                config=config,
+                prediction="p" if group.prediction else None,
+                prediction_kind="categorical",
+                reference_stats=stats,
+            )
+        )
+        qualities.append(
+            compute_quality(
+                reference=None,
+                current=part[[c for c in group.features() if c in part.columns]],
+                numeric=group.numeric,
+                categorical=group.categorical,
+                reference_stats=stats,
+            )
+        )
+    single_drift = compute_drift(
+        reference=None,
+        current=window,
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        config=config,
+        prediction="p",
+        prediction_kind="categorical",
+        reference_stats=stats,
+    )
+    single_quality = compute_quality(
+        reference=None,
+        current=window[[c for c in (*NUMERIC, *CATEGORICAL) if c in window.columns]],
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        reference_stats=stats,
+    )
+    return (
+        (combine_drift(drifts, config), combine_quality(qualities)),
+        (single_drift, single_quality),
+    )
+
+
+@SETTINGS
+@given(data=st.data(), config=st.sampled_from(CONFIGS), per_group=st.integers(1, 7))
+def test_column_groups_combined_equal_one_check_of_every_column(data, config, per_group) -> None:
+    reference = frame(data.draw, data.draw(st.integers(1, 60)), ["a", "b", "c", None])
+    window = frame(data.draw, data.draw(st.integers(0, 80)), ["a", "b", "new", None])
+    dropped = data.draw(st.sampled_from([None, "x", "k"]))  # a feature the window lacks
+    if dropped:
+        window = window.drop(columns=[dropped])
+    (drift, quality), (single_drift, single_quality) = by_column_groups(
+        reference, window, config, per_group
+    )
+    # each group computes its columns with the same code on the same values: equal, not close
+    assert drift.to_dict() == single_drift.to_dict()
+    assert quality.to_dict() == single_quality.to_dict()
+
+
+def test_column_groups_keep_the_order_and_put_the_prediction_last() -> None:
+    groups = column_groups(["a", "b", "c"], ["k"], prediction=True, per_group=2)
+    assert groups == [
+        ColumnGroup(("a", "b"), ()),
+        ColumnGroup(("c",), ("k",)),
+        ColumnGroup((), (), prediction=True),
+    ]
+    with pytest.raises(PartitionError, match="0 columns per task"):
+        column_groups(["a"], [], prediction=False, per_group=0)
+    with pytest.raises(PartitionError, match=r"more than once: \['a'\]"):
+        column_groups(["a"], ["a"], prediction=False, per_group=2)
+
+
+def test_parts_that_do_not_belong_together_are_refused() -> None:
+    reference = pd.DataFrame({"x": np.arange(30.0), "k": ["a", "b", "c"] * 10})
+    stats = reference_stats(reference, numeric=["x"], categorical=["k"])
+
+    def part(window: pd.DataFrame, numeric, categorical):
+        return unadjusted_drift(
+            reference=None,
+            current_sample=frame_samples(window),
+            n_current=len(window),
+            numeric=numeric,
+            categorical=categorical,
+            reference_stats=stats,
+        )
+
+    small, large = reference.iloc[:10], reference
+    with pytest.raises(DriftInputError, match="different windows"):
+        combine_drift([part(small, ["x"], []), part(large, [], ["k"])])
+    with pytest.raises(DriftInputError, match=r"columns \['x'\] in more than one part"):
+        combine_drift([part(small, ["x"], []), part(small, ["x"], ["k"])])
+    with pytest.raises(DriftInputError, match="no drift parts"):
+        combine_drift([])
+    q = compute_quality(reference=None, current=small, numeric=["x"], categorical=[],
+                        reference_stats=stats)  # fmt: skip
+    q2 = compute_quality(reference=None, current=large, numeric=[], categorical=["k"],
+                         reference_stats=stats)  # fmt: skip
+    with pytest.raises(ValueError, match=r"different sizes: \[10, 30\] rows"):
+        combine_quality([q, q2])
