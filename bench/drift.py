@@ -41,13 +41,16 @@ NUM = [f"n{i}" for i in range(N_NUM)]
 CAT = [f"c{i}" for i in range(N_CAT)]
 
 
-def build(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reference and current frames; n0 shifted 0.3 sd, n1 0.05 sd, n2 wider, c0 re-weighted."""
+def build(
+    rows: int, seed: int, *, reference_rows: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reference (``reference_rows``, default ``rows``) and current frames; n0 shifted 0.3 sd,
+    n1 0.05 sd, n2 wider, c0 re-weighted."""
     rng = np.random.default_rng(seed)
     levels = np.array([f"level_{i}" for i in range(12)], dtype=object)
     weights = rng.dirichlet(np.ones(levels.size))
 
-    def one(drifted: bool) -> pd.DataFrame:
+    def one(drifted: bool, rows: int) -> pd.DataFrame:
         data = {}
         for i, name in enumerate(NUM):
             x = rng.standard_normal(rows) if i % 2 == 0 else rng.gamma(2.0 + i % 5, 1.0, rows)
@@ -69,7 +72,7 @@ def build(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         frame.loc[::97, "n3"] = np.nan
         return frame
 
-    return one(False), one(True)
+    return one(False, rows if reference_rows is None else reference_rows), one(True, rows)
 
 
 def _status_mb(field: str) -> float | None:

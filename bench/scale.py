@@ -27,6 +27,8 @@ faster than Evidently.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from prefect import flow
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,6 +77,12 @@ def records(frame: pd.DataFrame, *, start: int = 0) -> list[dict[str, Any]]:
         )
         for i, row in enumerate(rows)
     ]
+
+
+def record_chunks(frame: pd.DataFrame, size: int = 100_000) -> Any:
+    """The frame's log records a chunk at a time (10M records would not fit in memory)."""
+    for start in range(0, len(frame), size):
+        yield records(frame.iloc[start : start + size], start=start)
 
 
 def timed(action: Any) -> tuple[Any, float]:
@@ -133,25 +142,26 @@ def new_postgres_database() -> tuple[str, Any]:
     return POSTGRES.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def log_figures(url: str, recs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Write, compact and read one backend's log; figures by name."""
+def log_figures(url: str, current: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
+    """Write, compact and read one backend's log; figures by name (record generation, a
+    chunk at a time, is not counted in the write)."""
     store.upgrade_database(url)
     engine = store.make_engine(url)
     out: dict[str, Any] = {}
-    n = len(recs)
-    if engine.dialect.name == "postgresql":
-        sample = recs[: args.baseline_rows]
+    n = len(current)
+    postgres = engine.dialect.name == "postgresql"
+    if postgres:
+        sample = records(current.iloc[: args.baseline_rows])
         out["write_before"] = len(sample) / write_executemany(engine, sample, args.group)
         with engine.begin() as connection:
             connection.execute(sa.delete(store.inference_log))
-        out["write"] = n / write_groups(engine, recs, args.group)
-    else:
-        _, seconds = timed(
-            lambda: [
-                store.insert_records(engine, recs[k : k + 50_000]) for k in range(0, n, 50_000)
-            ]
-        )
-        out["write"] = n / seconds
+    seconds = 0.0
+    for chunk in record_chunks(current):
+        if postgres:
+            seconds += write_groups(engine, chunk, args.group)
+        else:
+            seconds += timed(lambda c=chunk: store.insert_records(engine, c))[1]
+    out["write"] = n / seconds
     outcome, seconds = timed(
         lambda: store.compact_log(engine, model_name=MODEL, numeric=NUM, categorical=CAT)
     )
@@ -188,16 +198,30 @@ def log_figures(url: str, recs: list[dict[str, Any]], args: argparse.Namespace) 
 # --------------------------------------------------------------------------- monitor child
 
 
-def child(which: str, url: str, rows: int, seed: int) -> None:
-    """One monitor computation end to end in this process: read the window, then compute."""
+def child(which: str, url: str, args: argparse.Namespace) -> None:
+    """One monitor computation end to end in this process: read the window, then compute.
+
+    driftloop  the monitor's engine in this process: `read_window`, then drift (features and
+               the prediction, as the monitor compares them) and data quality
+    dask       `flows.partitioned.window_statistics` in a flow run: Prefect tasks on a local
+               Dask cluster of 2 worker processes, each reading a column group from the log;
+               the cluster and the Prefect server are started before the clock
+    evidently  `read_window`, then Evidently's DataDriftPreset on the features
+    """
     warnings.simplefilter("ignore")
-    reference, _ = build(rows, seed)
+    reference, _ = build(1, args.seed, reference_rows=args.reference_rows)
+    # the served model's predictions on its snapshot, as the logged ones are drawn (records)
+    reference["prediction"] = np.random.default_rng(args.seed).random(len(reference)) > 0.5
+    reference["prediction"] = reference["prediction"].astype(np.int64)
     from monitoring.drift import compute_drift, reference_stats
     from monitoring.quality import compute_quality
 
-    stats = reference_stats(reference, numeric=NUM, categorical=CAT)
-    if which == "driftloop":
+    stats = reference_stats(reference, numeric=NUM, categorical=[*CAT, "prediction"])
+    if which != "evidently":
         del reference
+    if which == "dask":
+        print(json.dumps(dask_child(url, stats, args)))
+        return
     baseline = rss_mb()
     reset_peak()
     engine = store.make_engine(url)
@@ -211,13 +235,14 @@ def child(which: str, url: str, rows: int, seed: int) -> None:
         verdicts = None
     else:
         result = compute_drift(
-            reference=None, current=current, numeric=NUM, categorical=CAT, reference_stats=stats
-        )
-        compute_quality(
+            reference=None, current=current, numeric=NUM, categorical=CAT, reference_stats=stats,
+            prediction="prediction", prediction_kind="categorical",
+        )  # fmt: skip
+        quality = compute_quality(
             reference=None, current=current, numeric=NUM, categorical=CAT, reference_stats=stats
         )
         columns = None
-        verdicts = {c.column: c.drifted for c in result.columns}
+        verdicts = verdicts_of(result, quality)
     seconds = time.perf_counter() - start
     engine.dispose()
     print(
@@ -235,10 +260,150 @@ def child(which: str, url: str, rows: int, seed: int) -> None:
     )
 
 
-def run_child(which: str, url: str, rows: int, seed: int) -> dict[str, Any]:
+def verdicts_of(drift: Any, quality: Any) -> dict[str, Any]:
+    """What the two engines must agree on: every column's drift verdict, score and effect,
+    and the quality issues."""
+    return {
+        "drift": drift.to_dict(),
+        "quality": [[i.kind, i.column, i.value] for i in quality.issues],
+        "passed": quality.passed,
+    }
+
+
+#: What the flow of the dask child reads: module globals, not the flow's closure. Prefect
+#: sends the flow with every task; a flow of this module (imported as `scale`, not run as
+#: `__main__`) is sent by reference, where a closure would send the reference statistics.
+_RUN: dict[str, Any] = {}
+
+
+@flow(name="scale-window-statistics")
+def checked_window(warm_up: bool) -> Any:
+    """The window's drift and quality on the cluster; `warm_up`: of an empty window (after the
+    log's last row), so the workers have imported what the tasks run, as long-lived workers
+    (`make stack`) have."""
+    from flows.partitioned import window_statistics
+
+    window = _RUN["window"]
+    if warm_up:
+        window = dataclasses.replace(window, since=datetime(2100, 1, 1, tzinfo=UTC))
+    return window_statistics(
+        window, _RUN["checks"], address=_RUN["address"], columns_per_task=_RUN["per_task"]
+    )
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[bool, float]:
+    """Whether two runs' verdicts and issues are identical, and the largest relative difference
+    of their scores and effects (sums over categories follow Python's per-process string
+    hashing, so they may differ in the last bits between processes)."""
+    da, db = a["drift"], b["drift"]
+    flags = ("column", "kind", "method", "drifted", "note", "threshold", "effect_threshold")
+    pairs = list(zip(da["columns"], db["columns"], strict=True))
+    if da["prediction"] or db["prediction"]:
+        pairs.append((da["prediction"], db["prediction"]))
+    same = (
+        all(x and y and all(x[k] == y[k] for k in flags) for x, y in pairs)
+        and da["drifted_features"] == db["drifted_features"]
+        and da["dataset_drift"] == db["dataset_drift"]
+        and [i[:2] for i in a["quality"]] == [i[:2] for i in b["quality"]]
+        and a["passed"] == b["passed"]
+    )
+    gap = 0.0
+    for x, y in pairs:
+        for key in ("score", "effect"):
+            if x[key] is not None and y[key] is not None and x[key] != y[key]:
+                gap = max(gap, abs(x[key] - y[key]) / max(abs(x[key]), abs(y[key])))
+    return same, gap
+
+
+@contextlib.contextmanager
+def dask_processes(workers: int = 2) -> Any:
+    """A Dask scheduler and `workers` single-threaded workers, each a process of its own, as
+    `make stack` starts them (a LocalCluster would run the scheduler in this process, and the
+    tasks' arguments it holds would count as the monitor's memory); yields the address."""
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    # the workers import this module by name: the tasks' flow is `scale.checked_window`
+    path = os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))
+    quiet = {
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "env": {**os.environ, "PYTHONPATH": path},
+    }
+    scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                 "--port", str(port), "--dashboard-address", ":0"]  # fmt: skip
+    worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+              "--dashboard-address", ":0"]  # fmt: skip
+    procs = [subprocess.Popen(scheduler, **quiet)]
+    try:
+        procs += [subprocess.Popen(worker, **quiet) for _ in range(workers)]
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def dask_child(url: str, stats: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from distributed import Client
+
+    from core.config_monitoring import DriftConfig, QualityConfig
+    from flows.partitioned import Checks, LogWindow
+
+    if __name__ == "__main__":
+        raise SystemExit("the dask child runs as module `scale` (see run_child)")
+    _RUN["checks"] = Checks(
+        numeric=tuple(NUM),
+        categorical=tuple(CAT),
+        prediction="prediction",
+        prediction_kind="categorical",
+        reference=stats,
+        drift=DriftConfig(),
+        quality=QualityConfig(),
+    )
+    _RUN["window"] = LogWindow(url, MODEL)
+    _RUN["per_task"] = args.columns_per_task
+    with dask_processes() as address, Client(address) as client:
+        _RUN["address"] = address
+        checked_window(True)  # Prefect's server up, the workers warm: not part of the run
+        client.run(reset_peak)
+        client.run_on_scheduler(reset_peak)
+        baseline = rss_mb()
+        reset_peak()
+        start = time.perf_counter()
+        drift, quality = checked_window(False)
+        seconds = time.perf_counter() - start
+        workers = client.run(peak_mb)
+        scheduler = client.run_on_scheduler(peak_mb)
+    return {
+        "seconds": seconds,
+        "read_seconds": None,
+        "rows": drift.n_current,
+        "peak_mb": max(peak_mb(), scheduler, *workers.values()),
+        "monitor_peak_mb": peak_mb(),
+        "scheduler_peak_mb": scheduler,
+        "worker_peak_mb": sorted(workers.values()),
+        "baseline_mb": baseline,
+        "verdicts": verdicts_of(drift, quality),
+        "evidently_columns": None,
+    }
+
+
+def run_child(which: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    # run as the module `scale` (not `__main__`), so the dask child's flow is sent by reference
+    entry = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import scale; scale.main()"
     done = subprocess.run(
-        [sys.executable, __file__, "--child", which, "--url", url, "--rows", str(rows),
-         "--seed", str(seed)],
+        [sys.executable, "-c", entry, "--child", which, "--url", url, "--rows", str(args.rows),
+         "--reference-rows", str(args.reference_rows), "--seed", str(args.seed),
+         "--columns-per-task", str(args.columns_per_task)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
@@ -260,40 +425,52 @@ def main() -> None:
     parser.add_argument(
         "--only-postgres", action="store_true", help="the PostgreSQL log figures only"
     )
+    parser.add_argument(
+        "--reference-rows", type=int, default=1_000_000,
+        help="rows of the reference (a training snapshot does not grow with traffic)",
+    )  # fmt: skip
+    parser.add_argument("--columns-per-task", type=int, default=4, help="dask: columns per task")
+    parser.add_argument("--skip-single", action="store_true", help="no single-process monitor")
+    parser.add_argument("--results", help="write every figure to this JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.reference_rows = min(args.reference_rows, args.rows)
     if args.child:
-        child(args.child, args.url, args.rows, args.seed)
+        child(args.child, args.url, args)
         return
     args.json_rows = min(args.json_rows, args.rows)
-    print(f"scale bench: {args.rows:,} rows x {len(NUM)} numeric + {len(CAT)} categorical features")
+    print(f"scale bench: {args.rows:,} rows x {len(NUM)} numeric + {len(CAT)} categorical features"
+          f" (reference {args.reference_rows:,} rows)")  # fmt: skip
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     start = time.perf_counter()
-    recs = records(build(args.rows, args.seed)[1])
-    seconds = time.perf_counter() - start
-    print(f"generated {len(recs):,} records in {seconds:.0f} s")
+    current = build(args.rows, args.seed, reference_rows=args.reference_rows)[1]
+    print(f"generated {len(current):,} rows in {time.perf_counter() - start:.0f} s", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'log.db'}"
         if not args.only_postgres:
-            results["sqlite"] = log_figures(sqlite_url, recs, args)
+            results["sqlite"] = log_figures(sqlite_url, current, args)
             print(f"sqlite: {results['sqlite']}", flush=True)
         drop = None
         if not args.skip_postgres:
             pg_url, drop = new_postgres_database()
             try:
-                results["postgresql"] = log_figures(pg_url, recs, args)
+                results["postgresql"] = log_figures(pg_url, current, args)
                 print(f"postgresql: {results['postgresql']}", flush=True)
             finally:
                 drop()
-        del recs
+        del current
         monitor = {}
         if not args.only_postgres:
-            monitor["driftloop"] = run_child("driftloop", sqlite_url, args.rows, args.seed)
+            monitor["dask"] = run_child("dask", sqlite_url, args)
+            print(f"dask: {monitor['dask']['seconds']:.1f} s", flush=True)
+            if not args.skip_single:
+                monitor["driftloop"] = run_child("driftloop", sqlite_url, args)
+                print(f"driftloop: {monitor['driftloop']['seconds']:.1f} s", flush=True)
         if not args.skip_evidently and not args.only_postgres:
-            monitor["evidently"] = run_child("evidently", sqlite_url, args.rows, args.seed)
+            monitor["evidently"] = run_child("evidently", sqlite_url, args)
 
     print()
     print(f"{'log':<12}{'write rows/s':>16}{'compact rows/s':>16}{'JSON read rows/s':>18}"
@@ -319,16 +496,35 @@ def main() -> None:
     print(
         f"{'monitor end to end':<22}{'seconds':>10}{'of it read':>12}{'rows/s':>12}{'peak MB':>10}"
     )
+    names = {"driftloop": "driftloop, 1 process", "dask": "driftloop, Dask (2)"}
     for name, m in monitor.items():
-        print(f"{name:<22}{m['seconds']:>10.1f}{m['read_seconds']:>12.1f}"
+        read_s = "-" if m["read_seconds"] is None else f"{m['read_seconds']:.1f}"
+        print(f"{names.get(name, name):<22}{m['seconds']:>10.1f}{read_s:>12}"
               f"{m['rows'] / m['seconds']:>12,.0f}{m['peak_mb']:>10,.0f}")  # fmt: skip
+    if "dask" in monitor:
+        d = monitor["dask"]
+        print(f"dask: the monitor's process peaked at {d['monitor_peak_mb']:,.0f} MB, the workers "
+              f"at {', '.join(f'{w:,.0f}' for w in d['worker_peak_mb'])} MB; target at 10M: "
+              f"within 60 s and no process above 2,048 MB: "
+              f"{'met' if d['seconds'] <= 60 and d['peak_mb'] <= 2048 else 'NOT met'}"
+              f"{'' if args.rows >= 10_000_000 else ' (this run is smaller)'}")  # fmt: skip
+    if "driftloop" in monitor and "dask" in monitor:
+        same, gap = compare(monitor["driftloop"]["verdicts"], monitor["dask"]["verdicts"])
+        print(f"dask and the single process give identical verdicts and issues: {same}; "
+              f"largest relative difference of a score or effect: {gap:.1e}")  # fmt: skip
     if "evidently" in monitor:
-        ratio = monitor["evidently"]["seconds"] / monitor["driftloop"]["seconds"]
+        fastest = min(m["seconds"] for k, m in monitor.items() if k != "evidently")
+        ratio = monitor["evidently"]["seconds"] / fastest
         print(f"driftloop is {ratio:.1f}x faster than Evidently end to end; target 20x: "
               f"{'met' if ratio >= 20 else 'NOT met'}")  # fmt: skip
-    if "driftloop" in monitor:
-        drifted = sorted(k for k, v in monitor["driftloop"]["verdicts"].items() if v)
+    some = monitor.get("driftloop") or monitor.get("dask")
+    if some:
+        columns = some["verdicts"]["drift"]["columns"]
+        drifted = sorted(c["column"] for c in columns if c["drifted"])
         print(f"driftloop's drifted columns: {drifted}")
+    if args.results:
+        Path(args.results).write_text(json.dumps({"args": vars(args), "log": results,
+                                                  "monitor": monitor}, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":
