@@ -152,7 +152,7 @@ def partitioned_drift(
 class LogWindow:
     """A window of the inference log as a worker reads it: the log's URL and the filters of
     :func:`monitoring.store.read_window` (``since`` inclusive, ``until`` exclusive, the newest
-    ``last_n`` rows, one served ``version``)."""
+    ``last_n`` rows, one served ``version``, rows logged with an id up to ``upto_id``)."""
 
     database_url: str
     model_name: str
@@ -160,6 +160,7 @@ class LogWindow:
     until: datetime | None = None
     last_n: int | None = None
     version: int | None = None
+    upto_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def check_group(window: LogWindow, group: ColumnGroup, checks: Checks) -> GroupR
             until=window.until,
             last_n=window.last_n,
             version=window.version,
+            upto_id=window.upto_id,
         )
     finally:
         engine.dispose()
@@ -248,7 +250,17 @@ def window_statistics(
     """The window's drift and data quality, its columns checked in groups of
     ``columns_per_task`` by Prefect tasks on Dask, each reading its own columns from the log:
     equal to :func:`monitoring.drift.compute_drift` and :func:`monitoring.quality.compute_quality`
-    on the window :func:`monitoring.store.read_window` returns. Call it inside a flow run."""
+    on the window :func:`monitoring.store.read_window` returns. Call it inside a flow run.
+
+    Without ``window.upto_id`` the window is pinned to the rows logged so far
+    (:func:`monitoring.store.last_log_id`), so every task reads the same rows while the log grows.
+    """
+    if window.upto_id is None:
+        engine = store.make_engine(window.database_url)
+        try:
+            window = dataclasses.replace(window, upto_id=store.last_log_id(engine))
+        finally:
+            engine.dispose()
     groups = column_groups(
         checks.numeric,
         checks.categorical,

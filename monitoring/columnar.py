@@ -385,11 +385,23 @@ def encode_segment(block: Block) -> bytes:
 
 
 def _open_segment(
-    data: bytes, *, numeric: Sequence[str], categorical: Sequence[str]
+    data: bytes,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    only: Sequence[str] | None = None,
 ) -> tuple[pa.Table, dict[str, str]]:
-    """A segment's table and metadata, checked to hold the features asked for."""
+    """A segment's table and metadata, checked to hold the features asked for; with `only`,
+    just those columns are read and decompressed."""
     try:
-        table = ipc.open_stream(pa.py_buffer(data)).read_all()
+        buffer = pa.py_buffer(data)
+        options = None
+        if only is not None:
+            names = ipc.open_stream(buffer).schema.names
+            wanted = set(only) | {f"n:{k}" for k in numeric} | {f"c:{k}" for k in categorical}
+            fields = [i for i, name in enumerate(names) if name in wanted]
+            options = ipc.IpcReadOptions(included_fields=fields)
+        table = ipc.open_stream(buffer, options=options).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise SegmentError(f"a log segment cannot be decoded: {exc}") from None
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
@@ -444,14 +456,13 @@ def decode_segment(
 
 @dataclass(frozen=True)
 class Columns:
-    """Some columns of a segment's rows (or of a window): the features asked for and, when
-    asked, the prediction; the ids, times and versions that place and filter the rows."""
+    """Some columns of a segment's rows: the features asked for and, when asked, the
+    prediction, with the ids and times that place the rows."""
 
     ids: np.ndarray
     ts_us: np.ndarray
-    versions: np.ndarray
-    numeric: Mapping[str, np.ndarray]
-    categorical: Mapping[str, np.ndarray]
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, np.ndarray]
     prediction: Values | None
 
     def __len__(self) -> int:
@@ -461,7 +472,6 @@ class Columns:
         return Columns(
             ids=self.ids[index],
             ts_us=self.ts_us[index],
-            versions=self.versions[index],
             numeric={k: v[index] for k, v in self.numeric.items()},
             categorical={k: v[index] for k, v in self.categorical.items()},
             prediction=None if self.prediction is None else self.prediction.take(index),
@@ -471,17 +481,24 @@ class Columns:
 def decode_columns(
     data: bytes, *, numeric: Sequence[str], categorical: Sequence[str], prediction: bool
 ) -> Columns:
-    """Only some columns of a segment (no request ids, labels or probabilities): what a check
-    of a few features reads, at a fraction of :func:`decode_segment`'s memory.
+    """Only some columns of a segment (no request ids, labels or probabilities), the others
+    neither read nor decompressed: what a check of a few features reads.
 
     Raises SegmentError when the data is not a segment or lacks one of the features.
     """
-    table, meta = _open_segment(data, numeric=numeric, categorical=categorical)
+    only = ["id", "ts_us", *(["prediction"] if prediction else [])]
+    table, meta = _open_segment(data, numeric=numeric, categorical=categorical, only=only)
+
+    def owned(name: str) -> np.ndarray:
+        # a copy numpy owns, not a view of Arrow's buffer: the segment's buffers go back to
+        # Arrow's pool at once, and a joined column's pieces are freed to the system as it is
+        # joined (views would keep every segment's buffers in the pool until the read ends)
+        return np.array(_column(table, name).to_numpy(zero_copy_only=False), copy=True)
+
     return Columns(
-        ids=_column(table, "id").to_numpy(),
-        ts_us=_column(table, "ts_us").to_numpy(),
-        versions=_column(table, "model_version").to_numpy(),
-        numeric={k: _column(table, f"n:{k}").to_numpy(zero_copy_only=False) for k in numeric},
+        ids=owned("id"),
+        ts_us=owned("ts_us"),
+        numeric={k: owned(f"n:{k}") for k in numeric},
         categorical={k: _undictionary(_column(table, f"c:{k}")) for k in categorical},
         prediction=(
             _values_from(_column(table, "prediction"), meta["prediction_kind"])
@@ -496,50 +513,66 @@ def columns_of(block: Block, *, prediction: bool) -> Columns:
     return Columns(
         block.ids,
         block.ts_us,
-        block.versions,
         dict(block.numeric),
         dict(block.categorical),
         block.prediction if prediction else None,
     )
 
 
-def concat_columns(parts: Sequence[Columns]) -> Columns:
-    """Columns of several segments as one, each column concatenated and its pieces released
-    before the next: the peak is the pieces plus one column, not twice the window."""
-    if not parts:
-        raise ValueError("concat_columns needs at least one part")
-    pieces = list(parts)
-    first = pieces[0]
-
-    def joined(get: Any) -> np.ndarray:
-        return np.concatenate([get(p) for p in pieces])
-
-    out = Columns(
-        ids=joined(lambda p: p.ids),
-        ts_us=joined(lambda p: p.ts_us),
-        versions=joined(lambda p: p.versions),
-        numeric={},
-        categorical={},
-        prediction=(
-            None if first.prediction is None else concat_values([p.prediction for p in pieces])
-        ),
+def parts_order(parts: Sequence[Columns]) -> np.ndarray | None:
+    """The permutation that puts the parts' rows, taken in order, in (ts, id) order, as the log
+    is read; None when they already are (the usual case, found without joining them)."""
+    pieces = [p for p in parts if len(p)]
+    ordered = all(row_order(p.ts_us, p.ids) is None for p in pieces) and all(
+        (a.ts_us[-1], a.ids[-1]) < (b.ts_us[0], b.ids[0])
+        for a, b in zip(pieces, pieces[1:], strict=False)
     )
-    for kind in ("numeric", "categorical"):
-        names = list(getattr(first, kind))
-        for name in names:
-            getattr(out, kind)[name] = joined(lambda p, k=kind, n=name: getattr(p, k)[n])
-            for p in pieces:  # the part's array is in the joined one: drop the piece
-                del getattr(p, kind)[name]
-    return out
+    if ordered:
+        return None
+    ts = np.concatenate([p.ts_us for p in pieces])
+    ids = np.concatenate([p.ids for p in pieces])
+    return np.lexsort((ids, ts))
 
 
-def columns_frame(columns: Columns, *, prediction_name: str = "prediction") -> pd.DataFrame:
-    """The features (and prediction) of :func:`block_frame`'s frame for these rows."""
-    data: dict[str, Any] = dict(columns.numeric)
-    data.update({k: pd.Series(v, dtype=object) for k, v in columns.categorical.items()})
-    if columns.prediction is not None:
-        data[prediction_name] = to_series(columns.prediction)
-    return pd.DataFrame(data, index=pd.RangeIndex(len(columns)), copy=False)
+def row_order(ts: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
+    """The permutation that puts rows in (ts, id) order (None: they are)."""
+    if len(ts) < 2:
+        return None
+    steps = np.diff(ts)
+    if (steps > 0).all() or ((steps >= 0).all() and (np.diff(ids)[steps == 0] > 0).all()):
+        return None
+    return np.lexsort((ids, ts))
+
+
+def columns_frame(
+    parts: Sequence[Columns], *, last_n: int | None = None, prediction_name: str = "prediction"
+) -> pd.DataFrame:
+    """The features (and prediction) of :func:`block_frame`'s frame for the parts' rows, in
+    (ts, id) order, the newest `last_n` only when given. Each column is joined in turn and its
+    pieces released before the next, so the peak is the parts plus one column, not twice the
+    window. The parts' column dicts are emptied."""
+    if not parts:
+        raise ValueError("columns_frame needs at least one part")
+    n = sum(len(p) for p in parts)
+    pick = parts_order(parts)
+    if last_n is not None and n > last_n:
+        pick = (np.arange(n) if pick is None else pick)[n - last_n :]
+
+    def joined(pieces: list[np.ndarray]) -> np.ndarray:
+        whole = np.concatenate(pieces)
+        return whole if pick is None else whole[pick]
+
+    first = parts[0]
+    data: dict[str, Any] = {}
+    for name in list(first.numeric):
+        data[name] = joined([p.numeric.pop(name) for p in parts])
+    for name in list(first.categorical):
+        data[name] = pd.Series(joined([p.categorical.pop(name) for p in parts]), dtype=object)
+    if first.prediction is not None:
+        column = concat_values([p.prediction for p in parts])
+        data[prediction_name] = to_series(column if pick is None else column.take(pick))
+    rows = n if pick is None else len(pick)
+    return pd.DataFrame(data, index=pd.RangeIndex(rows), copy=False)
 
 
 def with_labels(block: Block, ids: np.ndarray, labels: Sequence[Any]) -> Block:
@@ -585,8 +618,9 @@ __all__ = [
     "Columns",
     "columns_frame",
     "columns_of",
-    "concat_columns",
     "decode_columns",
+    "parts_order",
+    "row_order",
     "SegmentError",
     "Values",
     "block_frame",

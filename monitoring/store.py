@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -821,6 +822,7 @@ def _filtered(
     version: int | None,
     labeled_only: bool,
     by_primary_key: bool = False,
+    upto_id: int | None = None,
 ) -> sa.Select[Any]:
     """``statement`` limited to one model's rows (and the optional filters). With
     ``by_primary_key`` the model name is compared as an expression (`model_name || ''`), so the
@@ -836,6 +838,8 @@ def _filtered(
         statement = statement.where(c.ts < until)
     if labeled_only:
         statement = statement.where(c.label_ts.is_not(None))
+    if upto_id is not None:
+        statement = statement.where(c.id <= int(upto_id))
     return statement
 
 
@@ -888,6 +892,7 @@ def read_window(
     labeled_only: bool = False,
     probabilities: bool = False,
     columnar: bool = True,
+    upto_id: int | None = None,
 ) -> pd.DataFrame:
     """Logged rows of a model as a frame typed like the training data, oldest first.
 
@@ -895,7 +900,8 @@ def read_window(
     missing), `prediction`, `probability` (float64), the label under `target`, `model_version`
     (int64), `ts` (datetime64 UTC) and `request_id`; with `probabilities`, also `probabilities`
     (the per-class `{class: p}` dicts, object). `since` is inclusive, `until` exclusive;
-    `last_n` keeps the newest n matching rows.
+    `last_n` keeps the newest n matching rows. `upto_id` keeps the rows logged with an id up
+    to it (:func:`last_log_id`), so reads made at different times see the same window.
 
     Rows that compaction (:func:`compact_log`) has put in segments are read from those, the
     rest from the log's JSON; the frame is the same either way. `columnar=False` reads only
@@ -915,6 +921,7 @@ def read_window(
         version=version,
         labeled_only=labeled_only,
         probabilities=probabilities,
+        upto_id=upto_id,
     )
     if columnar and last_n != 0:
         frame = _read_columnar(engine, query)
@@ -937,6 +944,7 @@ class _WindowQuery:
     version: int | None
     labeled_only: bool
     probabilities: bool
+    upto_id: int | None = None
 
     def filtered(self, statement: sa.Select[Any], *, since: datetime | None = None) -> Any:
         return _filtered(
@@ -946,6 +954,7 @@ class _WindowQuery:
             until=self.until,
             version=self.version,
             labeled_only=self.labeled_only,
+            upto_id=self.upto_id,
         )
 
 
@@ -1420,6 +1429,7 @@ def read_window_columns(
     until: datetime | None = None,
     last_n: int | None = None,
     version: int | None = None,
+    upto_id: int | None = None,
 ) -> pd.DataFrame:
     """Only some feature columns of a window (and `prediction` when asked): the columns of
     :func:`read_window`'s frame for the same window, in its row order, without its other
@@ -1440,6 +1450,7 @@ def read_window_columns(
         version=version,
         labeled_only=False,
         probabilities=False,
+        upto_id=upto_id,
     )
     wanted = [*numeric, *categorical, *(["prediction"] if prediction else [])]
     parts: list[columnar.Columns] = []
@@ -1467,16 +1478,19 @@ def read_window_columns(
             last_n=last_n,
             version=version,
             columnar=False,
+            upto_id=upto_id,
         )
         return frame[wanted]
-    columns = columnar.concat_columns(parts)
-    del parts
-    order = _row_order(columns.ts_us, columns.ids)
-    if order is not None:
-        columns = columns.take(order)
-    if last_n is not None and len(columns) > last_n:
-        columns = columns.take(np.arange(len(columns) - last_n, len(columns)))
-    return columnar.columns_frame(columns)
+    frame = columnar.columns_frame(parts, last_n=last_n)
+    pa.default_memory_pool().release_unused()  # what decoding left in Arrow's pool
+    return frame
+
+
+def last_log_id(engine: Engine) -> int:
+    """The highest id in the log (0 when it is empty): `upto_id` for reads that must see the
+    same window however many rows are logged meanwhile."""
+    with engine.connect() as connection:
+        return int(connection.scalar(sa.select(sa.func.max(inference_log.c.id))) or 0)
 
 
 #: The label column's name in a read that returns no label.
@@ -1493,7 +1507,7 @@ def _segment_columns(
         part = columnar.decode_columns(
             data, numeric=query.numeric, categorical=query.categorical, prediction=prediction
         )
-        keep = _inside(part.ts_us, lo_us, hi_us)
+        keep = _inside(part.ts_us, lo_us, hi_us, part.ids, query.upto_id)
         yield part if keep is None else part.take(np.flatnonzero(keep))
 
 
@@ -1513,13 +1527,21 @@ def _bounds_us(since: datetime | None, until: datetime | None) -> tuple[int | No
     return lo, hi
 
 
-def _inside(ts_us: np.ndarray, lo_us: int | None, hi_us: int | None) -> np.ndarray | None:
-    """Which rows lie in [lo, hi) (None: all of them)."""
+def _inside(
+    ts_us: np.ndarray,
+    lo_us: int | None,
+    hi_us: int | None,
+    ids: np.ndarray,
+    upto_id: int | None,
+) -> np.ndarray | None:
+    """Which rows lie in [lo, hi) with an id up to `upto_id` (None: all of them)."""
     keep = np.ones(len(ts_us), dtype=bool)
     if lo_us is not None:
         keep &= ts_us >= lo_us
     if hi_us is not None:
         keep &= ts_us < hi_us
+    if upto_id is not None:
+        keep &= ids <= upto_id
     return None if keep.all() else keep
 
 
@@ -1544,6 +1566,7 @@ def _tail_statement(
         version=query.version,
         labeled_only=query.labeled_only,
         by_primary_key=True,
+        upto_id=query.upto_id,
     )
     return statement.order_by(inference_log.c.id)
 
@@ -1565,6 +1588,8 @@ def _last_n_since(connection: sa.Connection, query: _WindowQuery) -> datetime | 
 
 def _overlaps(segment: Any, query: _WindowQuery, since: datetime | None) -> bool:
     if query.version is not None and int(segment.model_version) != int(query.version):
+        return False
+    if query.upto_id is not None and int(segment.first_id) > query.upto_id:
         return False
     if since is not None and segment.ts_max < since:
         return False
@@ -1606,7 +1631,7 @@ def _segment_blocks(
         if mine:
             ids = np.fromiter((r.id for r in mine), np.int64, len(mine))
             block = columnar.with_labels(block, ids, [r.label for r in mine])
-        keep = _inside(block.ts_us, lo_us, hi_us)
+        keep = _inside(block.ts_us, lo_us, hi_us, block.ids, query.upto_id)
         if query.labeled_only:
             keep = block.labeled if keep is None else keep & block.labeled
         blocks.append(block if keep is None or keep.all() else block.take(np.flatnonzero(keep)))
@@ -1657,19 +1682,9 @@ def _binary_copy_rows(buffer: memoryview) -> Iterator[tuple[int, bytes]]:
         at += data_len
 
 
-def _row_order(ts: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
-    """The permutation that puts rows in (ts, id) order, as the log is read (None: they are)."""
-    if len(ts) < 2:
-        return None
-    steps = np.diff(ts)
-    if (steps > 0).all() or ((steps >= 0).all() and (np.diff(ids)[steps == 0] > 0).all()):
-        return None
-    return np.lexsort((ids, ts))
-
-
 def _ordered(block: columnar.Block) -> columnar.Block:
     """Rows by (ts, id), as the log is read."""
-    order = _row_order(block.ts_us, block.ids)
+    order = columnar.row_order(block.ts_us, block.ids)
     return block if order is None else block.take(order)
 
 

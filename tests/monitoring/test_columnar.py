@@ -102,6 +102,9 @@ WINDOWS: list[dict[str, Any]] = [
     {"last_n": 0},
     {"since": T0 + timedelta(days=1)},
     {"labeled_only": True, "version": 1, "since": T0 + timedelta(seconds=100)},
+    {"upto_id": 150},
+    {"upto_id": 150, "last_n": 20, "version": 1},
+    {"upto_id": 0},
 ]
 
 
