@@ -447,7 +447,7 @@ def main() -> None:
         "--reference-rows", type=int, default=1_000_000,
         help="rows of the reference (a training snapshot does not grow with traffic)",
     )  # fmt: skip
-    parser.add_argument("--columns-per-task", type=int, default=4, help="dask: columns per task")
+    parser.add_argument("--columns-per-task", type=int, default=6, help="dask: columns per task")
     parser.add_argument("--skip-single", action="store_true", help="no single-process monitor")
     parser.add_argument("--results", help="write every figure to this JSON file")
     parser.add_argument(

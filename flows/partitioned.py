@@ -35,6 +35,7 @@ from core.config import ProjectConfig
 from core.config_monitoring import DriftConfig, QualityConfig
 from core.errors import DriftloopError
 from monitoring import store
+from monitoring.columnar import release_memory
 from monitoring.drift import (
     DriftResult,
     Kind,
@@ -185,9 +186,9 @@ class GroupResult:
     quality: QualityResult
 
 
-#: Columns a task of :func:`window_statistics` checks unless told otherwise: about 0.8 GB a
-#: task for a 10M-row window.
-COLUMNS_PER_TASK = 4
+#: Columns a task of :func:`window_statistics` checks unless told otherwise: a worker peaked at
+#: 1.8 GB for a 10M-row window (bench/scale.py); a task's memory grows with rows x columns.
+COLUMNS_PER_TASK = 6
 
 
 def check_group(window: LogWindow, group: ColumnGroup, checks: Checks) -> GroupResult:
@@ -231,6 +232,8 @@ def check_group(window: LogWindow, group: ColumnGroup, checks: Checks) -> GroupR
         config=checks.quality,
         reference_stats=checks.reference,
     )
+    del frame
+    release_memory()  # a worker runs many groups: what this one freed goes back to the system
     return GroupResult(drift, quality)
 
 

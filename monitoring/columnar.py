@@ -544,6 +544,28 @@ def row_order(ts: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
     return np.lexsort((ids, ts))
 
 
+def release_memory() -> None:
+    """Give memory freed after a large read back to the system: what Arrow's pool holds, and on
+    glibc the free pages of the heap (freed arrays of a few hundred kB stay in the heap, so a
+    read's pieces would count twice: as pieces and as the joined columns)."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _glibc()
+
+
 def columns_frame(
     parts: Sequence[Columns], *, last_n: int | None = None, prediction_name: str = "prediction"
 ) -> pd.DataFrame:
@@ -566,8 +588,10 @@ def columns_frame(
     data: dict[str, Any] = {}
     for name in list(first.numeric):
         data[name] = joined([p.numeric.pop(name) for p in parts])
+        release_memory()  # the pieces' pages, before the next column is joined
     for name in list(first.categorical):
         data[name] = pd.Series(joined([p.categorical.pop(name) for p in parts]), dtype=object)
+        release_memory()
     if first.prediction is not None:
         column = concat_values([p.prediction for p in parts])
         data[prediction_name] = to_series(column if pick is None else column.take(pick))
@@ -619,6 +643,7 @@ __all__ = [
     "columns_frame",
     "columns_of",
     "decode_columns",
+    "release_memory",
     "parts_order",
     "row_order",
     "SegmentError",

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -1481,9 +1480,7 @@ def read_window_columns(
             upto_id=upto_id,
         )
         return frame[wanted]
-    frame = columnar.columns_frame(parts, last_n=last_n)
-    pa.default_memory_pool().release_unused()  # what decoding left in Arrow's pool
-    return frame
+    return columnar.columns_frame(parts, last_n=last_n)
 
 
 def last_log_id(engine: Engine) -> int:
