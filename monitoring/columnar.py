@@ -385,7 +385,7 @@ def encode_segment(block: Block) -> bytes:
 
 
 def _open_segment(
-    data: bytes,
+    data: bytes | memoryview,
     *,
     numeric: Sequence[str],
     categorical: Sequence[str],
@@ -419,7 +419,7 @@ def _column(table: pa.Table, name: str) -> pa.Array:
 
 
 def decode_segment(
-    data: bytes,
+    data: bytes | memoryview,
     *,
     numeric: Sequence[str],
     categorical: Sequence[str],
@@ -479,7 +479,11 @@ class Columns:
 
 
 def decode_columns(
-    data: bytes, *, numeric: Sequence[str], categorical: Sequence[str], prediction: bool
+    data: bytes | memoryview,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    prediction: bool,
 ) -> Columns:
     """Only some columns of a segment (no request ids, labels or probabilities), the others
     neither read nor decompressed: what a check of a few features reads.

@@ -23,6 +23,7 @@ import logging
 import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1091,6 +1092,8 @@ def compact_log(
         rows += len(chunk.ids)
         covered = end
     refreshed = 0 if raced else _refresh_labels(engine, model_name, horizon=horizon)
+    if rows:
+        _vacuum_log(engine)
     return CompactionOutcome(
         model_name=model_name,
         rows=rows,
@@ -1100,6 +1103,37 @@ def compact_log(
         settled=settled,
         raced=raced,
     )
+
+
+# Every columnar read counts the window's rows in the log (its guard against a row missing from
+# the segments). On pages PostgreSQL has not marked all-visible that count visits every row in
+# the heap: 0.62 s for 1M fresh rows against 0.06 s by an index-only scan after VACUUM
+# (measured). Autovacuum comes late on an insert-only log (after 20% new rows by default) or not
+# at all, so compaction, which has just read those pages, vacuums the log. It also analyzes a
+# log the planner knows nothing of yet, by autovacuum's own rule (50 rows + 10% changed): with
+# no statistics, the read of the rows past the segments is a sequential scan (0.13 s at 1M).
+_ANALYZE_ROWS, _ANALYZE_FRACTION = 50, 0.1
+
+
+def _vacuum_log(engine: Engine) -> None:
+    """VACUUM the log after a compaction on PostgreSQL (ANALYZE too when its statistics are
+    missing or stale), skipped if another VACUUM holds the table; a failure only costs speed."""
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            changed, tuples = connection.execute(
+                sa.text(
+                    "SELECT s.n_mod_since_analyze, greatest(c.reltuples, 0) FROM"
+                    " pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+                    f" WHERE s.relid = '{INFERENCE_LOG}'::regclass"
+                )
+            ).one()
+            stale = changed > _ANALYZE_ROWS + _ANALYZE_FRACTION * tuples
+            options = "SKIP_LOCKED, ANALYZE" if stale else "SKIP_LOCKED"
+            connection.exec_driver_sql(f"VACUUM ({options}) {INFERENCE_LOG}")
+    except sa.exc.DBAPIError as exc:
+        _log.warning("could not VACUUM %s after compaction: %s", INFERENCE_LOG, exc)
 
 
 def _covered_to(engine: Engine, model_name: str) -> int:
@@ -1508,14 +1542,42 @@ def _segment_columns(
         yield part if keep is None else part.take(np.flatnonzero(keep))
 
 
-def _stored_segments(connection: sa.Connection, chosen: list[Any]) -> Iterator[tuple[Any, bytes]]:
+def _stored_segments(
+    connection: sa.Connection, chosen: list[Any], *, ahead: bool = False
+) -> Iterator[tuple[Any, bytes | memoryview]]:
     """Each chosen segment with its stored bytes, fetched a few segments per query so a large
-    window's bytes are never all held at once."""
-    for k in range(0, len(chosen), _SEGMENTS_PER_FETCH):
-        batch = chosen[k : k + _SEGMENTS_PER_FETCH]
-        stored = _segment_data(connection, [int(row.id) for row in batch])
-        for segment in batch:
-            yield segment, stored.pop(int(segment.id))
+    window's bytes are never all held at once.
+
+    With `ahead`, a thread fetches the next few while the caller decodes these (the drivers
+    release the GIL while they wait for the database): one more batch of bytes in memory, for
+    a read that holds the whole window anyway. The caller must not use `connection` until the
+    iteration ends.
+    """
+    batches = [
+        chosen[k : k + _SEGMENTS_PER_FETCH] for k in range(0, len(chosen), _SEGMENTS_PER_FETCH)
+    ]
+    if not ahead or len(batches) < 2:
+        for batch in batches:
+            yield from _paired(batch, _segment_data(connection, _ids(batch)))
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="driftloop-segments") as pool:
+        pending = pool.submit(_segment_data, connection, _ids(batches[0]))
+        for k, batch in enumerate(batches):
+            stored = pending.result()
+            if k + 1 < len(batches):
+                pending = pool.submit(_segment_data, connection, _ids(batches[k + 1]))
+            yield from _paired(batch, stored)
+
+
+def _ids(segments: list[Any]) -> list[int]:
+    return [int(row.id) for row in segments]
+
+
+def _paired(
+    batch: list[Any], stored: dict[int, bytes | memoryview]
+) -> Iterator[tuple[Any, bytes | memoryview]]:
+    for segment in batch:
+        yield segment, stored.pop(int(segment.id))
 
 
 def _bounds_us(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
@@ -1616,7 +1678,7 @@ def _segment_blocks(
     late_ids = np.fromiter((r.id for r in late), np.int64, len(late))
     lo_us, hi_us = _bounds_us(plan.since, query.until)
     blocks = []
-    for segment, data in _stored_segments(connection, chosen):
+    for segment, data in _stored_segments(connection, chosen, ahead=True):
         block = columnar.decode_segment(
             data,
             numeric=query.numeric,
@@ -1635,7 +1697,7 @@ def _segment_blocks(
     return blocks
 
 
-def _segment_data(connection: sa.Connection, ids: list[int]) -> dict[int, bytes]:
+def _segment_data(connection: sa.Connection, ids: list[int]) -> dict[int, bytes | memoryview]:
     """The stored bytes of segments by id. On PostgreSQL through psycopg2 by a binary COPY:
     a SELECT sends bytea as hex text, half the speed, and the bytes are most of a read."""
     s = log_segments.c
@@ -1643,7 +1705,7 @@ def _segment_data(connection: sa.Connection, ids: list[int]) -> dict[int, bytes]
         rows = connection.execute(sa.select(s.id, s.data).where(s.id.in_(ids)))
         return {int(i): data for i, data in rows}
     listed = ", ".join(str(int(i)) for i in ids)
-    sink = io.BytesIO()
+    sink = _Messages()
     cursor = connection.connection.dbapi_connection.cursor()
     try:
         cursor.copy_expert(
@@ -1653,29 +1715,62 @@ def _segment_data(connection: sa.Connection, ids: list[int]) -> dict[int, bytes]
         )
     finally:
         cursor.close()
-    return dict(_binary_copy_rows(sink.getbuffer()))
+    return dict(_binary_copy_rows(sink.parts))
+
+
+class _Messages:
+    """A COPY TO sink that keeps what the driver writes as it comes. psycopg2 writes each of
+    PostgreSQL's CopyData messages, and the server sends one per row, so a segment's bytes are
+    read as a view of its message: a file object would copy them as it grew (0.50-0.69 s
+    against 0.31-0.40 s for the 194 MB of 1M rows, measured)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
 
 
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
-def _binary_copy_rows(buffer: memoryview) -> Iterator[tuple[int, bytes]]:
+def _binary_copy_rows(parts: Iterable[bytes]) -> Iterator[tuple[int, memoryview]]:
     """(id, data) tuples of a binary COPY of two columns, bigint and bytea (PostgreSQL's
-    documented format: a header, then per tuple a field count and length-prefixed fields)."""
-    if bytes(buffer[:11]) != _COPY_SIGNATURE:
+    documented format: a header, then per tuple a field count and length-prefixed fields),
+    from the pieces it came in. A field inside one piece is a view of it; one across pieces is
+    joined."""
+    pieces = iter(parts)
+    view, at = memoryview(b""), 0
+
+    def have(n: int) -> None:
+        nonlocal view, at
+        while len(view) - at < n:
+            piece = next(pieces, None)
+            if piece is None:
+                raise StoreError("PostgreSQL's binary COPY of log segments ended inside a row")
+            view = memoryview(bytes(view[at:]) + bytes(piece) if len(view) > at else piece)
+            at = 0
+
+    have(19)
+    if bytes(view[at : at + 11]) != _COPY_SIGNATURE:
         raise StoreError("PostgreSQL's binary COPY of log segments has no COPY header")
-    extension = struct.unpack_from("!I", buffer, 15)[0]
-    at = 19 + extension
+    extension = struct.unpack_from("!I", view, at + 15)[0]
+    have(19 + extension)
+    at += 19 + extension
     while True:
-        (fields,) = struct.unpack_from("!h", buffer, at)
+        have(2)
+        (fields,) = struct.unpack_from("!h", view, at)
         at += 2
         if fields == -1:
             return
-        id_len, segment_id = struct.unpack_from("!iq", buffer, at)
+        have(16)
+        id_len, segment_id = struct.unpack_from("!iq", view, at)
         at += 4 + id_len
-        (data_len,) = struct.unpack_from("!i", buffer, at)
+        (data_len,) = struct.unpack_from("!i", view, at)
         at += 4
-        yield segment_id, bytes(buffer[at : at + data_len])
+        have(data_len)
+        yield segment_id, view[at : at + data_len]
         at += data_len
 
 
