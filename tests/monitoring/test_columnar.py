@@ -315,3 +315,101 @@ def test_typed_values_give_the_series_the_json_read_gives(
 def test_a_corrupt_segment_is_a_clear_error() -> None:
     with pytest.raises(columnar.SegmentError, match="cannot be decoded"):
         columnar.decode_segment(b"not arrow", numeric=[], categorical=[], probabilities=False)
+
+
+def test_segments_fetched_ahead_of_decoding_read_the_same_window(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fourteen segments or more: the whole-window read fetches each batch while the one before is
+    decoded, on a thread of its own (that thread's reads are counted)."""
+    rng = random.Random(11)
+    records = _records(rng, 70, start=0)
+    store.insert_records(engine, records)
+    store.record_labels(engine, {r["request_id"]: _label(rng) for r in records[::3]})
+    outcome = store.compact_log(
+        engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, segment_rows=5
+    )
+    assert outcome.segments >= 14  # 5 rows a segment, of one model version each
+    fetched_by: list[str] = []
+    real = store._segment_data
+
+    def counted(connection: sa.Connection, ids: list[int]) -> dict[int, Any]:
+        fetched_by.append(threading.current_thread().name)
+        return real(connection, ids)
+
+    monkeypatch.setattr(store, "_segment_data", counted)
+    _assert_same(engine)
+    assert any(name.startswith("driftloop-segments") for name in fetched_by)
+
+
+@pytest.mark.postgres
+def test_binary_copy_of_segments_parses_from_any_split(postgres_database: str) -> None:
+    """The parser of PostgreSQL's binary COPY reads a row inside one message as a view and
+    joins one split across messages: every split of a real COPY gives the same segments."""
+    store.upgrade_database(postgres_database)
+    engine = store.make_engine(postgres_database)
+    try:
+        store.insert_records(engine, _records(random.Random(12), 30, start=0))
+        store.compact_log(
+            engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, segment_rows=10
+        )
+        with engine.connect() as connection:
+            expected = {
+                int(i): bytes(d)
+                for i, d in connection.execute(
+                    sa.select(store.log_segments.c.id, store.log_segments.c.data)
+                )
+            }
+            sink = store._Messages()
+            cursor = connection.connection.dbapi_connection.cursor()
+            cursor.copy_expert(
+                "COPY (SELECT id, data FROM log_segments) TO STDOUT (FORMAT binary)", sink
+            )
+            cursor.close()
+        assert len(expected) >= 3 and len(sink.parts) >= 3  # PostgreSQL's own messages
+        whole = b"".join(sink.parts)
+        rng = random.Random(0)
+        for parts in [sink.parts, [whole]]:
+            assert {i: bytes(d) for i, d in store._binary_copy_rows(parts)} == expected
+        for _ in range(20):
+            cuts = sorted(rng.sample(range(1, len(whole)), 8))
+            pieces = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+            assert {i: bytes(d) for i, d in store._binary_copy_rows(pieces)} == expected
+        with pytest.raises(store.StoreError, match="ended inside a row"):
+            list(store._binary_copy_rows([whole[:-40]]))
+        with pytest.raises(store.StoreError, match="no COPY header"):
+            list(store._binary_copy_rows([b"x" * 40]))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_compaction_vacuums_and_analyzes_the_postgresql_log(postgres_database: str) -> None:
+    """After a compaction the log's pages are all-visible (the read's row count is an
+    index-only scan without heap fetches) and the planner has statistics of the log."""
+    store.upgrade_database(postgres_database)
+    engine = store.make_engine(postgres_database)
+    try:
+        store.insert_records(engine, _records(random.Random(13), 300, start=0))
+        store.compact_log(engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL)
+        with engine.connect() as connection:
+            vacuumed, analyzed, pending = connection.execute(
+                sa.text(
+                    "SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL, n_ins_since_vacuum"
+                    " FROM pg_stat_user_tables WHERE relname = 'inference_log'"
+                )
+            ).one()
+            assert vacuumed and analyzed and pending == 0
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            plan = "\n".join(
+                row[0]
+                for row in connection.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FROM inference_log"
+                    " WHERE model_name = 'm'"
+                )
+            )
+        assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan, plan
+        # nothing new to compact: no VACUUM
+        store.compact_log(engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL)
+    finally:
+        engine.dispose()
