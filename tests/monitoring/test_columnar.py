@@ -413,3 +413,69 @@ def test_compaction_vacuums_and_analyzes_the_postgresql_log(postgres_database: s
         store.compact_log(engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL)
     finally:
         engine.dispose()
+
+
+def _raw_block(rng: random.Random, start: int, n: int) -> columnar.Block:
+    """A block of odd log rows, as the JSON of rows past the segments decodes."""
+    records = _records(rng, n, start=start)
+    raw = columnar.RawRows(
+        ids=list(range(start + 1, start + n + 1)),
+        ts_us=np.array([int(r["ts"].timestamp() * 1e6) for r in records], dtype=np.int64),
+        versions=[r["model_version"] for r in records],
+        request_ids=[r["request_id"] for r in records],
+        features=[r["features"] for r in records],
+        predictions=[r["prediction"] for r in records],
+        probability=[r["probability"] for r in records],
+        probabilities=[r["probabilities"] for r in records],
+        labels=[_label(rng) if i % 3 else None for i in range(n)],
+        labeled=[bool(i % 3) for i in range(n)],
+    )
+    return columnar.block_from_raw(raw, numeric=NUMERIC, categorical=CATEGORICAL)
+
+
+def _assert_same_blocks(got: columnar.Block, expected: columnar.Block) -> None:
+    for name in ("ids", "ts_us", "versions", "request_ids", "probability", "labeled"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+        assert getattr(got, name).dtype == getattr(expected, name).dtype, name
+    for kind in ("numeric", "categorical"):
+        assert list(getattr(got, kind)) == list(getattr(expected, kind))
+        for name, column in getattr(expected, kind).items():
+            np.testing.assert_array_equal(getattr(got, kind)[name], column, err_msg=name)
+            assert getattr(got, kind)[name].dtype == column.dtype, name
+    for name in ("prediction", "label"):
+        a, b = getattr(got, name), getattr(expected, name)
+        assert a.kind == b.kind and a.objects() == b.objects(), name
+    np.testing.assert_array_equal(got.probabilities, expected.probabilities)
+
+
+@given(sizes=st.lists(st.integers(0, 9), min_size=0, max_size=6), spare=st.integers(0, 5))
+@settings(max_examples=40, deadline=None)
+def test_block_builder_equals_the_concatenation(sizes: list[int], spare: int) -> None:
+    rng = random.Random(len(sizes) * 31 + spare)
+    blocks, start = [], 0
+    for n in sizes:
+        blocks.append(_raw_block(rng, start, n))
+        start += n
+    builder = columnar.BlockBuilder(
+        sum(sizes) + spare, numeric=NUMERIC, categorical=CATEGORICAL, probabilities=True
+    )
+    for block in blocks:
+        builder.append(block)
+    assert len(builder) == sum(sizes)
+    if blocks:
+        _assert_same_blocks(builder.finish(), columnar.concat_blocks(blocks, probabilities=True))
+    else:
+        assert len(builder.finish()) == 0
+
+
+def test_block_builder_refuses_more_rows_or_other_features() -> None:
+    rng = random.Random(3)
+    builder = columnar.BlockBuilder(
+        4, numeric=NUMERIC, categorical=CATEGORICAL, probabilities=False
+    )
+    builder.append(_raw_block(rng, 0, 3))
+    with pytest.raises(ValueError, match="holds 4 rows; 6 were appended"):
+        builder.append(_raw_block(rng, 3, 3))
+    other = columnar.BlockBuilder(4, numeric=["x0"], categorical=[], probabilities=False)
+    with pytest.raises(ValueError, match="other features"):
+        other.append(_raw_block(rng, 0, 1))
