@@ -1051,6 +1051,8 @@ class CompactionOutcome:
     settled: bool = True
     #: True when another compaction committed the same rows first (this run stopped there)
     raced: bool = False
+    #: small segments of one version merged into fuller ones (how many were replaced)
+    merged: int = 0
 
 
 def compact_log(
@@ -1094,6 +1096,7 @@ def compact_log(
         rows += len(chunk.ids)
         covered = end
     refreshed = 0 if raced else _refresh_labels(engine, model_name, horizon=horizon)
+    merged = _merge_small_segments(engine, model_name, segment_rows) if made else 0
     if rows:
         _vacuum_log(engine)
     return CompactionOutcome(
@@ -1104,6 +1107,7 @@ def compact_log(
         covered_to=_covered_to(engine, model_name),
         settled=settled,
         raced=raced,
+        merged=merged,
     )
 
 
@@ -1300,6 +1304,109 @@ def _store_segments(
     return len(segments)
 
 
+# Each compaction stores the rows logged since the last one, so a monitor running every hour
+# on light traffic leaves a segment per run, and a read pays per segment: 200,000 rows read at
+# 2.4M rows/s from segments of 100,000 rows and at 455k rows/s from segments of 1,000
+# (measured). So compaction merges consecutive small segments of a version (same features)
+# into one of up to `segment_rows` rows, under a new id: a read that planned on the old ones
+# finds them gone and plans again. Two merges of the same segments cannot both commit (each
+# deletes them all first, or gives up), and the merged segment keeps the lowest label horizon
+# of its parts, so the labels recorded since are applied at read time until a refresh.
+def _merge_small_segments(engine: Engine, model_name: str, segment_rows: int) -> int:
+    """Merge runs of small consecutive segments of each version; how many were replaced."""
+    s = log_segments.c
+    with engine.connect() as connection:
+        segments = connection.execute(
+            sa.select(
+                s.id,
+                s.model_version,
+                s.first_id,
+                s.last_id,
+                s.covered_to,
+                s.rows,
+                s.ts_min,
+                s.ts_max,
+                s.label_horizon,
+                s.numeric,
+                s.categorical,
+            )
+            .where(s.model_name == model_name)
+            .order_by(s.model_version, s.first_id)
+        ).all()
+    replaced = 0
+    for run in _mergeable_runs(segments, segment_rows):
+        replaced += _merge_run(engine, model_name, run)
+    return replaced
+
+
+def _mergeable_runs(segments: Sequence[Any], segment_rows: int) -> list[list[Any]]:
+    """Runs of 2 or more consecutive segments (by version, then first row) of one version and
+    the same features, each smaller than `segment_rows`, of `segment_rows` rows at most."""
+    runs: list[list[Any]] = []
+    run: list[Any] = []
+    for segment in segments:
+        fits = (
+            run
+            and segment.model_version == run[0].model_version
+            and list(segment.numeric) == list(run[0].numeric)
+            and list(segment.categorical) == list(run[0].categorical)
+            and sum(int(r.rows) for r in run) + int(segment.rows) <= segment_rows
+        )
+        if not fits:  # a full segment ends a run too (it is never merged)
+            if len(run) > 1:
+                runs.append(run)
+            run = []
+        if int(segment.rows) < segment_rows:
+            run.append(segment)
+    if len(run) > 1:
+        runs.append(run)
+    return runs
+
+
+def _merge_run(engine: Engine, model_name: str, run: list[Any]) -> int:
+    """Replace `run` by one segment; 0 when another compaction changed it first."""
+    ids = [int(segment.id) for segment in run]
+    with engine.connect() as connection:
+        stored = _segment_data(connection, ids)
+    if len(stored) != len(ids):
+        return 0
+    first = run[0]
+    numeric, categorical = list(first.numeric), list(first.categorical)
+    block = columnar.concat_blocks(
+        [
+            columnar.decode_segment(
+                stored.pop(i), numeric=numeric, categorical=categorical, probabilities=True
+            )
+            for i in ids
+        ],
+        probabilities=True,
+    )
+    merged = {
+        "model_name": model_name,
+        "model_version": int(first.model_version),
+        "first_id": int(first.first_id),
+        "last_id": int(run[-1].last_id),
+        "covered_to": max(int(segment.covered_to) for segment in run),
+        "rows": len(block),
+        "ts_min": min(segment.ts_min for segment in run),
+        "ts_max": max(segment.ts_max for segment in run),
+        "label_horizon": min(int(segment.label_horizon) for segment in run),
+        "numeric": numeric,
+        "categorical": categorical,
+        "created_at": datetime.now(UTC),
+        "data": columnar.encode_segment(block),
+    }
+    try:
+        with engine.begin() as connection:
+            gone = connection.execute(sa.delete(log_segments).where(log_segments.c.id.in_(ids)))
+            if gone.rowcount != len(ids):
+                raise _SegmentsChanged("another compaction merged these segments first")
+            connection.execute(sa.insert(log_segments), [merged])
+    except _SegmentsChanged:
+        return 0
+    return len(ids)
+
+
 def _late_labels(
     connection: sa.Connection, model_name: str, *, after: int, upto: int, version: int | None
 ) -> list[Any]:
@@ -1435,6 +1542,10 @@ def _too_few(query: _WindowQuery, got: int, expected: int) -> bool:
 def _read_columnar(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
     """The window from segments plus the JSON of the rows after them; None when the segments
     cannot answer it (no segments, a feature they lack, fewer rows than the log counts)."""
+    return _replanned(lambda: _read_columnar_once(engine, query))
+
+
+def _read_columnar_once(engine: Engine, query: _WindowQuery) -> pd.DataFrame | None:
     with engine.connect() as connection:
         plan = _plan_segments(connection, query)
         if plan is None:
@@ -1499,18 +1610,8 @@ def read_window_columns(
     )
     wanted = [*numeric, *categorical, *(["prediction"] if prediction else [])]
     parts: list[columnar.Columns] = []
-    plan = None
     if last_n != 0:
-        with engine.connect() as connection:
-            plan = _plan_segments(connection, query)
-            if plan is not None:
-                parts = list(_segment_columns(connection, query, plan, prediction=prediction))
-                tail = _tail_rows(connection, query, plan)
-                if tail.ids:
-                    block = columnar.block_from_raw(tail, numeric=numeric, categorical=categorical)
-                    parts.append(columnar.columns_of(block, prediction=prediction))
-    if plan is not None and _too_few(query, sum(len(p) for p in parts), plan.expected):
-        parts = []
+        parts = _replanned(lambda: _column_parts(engine, query, prediction=prediction)) or []
     if not parts:
         frame = read_window(
             engine,
@@ -1527,6 +1628,27 @@ def read_window_columns(
         )
         return frame[wanted]
     return columnar.columns_frame(parts, last_n=last_n)
+
+
+def _column_parts(
+    engine: Engine, query: _WindowQuery, *, prediction: bool
+) -> list[columnar.Columns]:
+    """The window's columns from segments and the tail, in parts; none when the segments
+    cannot answer it."""
+    with engine.connect() as connection:
+        plan = _plan_segments(connection, query)
+        if plan is None:
+            return []
+        parts = list(_segment_columns(connection, query, plan, prediction=prediction))
+        tail = _tail_rows(connection, query, plan)
+    if tail.ids:
+        block = columnar.block_from_raw(
+            tail, numeric=list(query.numeric), categorical=list(query.categorical)
+        )
+        parts.append(columnar.columns_of(block, prediction=prediction))
+    if _too_few(query, sum(len(p) for p in parts), plan.expected):
+        return []
+    return parts
 
 
 def last_log_id(engine: Engine) -> int:
@@ -1589,7 +1711,29 @@ def _paired(
     batch: list[Any], stored: dict[int, bytes | memoryview]
 ) -> Iterator[tuple[Any, bytes | memoryview]]:
     for segment in batch:
-        yield segment, stored.pop(int(segment.id))
+        data = stored.pop(int(segment.id), None)
+        if data is None:
+            raise _SegmentsChanged(f"segment {int(segment.id)} was merged away during the read")
+        yield segment, data
+
+
+class _SegmentsChanged(Exception):
+    """A segment a read planned on was merged into another before its bytes were fetched."""
+
+
+#: How many times a read plans again when compaction merged its segments meanwhile (then JSON).
+_READ_ATTEMPTS = 3
+
+
+def _replanned(read: Any) -> Any:
+    """`read()` again while compaction merges the segments it planned on; None after
+    `_READ_ATTEMPTS` tries (the caller then reads the JSON)."""
+    for _ in range(_READ_ATTEMPTS):
+        try:
+            return read()
+        except _SegmentsChanged as exc:
+            _log.info("reading the columnar log again: %s", exc)
+    return None
 
 
 def _bounds_us(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:

@@ -479,3 +479,133 @@ def test_block_builder_refuses_more_rows_or_other_features() -> None:
     other = columnar.BlockBuilder(4, numeric=["x0"], categorical=[], probabilities=False)
     with pytest.raises(ValueError, match="other features"):
         other.append(_raw_block(rng, 0, 1))
+
+
+def _segment_rows(engine: Engine) -> list[tuple[int, int, int]]:
+    """(version, first id, rows) of each segment of model m."""
+    s = store.log_segments.c
+    with engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                sa.select(s.model_version, s.first_id, s.rows)
+                .where(s.model_name == "m")
+                .order_by(s.model_version, s.first_id)
+            )
+        ]
+
+
+def _compact(engine: Engine, segment_rows: int) -> store.CompactionOutcome:
+    return store.compact_log(
+        engine,
+        model_name="m",
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        segment_rows=segment_rows,
+    )
+
+
+def test_compactions_of_small_batches_merge_their_segments(engine: Engine) -> None:
+    """A compaction after every few rows (a monitor on light traffic) leaves one segment of up
+    to segment_rows rows per version, not one per run; every row stays in exactly one."""
+    rng = random.Random(21)
+    total = 0
+    for _ in range(12):
+        records = _records(rng, 9, start=total)
+        store.insert_records(engine, records)
+        store.record_labels(engine, {r["request_id"]: _label(rng) for r in records[::2]})
+        total += len(records)
+        outcome = _compact(engine, segment_rows=40)
+        assert outcome.rows == 9
+        _assert_same(engine)
+    layout = _segment_rows(engine)
+    assert sum(rows for _, _, rows in layout) == total
+    assert all(rows <= 40 for _, _, rows in layout)
+    # 108 rows of 2 versions in segments of at most 40: a handful, not 12 runs x 2 versions
+    assert len(layout) <= 8, layout
+    for version in {v for v, _, _ in layout}:
+        mine = [rows for v, _, rows in layout if v == version]
+        # no two neighbours that would still fit in one segment
+        assert all(a + b > 40 for a, b in zip(mine, mine[1:], strict=False)), layout
+
+
+def test_a_read_whose_segments_are_merged_meanwhile_plans_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The segments a read planned on are merged (deleted, one new segment) before it fetches
+    them: it plans again and still returns the JSON read's frame, for both kinds of read."""
+    rng = random.Random(22)
+    for start in range(0, 60, 10):
+        store.insert_records(engine, _records(rng, 10, start=start))
+        store.compact_log(
+            engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, segment_rows=10
+        )
+    before = _segment_rows(engine)
+    real_plan = store._plan_segments
+    plans: list[int] = []
+
+    def plan_then_merge(connection: sa.Connection, query: Any) -> Any:
+        plan = real_plan(connection, query)
+        plans.append(len(plan.chosen))
+        if len(plans) == 1:  # another compaction merges them, on its own connection
+            assert store._merge_small_segments(engine, "m", 1_000) > 0
+        return plan
+
+    monkeypatch.setattr(store, "_plan_segments", plan_then_merge)
+    fast = store.read_window(
+        engine, model_name="m", numeric=NUMERIC, categorical=CATEGORICAL, target="y"
+    )
+    assert len(plans) == 2 and plans[1] < plans[0]
+    assert len(_segment_rows(engine)) < len(before)
+    monkeypatch.setattr(store, "_plan_segments", real_plan)
+    slow = store.read_window(
+        engine,
+        model_name="m",
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        target="y",
+        columnar=False,
+    )
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+
+    # the column read: merge again under it (new small segments first)
+    store.insert_records(engine, _records(rng, 30, start=60))
+    _compact(engine, segment_rows=10)
+    plans.clear()
+    monkeypatch.setattr(store, "_plan_segments", plan_then_merge)
+    columns = store.read_window_columns(
+        engine, model_name="m", numeric=["x0"], categorical=["c1"], prediction=True
+    )
+    assert len(plans) == 2
+    monkeypatch.setattr(store, "_plan_segments", real_plan)
+    expected = store.read_window(
+        engine,
+        model_name="m",
+        numeric=["x0"],
+        categorical=["c1"],
+        target="y",
+        columnar=False,
+    )[["x0", "c1", "prediction"]]
+    pd.testing.assert_frame_equal(columns, expected, check_exact=True)
+
+
+def test_concurrent_merges_keep_every_row_once(engine: Engine) -> None:
+    rng = random.Random(23)
+    for start in range(0, 120, 8):
+        store.insert_records(engine, _records(rng, 8, start=start))
+        _compact(engine, segment_rows=8)  # each run's segments stay: 8 rows of 2 versions
+    replaced: list[int] = []
+
+    def merge() -> None:
+        replaced.append(store._merge_small_segments(engine, "m", 10_000))
+
+    threads = [threading.Thread(target=merge) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    layout = _segment_rows(engine)
+    assert sum(rows for _, _, rows in layout) == 120
+    assert len(layout) == len({v for v, _, _ in layout})  # one segment per version
+    assert sum(replaced) >= 2
+    _assert_same(engine)
