@@ -256,7 +256,10 @@ class CompactionConfig(_Section):
         "segments (`driftloop log compact` does it by hand); reads use them either way",
     )
     segment_rows: int = Field(
-        100_000, ge=100, description="rows per segment (one model version each)"
+        100_000,
+        ge=100,
+        description="rows per segment at most (one model version each); compaction merges "
+        "consecutive smaller segments of a version up to it",
     )
     settle_timeout_seconds: float = Field(
         30.0,
