@@ -246,6 +246,23 @@ class LogSegment(Base):
 
 
 log_segments: sa.Table = LogSegment.__table__  # type: ignore[assignment]
+#: A segment's description without its bytes: what plans, merges and label refreshes read.
+_SEGMENT_META = tuple(
+    log_segments.c[name]
+    for name in (
+        "id",
+        "model_version",
+        "first_id",
+        "last_id",
+        "covered_to",
+        "rows",
+        "ts_min",
+        "ts_max",
+        "label_horizon",
+        "numeric",
+        "categorical",
+    )
+)
 
 #: The columns a log record (a plain dict) carries; `id` is assigned by the database, and
 #: `label_seq` by :func:`record_labels`.
@@ -1317,19 +1334,7 @@ def _merge_small_segments(engine: Engine, model_name: str, segment_rows: int) ->
     s = log_segments.c
     with engine.connect() as connection:
         segments = connection.execute(
-            sa.select(
-                s.id,
-                s.model_version,
-                s.first_id,
-                s.last_id,
-                s.covered_to,
-                s.rows,
-                s.ts_min,
-                s.ts_max,
-                s.label_horizon,
-                s.numeric,
-                s.categorical,
-            )
+            sa.select(*_SEGMENT_META)
             .where(s.model_name == model_name)
             .order_by(s.model_version, s.first_id)
         ).all()
@@ -1425,15 +1430,7 @@ def _refresh_labels(engine: Engine, model_name: str, *, horizon: int) -> int:
     s = log_segments.c
     with engine.connect() as connection:
         stale = connection.execute(
-            sa.select(
-                s.id,
-                s.model_version,
-                s.first_id,
-                s.last_id,
-                s.label_horizon,
-                s.numeric,
-                s.categorical,
-            ).where(s.model_name == model_name, s.label_horizon < horizon)
+            sa.select(*_SEGMENT_META).where(s.model_name == model_name, s.label_horizon < horizon)
         ).all()
         if not stale:
             return 0
@@ -1499,19 +1496,7 @@ def _plan_segments(connection: sa.Connection, query: _WindowQuery) -> _SegmentPl
     """None when the segments cannot answer the window (no segments, a feature they lack)."""
     s = log_segments.c
     segments = connection.execute(
-        sa.select(
-            s.id,
-            s.model_version,
-            s.first_id,
-            s.last_id,
-            s.covered_to,
-            s.ts_min,
-            s.ts_max,
-            s.label_horizon,
-            s.numeric,
-            s.categorical,
-            s.rows,
-        ).where(s.model_name == query.model_name)
+        sa.select(*_SEGMENT_META).where(s.model_name == query.model_name)
     ).all()
     if not segments:
         return None
