@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import subprocess
@@ -292,19 +291,32 @@ def verdicts_of(drift: Any, quality: Any) -> dict[str, Any]:
 _RUN: dict[str, Any] = {}
 
 
-@flow(name="scale-window-statistics")
+@flow(name="scale-monitor-by-columns")
 def checked_window(warm_up: bool) -> Any:
-    """The window's drift and quality on the cluster; `warm_up`: of an empty window (after the
-    log's last row), so the workers have imported what the tasks run, as long-lived workers
-    (`make stack`) have."""
-    from flows.partitioned import window_statistics
+    """The monitor's read and verdict of the window with `monitoring.columns_per_task`
+    (`flows.monitor.judged_window`): the window's outputs and labels and its newest rows read
+    here, drift and quality by column tasks on the cluster. `warm_up`: the checks of a window
+    of the log's first rows only, so the workers have imported what the tasks run, as
+    long-lived workers (`make stack`) have."""
+    from core.settings import Settings
+    from flows.monitor import judged_window
 
-    window = _RUN["window"]
+    config, engine = _RUN["config"], store.make_engine(_RUN["url"])
     if warm_up:
-        window = dataclasses.replace(window, since=datetime(2100, 1, 1, tzinfo=UTC))
-    return window_statistics(
-        window, _RUN["checks"], address=_RUN["address"], columns_per_task=_RUN["per_task"]
-    )
+        small = config.monitoring.window.model_copy(update={"rows": 1_000})
+        config = config.model_copy(
+            update={"monitoring": config.monitoring.model_copy(update={"window": small})}
+        )
+    try:
+        settings = Settings(
+            DRIFTLOOP_DATABASE_URL=_RUN["url"], DRIFTLOOP_DASK_ADDRESS=_RUN["address"]
+        )
+        window, result = judged_window(
+            engine, config, settings, _RUN["ref"], version=1, now=_RUN["now"]
+        )
+    finally:
+        engine.dispose()
+    return len(window.frame), result.drift, result.quality
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[bool, float]:
@@ -369,24 +381,35 @@ def dask_processes(workers: int = 2) -> Any:
 
 
 def dask_child(url: str, stats: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The monitor's step with `monitoring.columns_per_task` on a version whose reference has
+    these statistics (the registry's part, loading the version, is not timed)."""
     from distributed import Client
 
-    from core.config_monitoring import DriftConfig, QualityConfig
-    from flows.partitioned import Checks, LogWindow
+    from core.config import parse_config
+    from core.spec import FeatureSpec, VersionInfo
+    from monitoring.verdict import VersionReference
 
     if __name__ == "__main__":
         raise SystemExit("the dask child runs as module `scale` (see run_child)")
-    _RUN["checks"] = Checks(
-        numeric=tuple(NUM),
-        categorical=tuple(CAT),
-        prediction="prediction",
-        prediction_kind="categorical",
-        reference=stats,
-        drift=DriftConfig(),
-        quality=QualityConfig(),
+    config = parse_config(
+        {
+            "model_name": MODEL, "task": "classification", "target": "y",
+            "data": {"train": "unused.csv"},
+            "monitoring": {"columns_per_task": args.columns_per_task,
+                           "window": {"kind": "last_rows", "rows": args.rows}},
+        }
+    )  # fmt: skip
+    info = VersionInfo(
+        model_name=MODEL, version=1, run_id="bench", task="classification", target="y",
+        spec=FeatureSpec(numeric=tuple(NUM), categorical=tuple(CAT)), not_null=(), classes=(0, 1),
+    )  # fmt: skip
+    store.upgrade_database(url)  # the monitor's own tables (its previous runs)
+    _RUN.update(
+        config=config,
+        url=url,
+        now=datetime.now(UTC),
+        ref=VersionReference(info, pd.DataFrame(), 0.5, stats),
     )
-    _RUN["window"] = LogWindow(url, MODEL)
-    _RUN["per_task"] = args.columns_per_task
     with dask_processes() as address, Client(address) as client:
         _RUN["address"] = address
         checked_window(True)  # Prefect's server up, the workers warm: not part of the run
@@ -395,14 +418,14 @@ def dask_child(url: str, stats: Any, args: argparse.Namespace) -> dict[str, Any]
         baseline = rss_mb()
         reset_peak()
         start = time.perf_counter()
-        drift, quality = checked_window(False)
+        rows, drift, quality = checked_window(False)
         seconds = time.perf_counter() - start
         workers = client.run(peak_mb)
         scheduler = client.run_on_scheduler(peak_mb)
     return {
         "seconds": seconds,
         "read_seconds": None,
-        "rows": drift.n_current,
+        "rows": rows,
         "peak_mb": max(peak_mb(), scheduler, *workers.values()),
         "monitor_peak_mb": peak_mb(),
         "scheduler_peak_mb": scheduler,

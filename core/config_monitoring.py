@@ -291,7 +291,25 @@ class MonitoringConfig(_Section):
         "(DRIFTLOOP_DASK_ADDRESS, else a local one of 2 worker processes) and merged exactly: "
         "the same verdicts",
     )
+    columns_per_task: int = Field(
+        0,
+        ge=0,
+        description="0: the monitor's process reads the window with its features; N: it reads "
+        "the window's outputs and labels only, and drift and data quality run as Prefect tasks "
+        "on a Dask cluster (as for `partitions`), each reading N of the window's columns from "
+        "the log itself: the same verdicts, and no process holds the whole window (the log's "
+        "URL must be reachable from the workers)",
+    )
     quality: QualityConfig = Field(default_factory=QualityConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     compaction: CompactionConfig = Field(default_factory=CompactionConfig)
+
+    @model_validator(mode="after")
+    def _one_engine(self) -> MonitoringConfig:
+        if self.partitions and self.columns_per_task:
+            raise ValueError(
+                "monitoring.partitions and monitoring.columns_per_task both split the drift "
+                "check over Dask tasks: set one of them (the other 0)"
+            )
+        return self

@@ -103,6 +103,9 @@ PANEL_VALUES = (
 )
 #: Rows of the window the Evidently report (the human view) samples; verdicts use every row.
 REPORT_ROWS = 20_000
+#: A window read without its features (``monitoring.columns_per_task``): the newest labeled
+#: rows read with them, to compare a retrained version with its predecessor on.
+COMPARED_ROWS = 100_000
 
 
 def model_resource(model_name: str) -> str:
@@ -139,15 +142,16 @@ def compaction_sentence(outcome: store.CompactionOutcome) -> str:
     return "; ".join(parts)
 
 
-def read_served_window(
+def served_span(
     engine: Engine,
     config: ProjectConfig,
-    info: registry.VersionInfo | None,
+    database_url: str,
     *,
     version: int | None,
     now: datetime,
-) -> Window:
-    """The configured window of rows served by ``version``, the most recent in the log."""
+) -> store.LogWindow:
+    """Which rows of the log the configured window is: served by ``version``, the newest
+    ``window.rows`` or those since a time, before ``now``."""
     mon = config.monitoring
     latest = runs.latest_run(engine, config.model_name)
     since = window_since(
@@ -156,8 +160,33 @@ def read_served_window(
         hours=mon.window.hours,
         last_end=latest["window_end"] if latest else None,
     )
+    return store.LogWindow(
+        database_url=database_url,
+        model_name=config.model_name,
+        since=since,
+        until=now,
+        last_n=mon.window.rows if mon.window.kind == "last_rows" else None,
+        version=version,
+    )
+
+
+def read_served_window(
+    engine: Engine,
+    config: ProjectConfig,
+    info: registry.VersionInfo | None,
+    span: store.LogWindow,
+    *,
+    compare: bool = False,
+) -> Window:
+    """The rows of ``span`` (:func:`served_span`), the most recent in the log. With
+    ``monitoring.columns_per_task``, without their features (and request ids), plus the newest
+    :data:`REPORT_ROWS` with them and, when ``compare``, the newest :data:`COMPARED_ROWS`
+    labeled rows with them."""
+    mon = config.monitoring
+    kind, version, now = mon.window.kind, span.version, span.until
     if version is None or info is None:
-        return Window(pd.DataFrame(), version, mon.window.kind, since, now)
+        return Window(pd.DataFrame(), version, kind, span.since, now)
+    whole = not mon.columns_per_task
     read = functools.partial(
         store.read_window,
         engine,
@@ -168,11 +197,56 @@ def read_served_window(
         until=now,
         version=version,
         probabilities=is_multiclass(info),
+        upto_id=span.upto_id,
     )
-    frame = read(since=since, last_n=mon.window.rows if mon.window.kind == "last_rows" else None)
-    labeled = read(last_n=mon.window.rows, labeled_only=True)
-    start = frame["ts"].min() if len(frame) else since
-    return Window(frame, version, mon.window.kind, start, now, labeled=labeled)
+    light = (
+        read if whole else functools.partial(read, numeric=(), categorical=(), request_ids=False)
+    )
+    frame = light(since=span.since, last_n=span.last_n)
+    labeled = light(last_n=mon.window.rows, labeled_only=True)
+    start = frame["ts"].min() if len(frame) else span.since
+    if whole:
+        return Window(frame, version, kind, start, now, labeled=labeled)
+    newest = min(REPORT_ROWS, span.last_n or REPORT_ROWS)
+    sample = read(since=span.since, last_n=newest)
+    compared = (
+        read(last_n=min(COMPARED_ROWS, mon.window.rows), labeled_only=True) if compare else None
+    )
+    return Window(
+        frame, version, kind, start, now, labeled=labeled, sample=sample, compared=compared
+    )
+
+
+def judged_window(
+    engine: Engine,
+    config: ProjectConfig,
+    settings: Settings,
+    ref: VersionReference | None,
+    *,
+    version: int | None,
+    now: datetime,
+) -> tuple[Window, MonitorResult]:
+    """The window read and judged against ``ref``: drift in this process, by row partitions
+    (``monitoring.partitions``) or, with ``monitoring.columns_per_task``, drift and quality by
+    column tasks that read the window's columns from the log while this process reads only its
+    outputs and labels (every read pinned to the rows logged so far)."""
+    mon = config.monitoring
+    span = served_span(engine, config, settings.database_url, version=version, now=now)
+    if mon.columns_per_task:
+        span = dataclasses.replace(span, upto_id=store.last_log_id(engine))
+    compare = ref is not None and ref.predecessor_model is not None
+    window = read_served_window(engine, config, ref.info if ref else None, span, compare=compare)
+    drift = quality = None
+    if ref is not None and needs_drift(config, ref, window):
+        if mon.columns_per_task:
+            from flows.partitioned import column_checks  # imports dask only when used
+
+            drift, quality = column_checks(config, ref, span, address=settings.dask_address)
+        elif mon.partitions:
+            from flows.partitioned import partitioned_drift
+
+            drift = partitioned_drift(config, ref, window, address=settings.dask_address)
+    return window, judge(config, ref, window, drift=drift, quality=quality)
 
 
 @task(retries=2, retry_delay_seconds=3, retry_condition_fn=transient, cache_policy=NO_CACHE)
@@ -319,7 +393,8 @@ def publish(
     result = outcome.result
     if result.drift is None:
         return None
-    labeled_target = config.target if outcome.window.frame[config.target].notna().any() else None
+    shown = outcome.window.report_rows()
+    labeled_target = config.target if shown[config.target].notna().any() else None
     drift = result.drift
     values: dict[str, float | bool | None] = {
         "drift_share": drift.drift_share,
@@ -334,7 +409,7 @@ def publish(
         values["shadow.champion"] = outcome.shadow["champion_value"]
         values["shadow.challenger"] = outcome.shadow["challenger_value"]
     # the per-class probability dicts (multiclass) are driftloop's input, not a report column
-    frame = outcome.window.frame.drop(columns=[PROBABILITIES_COLUMN], errors="ignore")
+    frame = shown.drop(columns=[PROBABILITIES_COLUMN], errors="ignore")
     # Evidently refuses a column that is empty on one side; the quality check already reports it.
     usable = [c for c in info.spec.columns if frame[c].notna().any() and reference[c].notna().any()]
     for column in info.spec.columns:
@@ -506,13 +581,7 @@ def monitor_once(
         if info is not None and config.monitoring.compaction.enabled:
             compacted = compact_served_log(engine, config, info)
             logger.info("log compaction: %s", compaction_sentence(compacted))
-        window = read_served_window(engine, config, info, version=version, now=now)
-        drift = None  # computed by judge in this process, unless partitions are configured
-        if config.monitoring.partitions and ref is not None and needs_drift(config, ref, window):
-            from flows.partitioned import partitioned_drift  # imports dask only when used
-
-            drift = partitioned_drift(config, ref, window, address=settings.dask_address)
-        result = judge(config, ref, window, drift=drift)
+        window, result = judged_window(engine, config, settings, ref, version=version, now=now)
         history = runs.recent_history(engine, config.model_name, now=now)
         policy = config.monitoring.policy
         run_id = runs.new_run_id()
@@ -731,14 +800,15 @@ def realize_estimates(
             or store.count_rows(engine, **span, labeled_only=True) < REALIZED_SHARE * total
         ):
             continue
-        rows = store.read_window(
+        rows = store.read_window(  # the outputs and labels the metric needs, no features
             engine,
             **span,
-            numeric=info.spec.numeric,
-            categorical=info.spec.categorical,
+            numeric=(),
+            categorical=(),
             target=config.target,
             labeled_only=True,
             probabilities=is_multiclass(info),
+            request_ids=False,
         )
         value = compute_performance(
             current=rows,

@@ -22,7 +22,6 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 
 import pandas as pd
 from prefect import task
@@ -54,6 +53,7 @@ from monitoring.partitions import (
     split_frame,
 )
 from monitoring.quality import QualityResult, combine_quality, compute_quality
+from monitoring.store import LogWindow
 from monitoring.verdict import VersionReference, Window, drift_columns
 
 #: Worker processes of the local cluster started when no address is configured.
@@ -147,21 +147,6 @@ def partitioned_drift(
         config=config.monitoring.drift,
         **columns,
     )
-
-
-@dataclass(frozen=True)
-class LogWindow:
-    """A window of the inference log as a worker reads it: the log's URL and the filters of
-    :func:`monitoring.store.read_window` (``since`` inclusive, ``until`` exclusive, the newest
-    ``last_n`` rows, one served ``version``, rows logged with an id up to ``upto_id``)."""
-
-    database_url: str
-    model_name: str
-    since: datetime | None = None
-    until: datetime | None = None
-    last_n: int | None = None
-    version: int | None = None
-    upto_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -293,3 +278,24 @@ def _for(checks: Checks, group: ColumnGroup) -> Checks:
         *(predicted if checks.prediction_kind == "categorical" else []),
     ]
     return dataclasses.replace(checks, reference=checks.reference.subset(numeric, categorical))
+
+
+def column_checks(
+    config: ProjectConfig, ref: VersionReference, window: LogWindow, *, address: str | None
+) -> tuple[DriftResult, QualityResult]:
+    """The monitor's drift and quality of ``window`` against the version ``ref`` by column tasks
+    (:func:`window_statistics`, ``monitoring.columns_per_task`` columns each): what
+    :func:`monitoring.verdict.judge` computes on the window read whole. Call it inside a flow run."""
+    columns = drift_columns(ref.info)
+    checks = Checks(
+        numeric=tuple(columns["numeric"]),
+        categorical=tuple(columns["categorical"]),
+        prediction=columns["prediction"],
+        prediction_kind=columns["prediction_kind"],
+        reference=ref.stats,
+        drift=config.monitoring.drift,
+        quality=config.monitoring.quality,
+    )
+    return window_statistics(
+        window, checks, address=address, columns_per_task=config.monitoring.columns_per_task
+    )

@@ -491,18 +491,30 @@ def _column(table: pa.Table, name: str) -> pa.Array:
     return chunks.chunk(0) if chunks.num_chunks == 1 else chunks.combine_chunks()
 
 
+#: A segment's columns every decoded block has, besides the features.
+_ROW_COLUMNS = ("id", "ts_us", "model_version", "prediction", "probability", "label", "labeled")
+
+
 def decode_segment(
     data: bytes | memoryview,
     *,
     numeric: Sequence[str],
     categorical: Sequence[str],
     probabilities: bool,
+    request_ids: bool = True,
 ) -> Block:
-    """The block a segment holds, with only the features asked for.
+    """The block a segment holds, with only the features asked for (the others are not
+    decompressed); without `request_ids` the block's request ids are None (a read that does not
+    return them skips decoding a string per row).
 
     Raises SegmentError when the data is not a segment or lacks one of the features.
     """
-    table, meta = _open_segment(data, numeric=numeric, categorical=categorical)
+    only = [
+        *_ROW_COLUMNS,
+        *(["request_id"] if request_ids else []),
+        *(["probabilities"] if probabilities else []),
+    ]
+    table, meta = _open_segment(data, numeric=numeric, categorical=categorical, only=only)
 
     def column(name: str) -> pa.Array:
         return _column(table, name)
@@ -512,7 +524,11 @@ def decode_segment(
         ids=column("id").to_numpy(),
         ts_us=column("ts_us").to_numpy(),
         versions=column("model_version").to_numpy(),
-        request_ids=column("request_id").to_numpy(zero_copy_only=False),
+        request_ids=(
+            column("request_id").to_numpy(zero_copy_only=False)
+            if request_ids
+            else np.full(table.num_rows, None, dtype=object)
+        ),
         numeric={k: column(f"n:{k}").to_numpy(zero_copy_only=False) for k in numeric},
         categorical={k: _undictionary(column(f"c:{k}")) for k in categorical},
         prediction=_values_from(column("prediction"), meta["prediction_kind"]),
@@ -694,8 +710,11 @@ def with_labels(block: Block, ids: np.ndarray, labels: Sequence[Any]) -> Block:
     return replace(block, label=patched(block.label, positions[hit], chosen), labeled=labeled)
 
 
-def block_frame(block: Block, *, target: str, probabilities: bool) -> pd.DataFrame:
-    """The frame `read_window` returns for these rows (in the block's order)."""
+def block_frame(
+    block: Block, *, target: str, probabilities: bool, request_ids: bool = True
+) -> pd.DataFrame:
+    """The frame `read_window` returns for these rows (in the block's order); without
+    `request_ids`, no `request_id` column."""
     n = len(block)
     data: dict[str, Any] = {}
     data.update(block.numeric)
@@ -705,7 +724,8 @@ def block_frame(block: Block, *, target: str, probabilities: bool) -> pd.DataFra
     data[target] = to_series(block.label)
     data["model_version"] = block.versions.astype(np.int64, copy=False)
     data["ts"] = pd.to_datetime(block.ts_us, unit="us", utc=True).as_unit("ns")
-    data["request_id"] = pd.Series(block.request_ids, dtype=object)
+    if request_ids:
+        data["request_id"] = pd.Series(block.request_ids, dtype=object)
     if probabilities:
         data["probabilities"] = pd.Series(_probabilities(block), dtype=object)
     # copy=False also leaves the columns unconsolidated: stacking 20 float and 6 object columns

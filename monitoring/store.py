@@ -897,6 +897,21 @@ def count_labels_since(engine: Engine, *, model_name: str, since: datetime) -> i
         return int(connection.scalar(statement) or 0)
 
 
+@dataclass(frozen=True)
+class LogWindow:
+    """A window of the inference log as another process reads it: the log's URL and the
+    filters of :func:`read_window` (``since`` inclusive, ``until`` exclusive, the newest
+    ``last_n`` rows, one served ``version``, rows logged with an id up to ``upto_id``)."""
+
+    database_url: str
+    model_name: str
+    since: datetime | None = None
+    until: datetime | None = None
+    last_n: int | None = None
+    version: int | None = None
+    upto_id: int | None = None
+
+
 def read_window(
     engine: Engine,
     *,
@@ -912,6 +927,7 @@ def read_window(
     probabilities: bool = False,
     columnar: bool = True,
     upto_id: int | None = None,
+    request_ids: bool = True,
 ) -> pd.DataFrame:
     """Logged rows of a model as a frame typed like the training data, oldest first.
 
@@ -921,6 +937,9 @@ def read_window(
     (the per-class `{class: p}` dicts, object). `since` is inclusive, `until` exclusive;
     `last_n` keeps the newest n matching rows. `upto_id` keeps the rows logged with an id up
     to it (:func:`last_log_id`), so reads made at different times see the same window.
+    `request_ids=False` leaves out `request_id` (a string per row that a caller judging the
+    window's outputs does not need); no features asked for (``numeric=categorical=()``)
+    leaves them out, and their columns are not decompressed.
 
     Rows that compaction (:func:`compact_log`) has put in segments are read from those, the
     rest from the log's JSON; the frame is the same either way. `columnar=False` reads only
@@ -941,6 +960,7 @@ def read_window(
         labeled_only=labeled_only,
         probabilities=probabilities,
         upto_id=upto_id,
+        request_ids=request_ids,
     )
     if columnar and last_n != 0:
         frame = _read_columnar(engine, query)
@@ -964,6 +984,7 @@ class _WindowQuery:
     labeled_only: bool
     probabilities: bool
     upto_id: int | None = None
+    request_ids: bool = True
 
     def filtered(self, statement: sa.Select[Any], *, since: datetime | None = None) -> Any:
         return _filtered(
@@ -1000,13 +1021,14 @@ def _read_json(engine: Engine, query: _WindowQuery) -> pd.DataFrame:
         rows = connection.execute(statement).all()
     if last_n is not None:
         rows.reverse()
-    return _typed_frame(
+    frame = _typed_frame(
         rows,
         numeric=list(query.numeric),
         categorical=list(query.categorical),
         target=query.target,
         probabilities=probabilities,
     )
+    return frame if query.request_ids else frame.drop(columns=["request_id"])
 
 
 def _typed_frame(
@@ -1556,7 +1578,12 @@ def _read_columnar_once(engine: Engine, query: _WindowQuery) -> pd.DataFrame | N
     block = _ordered(builder.finish())
     if query.last_n is not None and len(block) > query.last_n:
         block = block.take(np.arange(len(block) - query.last_n, len(block)))
-    return columnar.block_frame(block, target=query.target, probabilities=query.probabilities)
+    return columnar.block_frame(
+        block,
+        target=query.target,
+        probabilities=query.probabilities,
+        request_ids=query.request_ids,
+    )
 
 
 def read_window_columns(
@@ -1825,6 +1852,7 @@ def _segment_blocks(
             numeric=query.numeric,
             categorical=query.categorical,
             probabilities=query.probabilities,
+            request_ids=query.request_ids,
         )
         lo, hi = np.searchsorted(late_ids, [segment.first_id, segment.last_id + 1])
         mine = [r for r in late[lo:hi] if r.label_seq > segment.label_horizon]
@@ -2030,6 +2058,7 @@ __all__ = [
     "InferenceDeadLetter",
     "InferenceLog",
     "LogStatus",
+    "LogWindow",
     "StoreError",
     "VersionRows",
     "WriteOutcome",

@@ -27,7 +27,7 @@ from monitoring.policy import (
     Predecessor,
     make_result,
 )
-from monitoring.quality import compute_quality
+from monitoring.quality import QualityResult, compute_quality
 from monitoring.significance import MetricNoise
 from pipelines.holdout import HoldoutScores, compare, scores_of
 from pipelines.schema import prepare_features
@@ -48,12 +48,34 @@ class Window:
     #: the version's newest labeled rows (at most ``window.rows``), up to the window's end, where
     #: performance is measured: with delayed labels the window's own rows have none yet
     labeled: pd.DataFrame | None = None
+    #: a window read without its features (``frame`` and ``labeled`` hold the outputs, the
+    #: labels and the times; its drift and quality are computed from the log by column tasks,
+    #: :func:`flows.partitioned.column_checks`): the newest rows with their features, for the
+    #: report (and the regression estimate), and the newest labeled rows with them, for the
+    #: comparison with the predecessor
+    sample: pd.DataFrame | None = None
+    compared: pd.DataFrame | None = None
 
     def labeled_rows(self, target: str) -> pd.DataFrame:
         """The rows performance is measured on: ``labeled`` when read, else the window's own."""
         if self.labeled is not None:
             return self.labeled
         return self.frame[self.frame[target].notna()]
+
+    @property
+    def has_features(self) -> bool:
+        """Whether ``frame`` holds the features (False: read without them)."""
+        return self.sample is None
+
+    def report_rows(self) -> pd.DataFrame:
+        """The rows with features the report shows: the window's, else its newest ones."""
+        return self.frame if self.sample is None else self.sample
+
+    def compared_rows(self, target: str) -> pd.DataFrame:
+        """The labeled rows with features the predecessor is compared on."""
+        if self.has_features:
+            return self.labeled_rows(target)
+        return self.compared if self.compared is not None else self.frame.iloc[:0]
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,7 @@ def evaluate_window(
     predecessor: Predecessor | None = None,
     importances: dict[str, float] | None = None,
     drift: DriftResult | None = None,
+    quality: QualityResult | None = None,
 ) -> MonitorResult:
     """Drift, quality and performance of a window against the reference (pure).
 
@@ -145,13 +168,20 @@ def evaluate_window(
     replaced on the window's labeled rows (:func:`predecessor_comparison`); ``importances``
     each feature's permutation importance (``drift_rule: weighted`` weighs drift by it);
     ``drift`` the window's drift when computed elsewhere (from merged partition statistics,
-    :mod:`monitoring.partitions`, with :func:`drift_columns`), else computed here.
+    :mod:`monitoring.partitions`, with :func:`drift_columns`), else computed here; ``quality``
+    likewise. A window read without its features needs both (and estimates a regression's
+    error on its ``sample``).
     """
     mon = config.monitoring
     frame = window.frame
     if len(frame) < mon.min_window_rows:
         return make_result(
             window_rows=len(frame), min_window_rows=mon.min_window_rows, policy=mon.policy
+        )
+    if not window.has_features and (drift is None or quality is None):
+        raise ValueError(
+            "a window read without its features needs its drift and quality computed from the "
+            "log (flows.partitioned.column_checks)"
         )
     numeric, categorical = info.spec.numeric, info.spec.categorical
     classification = info.task == "classification"
@@ -163,14 +193,15 @@ def evaluate_window(
             reference_stats=stats,
             **drift_columns(info),
         )
-    quality = compute_quality(
-        reference=reference,
-        current=frame[list(info.spec.columns)],
-        numeric=numeric,
-        categorical=categorical,
-        config=mon.quality,
-        reference_stats=stats,
-    )
+    if quality is None:
+        quality = compute_quality(
+            reference=reference,
+            current=frame[list(info.spec.columns)],
+            numeric=numeric,
+            categorical=categorical,
+            config=mon.quality,
+            reference_stats=stats,
+        )
     metric = config.promotion.metric
     labeled = window.labeled_rows(config.target)
     binary = classification and len(info.classes) == 2
@@ -191,8 +222,10 @@ def evaluate_window(
         )
     estimated = None
     if estimation is not None and estimation.metric == metric:
+        # a regression's error model needs the features: a window read without them is
+        # estimated on its newest rows (`sample`)
         estimated = window_estimate(
-            frame,
+            window.report_rows() if estimation.kind == "regression" else frame,
             estimation,
             target=config.target,
             spec=info.spec,
@@ -239,10 +272,12 @@ def judge(
     window: Window,
     *,
     drift: DriftResult | None = None,
+    quality: QualityResult | None = None,
 ) -> MonitorResult:
     """The window against the reference of the version that served it (pure): drift, quality,
     performance and its comparison with the predecessor; an empty result before any version.
-    ``drift`` is the window's drift when computed elsewhere (the partitioned engine)."""
+    ``drift`` and ``quality`` are the window's when computed elsewhere (the partitioned
+    engine, the column tasks)."""
     if ref is None:
         return make_result(
             window_rows=0,
@@ -261,6 +296,7 @@ def judge(
         predecessor=predecessor_comparison(ref, window, config),
         importances=ref.importances,
         drift=drift,
+        quality=quality,
     )
 
 
@@ -305,7 +341,7 @@ def predecessor_comparison(
     info = ref.info
     if ref.predecessor_model is None or ref.predecessor is None:
         return None
-    labeled = window.labeled_rows(config.target)
+    labeled = window.compared_rows(config.target)
     if len(labeled) < comparison_rows(config):
         return None
     served = logged_scores(labeled, info, config.target)

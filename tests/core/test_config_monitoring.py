@@ -67,3 +67,12 @@ def test_partitions_default_to_the_single_process_engine_and_are_not_negative() 
     assert MonitoringConfig(partitions=4).partitions == 4
     with pytest.raises(pydantic.ValidationError, match="partitions"):
         MonitoringConfig.model_validate({"partitions": -1})
+
+
+def test_column_tasks_are_off_by_default_and_exclude_row_partitions() -> None:
+    assert MonitoringConfig().columns_per_task == 0  # the monitor reads the window itself
+    assert MonitoringConfig(columns_per_task=6).columns_per_task == 6
+    with pytest.raises(pydantic.ValidationError, match="columns_per_task"):
+        MonitoringConfig.model_validate({"columns_per_task": -2})
+    with pytest.raises(pydantic.ValidationError, match="partitions and monitoring.columns_per"):
+        MonitoringConfig.model_validate({"partitions": 2, "columns_per_task": 3})

@@ -102,6 +102,75 @@ def test_the_monitor_on_a_dask_cluster_gives_the_single_process_verdict(
     assert (a.status, a.severity, a.failed) == (b.status, b.severity, b.failed)
 
 
+PER_TASK = 2
+
+
+def test_the_monitor_by_column_tasks_reads_no_feature_and_gives_the_single_process_verdict(
+    tmp_path: Path,
+    mlflow_env: dict[str, str],
+    small_employment: pd.DataFrame,
+    live: pd.DataFrame,
+    cluster: LocalCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """monitoring.columns_per_task: the column tasks read the window's features from the (just
+    compacted) log, the monitor's process reads only the window's outputs and labels and its
+    newest rows for the report, and the verdict is the one of the window read whole."""
+    config_path = write_config(
+        tmp_path, small_employment, monitoring={**MONITORING, "columns_per_task": PER_TASK}
+    )
+    train(config_path=str(config_path))
+    _serve(mlflow_env, apply_scenario(live, "sudden", start_fraction=0.3))
+    monkeypatch.setenv("DRIFTLOOP_DASK_ADDRESS", cluster.scheduler_address)
+    config = load_config(config_path)
+
+    @flow
+    def monitor_run(per_task: int, publish: bool) -> tuple[MonitorOutcome, UUID]:
+        mon = config.monitoring.model_copy(update={"columns_per_task": per_task})
+        outcome = monitor_once(
+            config.model_copy(update={"monitoring": mon}),
+            Settings(),
+            publish_views=publish,
+            deliver_alerts=False,
+        )
+        return outcome, flow_run.id
+
+    with Client(cluster, set_as_default=False) as watcher, get_task_stream(watcher) as stream:
+        by_columns, flow_run_id = monitor_run(PER_TASK, True)
+    alone, _ = monitor_run(0, False)
+
+    whole, light = alone.window.frame, by_columns.window.frame
+    features = [c for c in whole.columns if c not in light.columns and c != "request_id"]
+    assert len(features) >= 4 and "request_id" not in light.columns
+    assert set(light.columns) == {"prediction", "probability", config.target, "model_version", "ts"}
+    sample = by_columns.window.sample
+    assert sample is not None and set(features) <= set(sample.columns)
+    pd.testing.assert_frame_equal(sample, whole.tail(len(sample)).reset_index(drop=True))
+    assert by_columns.report_path is not None and by_columns.report_path.exists()
+
+    # one task per group of PER_TASK compared columns (the features, then the prediction)
+    groups = math.ceil((len(features) + 1) / PER_TASK)
+    ran = [t for t in stream.data if t["key"].startswith("check_group_task")]
+    assert len(ran) == groups and {t["worker"] for t in ran} <= set(
+        cluster.scheduler_info["workers"]
+    ), stream.data
+    with get_client(sync_client=True) as prefect:
+        tasks = prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    group_runs = [t for t in tasks if t.name.startswith("column-group-checks")]
+    assert len(group_runs) == groups
+    assert all(t.state is not None and t.state.is_completed() for t in group_runs)
+
+    a, b = by_columns.result, alone.result
+    assert a.drift is not None and a.drift.drifted_features and a.quality is not None
+    assert a.window_rows == b.window_rows == len(whole) >= 500
+    assert _close(a.drift.to_dict(), b.drift.to_dict()), (a.drift, b.drift)
+    assert a.quality == b.quality
+    assert _close(a.to_dict(), b.to_dict())
+    assert (a.status, a.severity, a.failed) == (b.status, b.severity, b.failed)
+
+
 def test_without_an_address_the_runner_starts_two_local_worker_processes() -> None:
     with dask_runner(None) as runner:
         info = runner.client.scheduler_info()

@@ -113,6 +113,29 @@ def _assert_same(engine: Engine) -> None:
         fast, slow = _both(engine, **kw)
         pd.testing.assert_frame_equal(fast, slow, check_exact=True, obj=f"window {kw}")
     _assert_same_columns(engine)
+    _assert_same_outputs(engine)
+
+
+def _assert_same_outputs(engine: Engine) -> None:
+    """A window read without features and request ids (what the monitor reads when column tasks
+    check the features) equals the JSON read without those columns, from segments and JSON."""
+    dropped = [*NUMERIC, *CATEGORICAL, "request_id"]
+    for kw in WINDOWS:
+        slow = _both(engine, **kw)[1].drop(columns=dropped)
+        for from_segments in (True, False):
+            light = store.read_window(
+                engine,
+                model_name="m",
+                numeric=(),
+                categorical=(),
+                target="y",
+                columnar=from_segments,
+                request_ids=False,
+                **kw,
+            )
+            pd.testing.assert_frame_equal(
+                light, slow, check_exact=True, obj=f"outputs of window {kw} ({from_segments=})"
+            )
 
 
 #: Column subsets a task of the monitor's column groups reads (read_window_columns).

@@ -122,3 +122,19 @@ def test_the_recorded_row_and_the_markdown_say_what_was_found() -> None:
     assert row["alerted"] is True and row["retrain"] is False
     text = verdict_markdown(outcome)
     assert "m v3" in text and "| a |" in text and "**yes**" in text
+
+
+def test_a_window_read_without_features_takes_its_drift_and_quality_from_elsewhere() -> None:
+    """What the monitor judges with column tasks: the outputs and labels of every row, the
+    newest rows with features (the report's), and the drift and quality the tasks computed."""
+    ref, frame = reference(), scored(1000, shift=1.5, seed=6, flip=0.3)
+    whole = judge(CONFIG, ref, window(frame))
+    outputs = window(frame).frame.drop(columns=list(SPEC.columns))
+    light = Window(outputs, 3, "last_rows", NOW, NOW, sample=window(frame).frame.tail(200))
+    assert not light.has_features and len(light.report_rows()) == 200
+    assert light.compared_rows("y").empty  # nothing to compare a predecessor on unless read
+    with pytest.raises(ValueError, match="without its features.*column_checks"):
+        judge(CONFIG, ref, light)
+    alone = judge(CONFIG, ref, light, drift=whole.drift, quality=whole.quality)
+    assert alone.to_dict() == whole.to_dict()
+    assert alone.performance is not None and alone.performance.labeled_rows == 1000
