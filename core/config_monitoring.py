@@ -297,7 +297,7 @@ class MonitoringConfig(_Section):
         description="0: the monitor's process reads the window with its features; N: it reads "
         "the window's outputs and labels only, and drift and data quality run as Prefect tasks "
         "on a Dask cluster (as for `partitions`), each reading N of the window's columns from "
-        "the log itself: the same verdicts, and no process holds the whole window (the log's "
+        "the log itself: the same verdicts, and no process holds every feature of the window (the log's "
         "URL must be reachable from the workers)",
     )
     quality: QualityConfig = Field(default_factory=QualityConfig)

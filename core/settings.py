@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         None,
         validation_alias="DRIFTLOOP_DASK_ADDRESS",
         description="an existing Dask scheduler (tcp://host:8786) for the monitor's partitions "
-        "(monitoring.partitions); unset: a local cluster of 2 worker processes per run",
+        "(monitoring.partitions) and column tasks (monitoring.columns_per_task); unset: a local cluster of 2 worker processes per run",
     )
     state_dir: Path = Field(
         Path(".driftloop"),
