@@ -103,8 +103,8 @@ PANEL_VALUES = (
 )
 #: Rows of the window the Evidently report (the human view) samples; verdicts use every row.
 REPORT_ROWS = 20_000
-#: A window read without its features (``monitoring.columns_per_task``): the newest labeled
-#: rows read with them, to compare a retrained version with its predecessor on.
+#: A window read without its features (``monitoring.columns_per_task``): at most this many of
+#: the newest labeled rows are read with them, to compare versions on (:func:`compared_rows`).
 COMPARED_ROWS = 100_000
 
 
@@ -170,6 +170,14 @@ def served_span(
     )
 
 
+def compared_rows(config: ProjectConfig) -> int:
+    """Labeled rows, read with their features, that a version is compared with another on (its
+    predecessor, the challenger): ``window.rows``, at most :data:`COMPARED_ROWS` when the window
+    is read without its features (``monitoring.columns_per_task``)."""
+    rows = config.monitoring.window.rows
+    return min(rows, COMPARED_ROWS) if config.monitoring.columns_per_task else rows
+
+
 def read_served_window(
     engine: Engine,
     config: ProjectConfig,
@@ -209,9 +217,7 @@ def read_served_window(
         return Window(frame, version, kind, start, now, labeled=labeled)
     newest = min(REPORT_ROWS, span.last_n or REPORT_ROWS)
     sample = read(since=span.since, last_n=newest)
-    compared = (
-        read(last_n=min(COMPARED_ROWS, mon.window.rows), labeled_only=True) if compare else None
-    )
+    compared = read(last_n=compared_rows(config), labeled_only=True) if compare else None
     return Window(
         frame, version, kind, start, now, labeled=labeled, sample=sample, compared=compared
     )
@@ -284,7 +290,7 @@ def shadow_of(
     window: Window,
 ) -> ShadowComparison | None:
     """The `challenger` against the serving version on the labeled live rows both answered (the
-    newest ``monitoring.window.rows``); None without a challenger or enough such rows."""
+    newest :func:`compared_rows`); None without a challenger or enough such rows."""
     if ref is None:
         return None
     found = registry.get_alias(client, config.model_name, registry.CHALLENGER)
@@ -299,7 +305,7 @@ def shadow_of(
         numeric=ref.info.spec.numeric,
         categorical=ref.info.spec.categorical,
         target=config.target,
-        last_n=config.monitoring.window.rows,
+        last_n=compared_rows(config),
         probabilities=is_multiclass(ref.info),
     )
     return shadow_comparison(

@@ -243,3 +243,32 @@ def test_without_a_prefect_server_the_workers_report_to_the_flows_ephemeral_api(
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("URLS")] or [done.stderr[-3000:]]
     _, on_worker, in_flow = line.split()
     assert on_worker == in_flow
+
+
+def test_versions_are_compared_on_at_most_compared_rows_when_the_window_lacks_features() -> None:
+    """With column tasks the window's rows are not read with their features; the rows two
+    versions are compared on (predecessor, shadow challenger) still are, so they are capped."""
+    from flows.monitor import COMPARED_ROWS, compared_rows
+
+    base = load_config_dict({"window": {"kind": "last_rows", "rows": 10 * COMPARED_ROWS}})
+    assert compared_rows(base) == 10 * COMPARED_ROWS  # read whole: every window row
+    by_columns = load_config_dict(
+        {"window": {"kind": "last_rows", "rows": 10 * COMPARED_ROWS}, "columns_per_task": 6}
+    )
+    assert compared_rows(by_columns) == COMPARED_ROWS
+    small = load_config_dict({"window": {"kind": "last_rows", "rows": 2000}, "columns_per_task": 6})
+    assert compared_rows(small) == 2000
+
+
+def load_config_dict(monitoring: dict[str, Any]) -> Any:
+    from core.config import parse_config
+
+    return parse_config(
+        {
+            "model_name": "m",
+            "task": "classification",
+            "target": "y",
+            "data": {"train": "d.csv"},
+            "monitoring": monitoring,
+        }
+    )
