@@ -16,10 +16,13 @@ then:
             labels, versions, order)
   monitor   drift (features and prediction) and data quality of the whole window, read from the
             SQLite log, each in a fresh process:
-              dask       `flows.partitioned.window_statistics` in a Prefect flow run: a task per
-                         group of --columns-per-task columns on a Dask scheduler and 2 workers,
-                         each a process of its own, each task reading its columns from the log
-                         (the cluster and Prefect's server are up and warm before the clock)
+              dask       the monitor's read and verdict with `monitoring.columns_per_task`
+                         (`flows.monitor.judged_window`) in a Prefect flow run: the window's
+                         outputs and labels and its newest 20,000 rows read in the flow's
+                         process, drift and quality by a task per group of --columns-per-task
+                         columns on a Dask scheduler and 2 workers, each a process of its own,
+                         each task reading its columns from the log (the cluster and Prefect's
+                         server are up and warm before the clock; the log has no labels)
               driftloop  the same in one process: `read_window`, `compute_drift`, `compute_quality`
               evidently  `read_window`, then Evidently's DataDriftPreset on the features
             wall time, rows/s, the peak RSS of the largest process (monitor, scheduler, worker)
@@ -218,9 +221,10 @@ def child(which: str, url: str, args: argparse.Namespace) -> None:
 
     driftloop  the monitor's engine in this process: `read_window`, then drift (features and
                the prediction, as the monitor compares them) and data quality
-    dask       `flows.partitioned.window_statistics` in a flow run: Prefect tasks on a local
-               Dask cluster of 2 worker processes, each reading a column group from the log;
-               the cluster and the Prefect server are started before the clock
+    dask       `flows.monitor.judged_window` with `monitoring.columns_per_task` in a flow run:
+               the window's outputs read here, Prefect tasks on a Dask scheduler and 2 worker
+               processes, each reading a column group from the log; the cluster and the
+               Prefect server are started before the clock
     evidently  `read_window`, then Evidently's DataDriftPreset on the features
     """
     warnings.simplefilter("ignore")

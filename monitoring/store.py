@@ -145,6 +145,16 @@ class InferenceLog(Base):
         sa.Index("ix_inference_log_model_ts", "model_name", "ts"),
         sa.Index("ix_inference_log_model_version_ts", "model_name", "model_version", "ts"),
         sa.Index("ix_inference_log_model_label_seq", "model_name", "label_seq"),
+        # the labeled rows only (migration 0007): a version's newest labeled rows, counted
+        # and found without reading each row of the table
+        sa.Index(
+            "ix_inference_log_model_version_labeled_ts",
+            "model_name",
+            "model_version",
+            "ts",
+            sqlite_where=sa.text("label_ts IS NOT NULL"),
+            postgresql_where=sa.text("label_ts IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -1557,6 +1567,8 @@ def _read_columnar_once(engine: Engine, query: _WindowQuery) -> pd.DataFrame | N
         plan = _plan_segments(connection, query)
         if plan is None:
             return None
+        if plan.expected == 0:  # no row in the window (no label yet, say): decode no segment
+            return _read_json(engine, query)
         # the tail first (after the count, as before), so the columns are allocated once
         tail = _tail_rows(connection, query, plan)
         builder = columnar.BlockBuilder(

@@ -72,6 +72,8 @@ def test_upgrade_creates_the_table_indexes_and_is_idempotent(url: str, engine: E
     indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("inference_log")}
     assert indexes["ix_inference_log_model_ts"] == ["model_name", "ts"]
     assert indexes["ix_inference_log_model_version_ts"] == ["model_name", "model_version", "ts"]
+    labeled = "ix_inference_log_model_version_labeled_ts"
+    assert indexes[labeled] == ["model_name", "model_version", "ts"]
     from alembic.script import ScriptDirectory
 
     scripts = ScriptDirectory.from_config(store.alembic_config(url))
@@ -474,3 +476,31 @@ def test_text_that_copy_escapes_round_trips(engine: Engine) -> None:
     frame = window(engine)
     assert frame.loc[0, "SEX"] == odd and frame.loc[0, "SCHL"] == "\\"
     assert frame.loc[0, "request_id"] == "r\t\\0" and frame.loc[0, "prediction"] == odd
+
+
+def test_a_versions_labeled_rows_are_found_by_the_partial_index(tmp_path: Path) -> None:
+    """The monitor's read of a version's newest labeled rows (the count and the n-th newest
+    row) searches the index of labeled rows instead of testing every row of the version."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    store.upgrade_database(url)
+    engine = store.make_engine(url)
+    c = store.inference_log.c
+    statements = [
+        store._filtered(
+            sa.select(sa.func.count()).select_from(store.inference_log),
+            model_name="m", since=None, until=None, version=1, labeled_only=True,
+        ),
+        store._filtered(
+            sa.select(c.ts), model_name="m", since=None, until=None, version=1, labeled_only=True
+        ).order_by(c.ts.desc(), c.id.desc()).offset(99).limit(1),
+    ]  # fmt: skip
+    try:
+        with engine.connect() as connection:
+            for statement in statements:
+                sql = str(statement.compile(engine, compile_kwargs={"literal_binds": True}))
+                plan = " ".join(
+                    str(row) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")
+                )
+                assert "ix_inference_log_model_version_labeled_ts" in plan, plan
+    finally:
+        engine.dispose()
